@@ -1,0 +1,219 @@
+//! Byte spans and the line index that turns them into line/column positions.
+//!
+//! Every position inside the toolchain is a byte offset into one file's text.
+//! Lines and columns are derived only at the edges (diagnostic output, LSP),
+//! because they come in three flavours: 1-based character columns for humans
+//! and JSON, and 0-based UTF-16 columns for LSP.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A half-open byte range `start..end` into one source text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub const fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+
+    /// An empty span at `offset`.
+    pub const fn at(offset: usize) -> Span {
+        Span {
+            start: offset,
+            end: offset,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The smallest span covering both.
+    pub fn cover(self, other: Span) -> Span {
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
+    }
+
+    pub fn contains(&self, offset: usize) -> bool {
+        self.start <= offset && offset < self.end
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+/// A 1-based line and 1-based column counted in Unicode scalar values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LineCol {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A file's text with its line index.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    path: PathBuf,
+    text: String,
+    /// Byte offset of the first byte of each line.
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        SourceFile {
+            path: path.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    /// Clamps `offset` into the text and onto a character boundary, so a
+    /// position is always printable even when a span came from bad input.
+    pub fn clamp(&self, offset: usize) -> usize {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
+    }
+
+    /// 0-based line index of the line holding `offset`.
+    pub fn line_index(&self, offset: usize) -> usize {
+        let offset = self.clamp(offset);
+        match self.line_starts.binary_search(&offset) {
+            Ok(line) => line,
+            Err(next) => next - 1,
+        }
+    }
+
+    /// Byte offset at which 0-based `line` starts.
+    pub fn line_start(&self, line: usize) -> usize {
+        self.line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.text.len())
+    }
+
+    /// The text of 0-based `line` without its line break.
+    pub fn line_text(&self, line: usize) -> &str {
+        let start = self.line_start(line);
+        let end = self
+            .line_starts
+            .get(line + 1)
+            .copied()
+            .unwrap_or(self.text.len());
+        self.text[start..end].trim_end_matches(['\n', '\r'])
+    }
+
+    /// 1-based line and character column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> LineCol {
+        let offset = self.clamp(offset);
+        let line = self.line_index(offset);
+        let start = self.line_starts[line];
+        LineCol {
+            line: line + 1,
+            column: self.text[start..offset].chars().count() + 1,
+        }
+    }
+
+    /// 0-based line and UTF-16 column, as the Language Server Protocol counts.
+    pub fn utf16_position(&self, offset: usize) -> (u32, u32) {
+        let offset = self.clamp(offset);
+        let line = self.line_index(offset);
+        let start = self.line_starts[line];
+        let column: usize = self.text[start..offset].chars().map(char::len_utf16).sum();
+        (line as u32, column as u32)
+    }
+
+    /// Byte offset of a 0-based line and UTF-16 column; positions past the end
+    /// of a line clamp to its end, as LSP requires.
+    pub fn offset_of_utf16(&self, line: u32, column: u32) -> usize {
+        let line = line as usize;
+        if line >= self.line_starts.len() {
+            return self.text.len();
+        }
+        let start = self.line_starts[line];
+        let text = self.line_text(line);
+        let mut units = 0u32;
+        for (i, c) in text.char_indices() {
+            if units >= column {
+                return start + i;
+            }
+            units += c.len_utf16() as u32;
+        }
+        start + text.len()
+    }
+
+    /// The text a span covers, clamped to the file.
+    pub fn slice(&self, span: Span) -> &str {
+        let start = self.clamp(span.start);
+        let end = self.clamp(span.end).max(start);
+        &self.text[start..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_from_one() {
+        let file = SourceFile::new("a.yaml", "ab\nçd\n\nx");
+        assert_eq!(file.line_col(0), LineCol { line: 1, column: 1 });
+        assert_eq!(file.line_col(3), LineCol { line: 2, column: 1 });
+        // 'ç' is two bytes: 'd' is the second character of line 2.
+        assert_eq!(file.line_col(5), LineCol { line: 2, column: 2 });
+        assert_eq!(file.line_col(7), LineCol { line: 3, column: 1 });
+        assert_eq!(file.line_col(8), LineCol { line: 4, column: 1 });
+        assert_eq!(file.line_col(999), LineCol { line: 4, column: 2 });
+    }
+
+    #[test]
+    fn utf16_round_trips() {
+        let file = SourceFile::new("a.yaml", "k: \"😀x\"\nnext");
+        let x = file.text().find('x').unwrap();
+        assert_eq!(file.utf16_position(x), (0, 6));
+        assert_eq!(file.offset_of_utf16(0, 6), x);
+        assert_eq!(file.offset_of_utf16(1, 99), file.text().len());
+    }
+
+    #[test]
+    fn clamp_lands_on_char_boundary() {
+        let file = SourceFile::new("a.yaml", "é");
+        assert_eq!(file.clamp(1), 0);
+        assert_eq!(file.slice(Span::new(1, 9)), "é");
+    }
+}
