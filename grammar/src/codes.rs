@@ -45,6 +45,8 @@ catalog! {
     EXPRESSION_SYNTAX = 10, "expression-syntax", Error, "an expression does not parse";
     TEMPLATE_SYNTAX = 11, "template-syntax", Error, "a `{{` or `${` is never closed";
     INVALID_VALUE = 12, "invalid-value", Error, "a field has a value outside its allowed set";
+    BAD_MANIFEST = 13, "bad-manifest", Error, "a plugin manifest is malformed";
+    BAD_PROJECT_FILE = 14, "bad-project-file", Error, "donmai.toml is malformed";
     // Names and topology.
     DUPLICATE_ID = 100, "duplicate-id", Error, "two steps or two triggers share an id";
     UNKNOWN_STEP = 101, "unknown-step", Error, "`next`, `branches` or a timeout branch names a step that does not exist";
