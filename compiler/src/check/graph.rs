@@ -1,0 +1,336 @@
+//! Topology of one workflow level: ids, edges, cycles, reachability, and
+//! the facts null analysis needs (who runs before whom, who always runs).
+
+use std::collections::HashMap;
+
+use donmai_grammar::ast::{Ident, Step, StepType, Workflow};
+use donmai_grammar::diagnostic::did_you_mean;
+use donmai_grammar::{Code, Diagnostic, Span};
+use petgraph::algo::{dominators, tarjan_scc};
+use petgraph::graph::{DiGraph, NodeIndex};
+
+/// A bit set over step indices.
+#[derive(Clone, Debug, Default)]
+pub struct BitSet {
+    words: Vec<u64>,
+}
+
+impl BitSet {
+    pub fn with_len(len: usize) -> BitSet {
+        BitSet {
+            words: vec![0; len.div_ceil(64)],
+        }
+    }
+
+    pub fn insert(&mut self, i: usize) {
+        self.words[i / 64] |= 1 << (i % 64);
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    pub fn union_with(&mut self, other: &BitSet) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| w * 64 + b)
+        })
+    }
+}
+
+pub struct Topology {
+    /// Step id → index of its first definition.
+    pub index: HashMap<String, usize>,
+    /// Successor indices of each step (unknown targets left out).
+    pub successors: Vec<Vec<usize>>,
+    pub predecessors: Vec<Vec<usize>>,
+    /// Steps that start a run: `type: trigger`.
+    pub entries: Vec<usize>,
+    /// `ancestors[n]`: every step with a path to `n`.
+    pub ancestors: Vec<BitSet>,
+    /// `reached_by[n]`: the entry steps (as indices into `entries`) that reach `n`.
+    pub reached_by: Vec<Vec<usize>>,
+    /// Dominator-tree intervals: `a` dominates `b` iff `dom_in[a] <= dom_in[b]`
+    /// and `dom_out[b] <= dom_out[a]`. Unreachable steps get empty intervals.
+    dom_in: Vec<u32>,
+    dom_out: Vec<u32>,
+    pub has_cycle: bool,
+}
+
+impl Topology {
+    pub fn step(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    pub fn is_ancestor(&self, ancestor: usize, of: usize) -> bool {
+        self.ancestors[of].contains(ancestor)
+    }
+
+    /// Whether every path from a trigger to `node` passes through `by`: then
+    /// `by` has succeeded whenever `node` runs.
+    pub fn dominates(&self, by: usize, node: usize) -> bool {
+        self.dom_in[by] != u32::MAX
+            && self.dom_in[by] <= self.dom_in[node]
+            && self.dom_out[node] <= self.dom_out[by]
+            && self.dom_in[node] != u32::MAX
+    }
+
+    pub fn build(workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) -> Topology {
+        let steps = &workflow.steps;
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(steps.len());
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(&first) = index.get(&step.id.value) {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::DUPLICATE_ID,
+                        step.id.span,
+                        format!("step id `{}` is used twice", step.id.value),
+                    )
+                    .with_label(steps[first].id.span, "first defined here"),
+                );
+            } else {
+                index.insert(step.id.value.clone(), i);
+            }
+        }
+        let mut successors = vec![Vec::new(); steps.len()];
+        let mut predecessors = vec![Vec::new(); steps.len()];
+        for (i, step) in steps.iter().enumerate() {
+            for target in step.successors() {
+                match index.get(&target.value) {
+                    Some(&t) => {
+                        if !successors[i].contains(&t) {
+                            successors[i].push(t);
+                            predecessors[t].push(i);
+                        }
+                    }
+                    None => diagnostics.push(unknown_step(target, steps)),
+                }
+            }
+        }
+        let entries: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.ty.value == StepType::Trigger)
+            .map(|(i, _)| i)
+            .collect();
+        for &entry in &entries {
+            if let Some(&pred) = predecessors[entry].first() {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::CYCLE,
+                        steps[entry].id.span,
+                        format!(
+                            "trigger step `{}` cannot have a predecessor",
+                            steps[entry].id.value
+                        ),
+                    )
+                    .with_label(steps[pred].id.span, "this step continues into it")
+                    .with_help("a trigger step only starts runs; route to the step after it"),
+                );
+            }
+        }
+
+        let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(steps.len() + 1, steps.len());
+        for _ in 0..=steps.len() {
+            graph.add_node(());
+        }
+        for (i, succ) in successors.iter().enumerate() {
+            for &t in succ {
+                graph.add_edge(NodeIndex::new(i), NodeIndex::new(t), ());
+            }
+        }
+        let mut has_cycle = false;
+        for component in tarjan_scc(&graph) {
+            let is_cycle = component.len() > 1
+                || component
+                    .first()
+                    .is_some_and(|&n| successors[n.index()].contains(&n.index()));
+            if !is_cycle {
+                continue;
+            }
+            has_cycle = true;
+            let mut members: Vec<usize> = component.iter().map(|n| n.index()).collect();
+            members.sort_unstable();
+            let first = members[0];
+            let names: Vec<String> = members
+                .iter()
+                .map(|&m| format!("`{}`", steps[m].id.value))
+                .collect();
+            let mut diagnostic = Diagnostic::new(
+                Code::CYCLE,
+                steps[first].id.span,
+                format!("these steps form a cycle: {}", names.join(" → ")),
+            )
+            .with_help("each level is a DAG: use `type: loop` for bounded repetition");
+            for &m in &members[1..] {
+                diagnostic = diagnostic.with_label(steps[m].id.span, "part of the cycle");
+            }
+            diagnostics.push(diagnostic);
+        }
+
+        // Reachability and the reaching triggers, in topological order when
+        // there is no cycle, else by plain search.
+        let order = if has_cycle {
+            None
+        } else {
+            topological_order(&successors, &predecessors)
+        };
+        let mut reached_by = vec![Vec::new(); steps.len()];
+        for (k, &entry) in entries.iter().enumerate() {
+            let mut stack = vec![entry];
+            let mut seen = vec![false; steps.len()];
+            seen[entry] = true;
+            while let Some(n) = stack.pop() {
+                reached_by[n].push(k);
+                for &s in &successors[n] {
+                    if !seen[s] {
+                        seen[s] = true;
+                        stack.push(s);
+                    }
+                }
+            }
+        }
+        let mut ancestors = vec![BitSet::with_len(steps.len()); steps.len()];
+        match &order {
+            Some(order) => {
+                for &n in order {
+                    for &p in &predecessors[n] {
+                        let from = ancestors[p].clone();
+                        ancestors[n].union_with(&from);
+                        ancestors[n].insert(p);
+                    }
+                }
+            }
+            None => {
+                for (n, ancestors_of_n) in ancestors.iter_mut().enumerate() {
+                    let mut stack = predecessors[n].clone();
+                    while let Some(p) = stack.pop() {
+                        if !ancestors_of_n.contains(p) {
+                            ancestors_of_n.insert(p);
+                            stack.extend(&predecessors[p]);
+                        }
+                    }
+                }
+            }
+        }
+
+        // Dominators from a virtual root feeding every trigger step.
+        let root = NodeIndex::new(steps.len());
+        for &entry in &entries {
+            graph.add_edge(root, NodeIndex::new(entry), ());
+        }
+        let doms = dominators::simple_fast(&graph, root);
+        let mut children = vec![Vec::new(); steps.len() + 1];
+        for n in 0..steps.len() {
+            if let Some(idom) = doms.immediate_dominator(NodeIndex::new(n)) {
+                children[idom.index()].push(n);
+            }
+        }
+        let mut dom_in = vec![u32::MAX; steps.len() + 1];
+        let mut dom_out = vec![0; steps.len() + 1];
+        let mut clock = 0u32;
+        let mut stack = vec![(steps.len(), false)];
+        while let Some((n, done)) = stack.pop() {
+            if done {
+                dom_out[n] = clock;
+                clock += 1;
+                continue;
+            }
+            dom_in[n] = clock;
+            clock += 1;
+            stack.push((n, true));
+            stack.extend(children[n].iter().map(|&c| (c, false)));
+        }
+
+        let topology = Topology {
+            index,
+            successors,
+            predecessors,
+            entries,
+            ancestors,
+            reached_by,
+            dom_in,
+            dom_out,
+            has_cycle,
+        };
+        topology.report_unreachable(workflow, diagnostics);
+        topology
+    }
+
+    fn report_unreachable(&self, workflow: &Workflow, diagnostics: &mut Vec<Diagnostic>) {
+        let steps = &workflow.steps;
+        if self.entries.is_empty() {
+            if !steps.is_empty() {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::UNREACHABLE_STEP,
+                        workflow.steps_span,
+                        "no step has `type: trigger`, so nothing here can ever run",
+                    )
+                    .with_help("start the steps with `{id: start, type: trigger, config: {triggerId: <trigger id>}}`"),
+                );
+            }
+            return;
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if self.index.get(&step.id.value) != Some(&i) {
+                continue; // a duplicate, reported already
+            }
+            if self.reached_by[i].is_empty() {
+                diagnostics.push(
+                    Diagnostic::new(
+                        Code::UNREACHABLE_STEP,
+                        step.id.span,
+                        format!("step `{}` cannot be reached from any trigger", step.id.value),
+                    )
+                    .with_help("add it to the `next` or `branches` of a step that runs before it"),
+                );
+            }
+        }
+    }
+}
+
+fn unknown_step(target: &Ident, steps: &[Step]) -> Diagnostic {
+    let mut diagnostic = Diagnostic::new(
+        Code::UNKNOWN_STEP,
+        target.span,
+        format!("there is no step `{}`", target.value),
+    );
+    if let Some(suggestion) = did_you_mean(&target.value, steps.iter().map(|s| s.id.value.as_str())) {
+        diagnostic = diagnostic
+            .with_help(format!("did you mean `{suggestion}`?"))
+            .with_replacement(
+                format!("use `{suggestion}`"),
+                replacement_span(target),
+                suggestion,
+            );
+    }
+    diagnostic
+}
+
+/// The part of a target's span holding the name itself: quoted names keep
+/// their quotes.
+fn replacement_span(target: &Ident) -> Span {
+    target.span
+}
+
+fn topological_order(successors: &[Vec<usize>], predecessors: &[Vec<usize>]) -> Option<Vec<usize>> {
+    let mut indegree: Vec<usize> = predecessors.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..successors.len()).filter(|&n| indegree[n] == 0).collect();
+    let mut order = Vec::with_capacity(successors.len());
+    while let Some(n) = ready.pop() {
+        order.push(n);
+        for &s in &successors[n] {
+            indegree[s] -= 1;
+            if indegree[s] == 0 {
+                ready.push(s);
+            }
+        }
+    }
+    (order.len() == successors.len()).then_some(order)
+}
