@@ -3,9 +3,11 @@
 //!
 //! Nothing here knows what a verb is or what a type is: that is the compiler's.
 
+pub mod ast;
 pub mod codes;
 pub mod diagnostic;
 pub mod expr;
+pub mod lower;
 pub mod span;
 pub mod template;
 pub mod yaml;

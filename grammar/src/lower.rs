@@ -161,8 +161,7 @@ impl<'t> Lowerer<'t> {
                 .find('\n')
                 .map_or(text.len(), |i| line_start + i);
             let line = &text[line_start..line_end];
-            if let Some(column) = line.find(": {{") {
-                let _ = column;
+            if line.contains(": {{") || line.contains("- {{") {
                 diagnostic.help = Some(
                     "a value starting with `{{` must be quoted: `key: \"{{ ... }}\"`".to_string(),
                 );
@@ -551,6 +550,7 @@ impl<'t> Lowerer<'t> {
             return None;
         };
         let kind = kind?;
+        let kind_value = kind.value;
         let mut trigger = TriggerDef {
             id,
             kind,
@@ -570,7 +570,7 @@ impl<'t> Lowerer<'t> {
             },
         };
         let context = "the trigger's config";
-        match kind.value {
+        match kind_value {
             TriggerKind::Webhook => {
                 trigger.event_type = config
                     .take_value("eventType")
