@@ -1,1 +1,3 @@
+pub mod schema;
 pub mod types;
+pub mod yaml_json;
