@@ -677,15 +677,12 @@ impl Checker<'_> {
                 }
                 parsed
             }
-            Some(other) => {
-                let shown = other.to_string();
+            Some(_) => {
                 self.at_value(
                     "/metadata/version",
                     "`metadata.version` must be a quoted string",
                 )
-                .help = Some(format!(
-                    "write `MAJOR.MINOR.PATCH` in quotes, e.g. \"{shown}.0\""
-                ));
+                .help = Some("write `MAJOR.MINOR.PATCH` in quotes, e.g. \"1.2.0\"".into());
                 None
             }
             None => None,

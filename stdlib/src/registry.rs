@@ -523,6 +523,28 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any prefix of a real manifest, with any one byte replaced, loads
+        /// without panicking and reports only spans inside the file.
+        #[test]
+        fn damaged_manifests_load_without_panics(cut in 0usize..6000, at in 0usize..6000, byte in 0u8..128) {
+            let full = BUNDLED[0].1;
+            let mut bytes: Vec<u8> = full.as_bytes()[..cut.min(full.len())].to_vec();
+            if !bytes.is_empty() {
+                let index = at % bytes.len();
+                bytes[index] = byte;
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let file = SourceFile::new("fuzz.yaml", text);
+            let mut registry = Registry::empty();
+            for diagnostic in registry.add_manifest(&file, PluginOrigin::File("fuzz.yaml".into())) {
+                prop_assert!(diagnostic.span.end <= file.text().len());
+                prop_assert!(diagnostic.span.start <= diagnostic.span.end);
+            }
+        }
+    }
+
     #[test]
     fn plugins_are_keyed_by_name_and_major() {
         let mut registry = Registry::empty();
