@@ -1,1 +1,5 @@
+pub mod manifest;
+pub mod registry;
+pub mod schema;
 pub mod types;
+pub mod yaml_json;
