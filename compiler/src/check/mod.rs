@@ -18,7 +18,8 @@ use donmai_grammar::ast::*;
 use donmai_grammar::diagnostic::did_you_mean;
 use donmai_grammar::lower::parse_workflow;
 use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
-use donmai_stdlib::registry::{Registry, Verb, VerbKind, VerbRef};
+use donmai_stdlib::manifest::{DeprecationStatus, SideEffectClass, Verb, VerbKind};
+use donmai_stdlib::registry::{Registry, VerbRef};
 use donmai_stdlib::types::{Field, ObjectType, Type};
 
 use crate::project::Project;
@@ -33,7 +34,7 @@ pub const MAX_STEPS: usize = 20_000;
 pub fn check_file(file: &SourceFile, project: &Project) -> Vec<Diagnostic> {
     let registry = crate::plugins::registry_for(project);
     let cache = GroupCache::default();
-    check_source(file, project, &registry.0, &cache)
+    check_source(file, project, &registry.registry, &cache)
 }
 
 /// [`check_file`] with an explicit registry and group cache.
@@ -190,8 +191,7 @@ impl<'a> Checker<'a> {
                     },
                 );
                 if majors.is_empty() {
-                    let names = registry.plugin_names();
-                    if let Some(s) = did_you_mean(name, names.iter().map(String::as_str)) {
+                    if let Some(s) = registry.suggest_plugin(name) {
                         diagnostic = diagnostic.with_help(format!("did you mean `{s}`?"));
                     } else {
                         diagnostic = diagnostic.with_help(
@@ -317,7 +317,7 @@ impl<'a> Checker<'a> {
 
     fn event_payload(&mut self, event: &Ident) -> Type {
         match self.context.registry.event(&event.value) {
-            Some(found) => found.payload_type(),
+            Some((_, event)) => event.payload_type(),
             None => {
                 let names = self.context.registry.event_names();
                 let mut diagnostic = Diagnostic::new(
@@ -325,7 +325,7 @@ impl<'a> Checker<'a> {
                     event.span,
                     format!("no installed plugin defines event type `{}`", event.value),
                 );
-                if let Some(s) = did_you_mean(&event.value, names.iter().map(String::as_str)) {
+                if let Some(s) = did_you_mean(&event.value, names.iter().copied()) {
                     diagnostic = diagnostic
                         .with_help(format!("did you mean `{s}`?"))
                         .with_replacement(format!("use `{s}`"), event.span, s);
@@ -468,7 +468,6 @@ impl<'a> Checker<'a> {
             return None;
         };
         let Some(verb) = plugin.verb(&verb_ref.verb) else {
-            let ids = plugin.verb_ids();
             let mut diagnostic = Diagnostic::new(
                 Code::UNKNOWN_VERB,
                 action.span,
@@ -477,7 +476,7 @@ impl<'a> Checker<'a> {
                     verb_ref.plugin, verb_ref.major, verb_ref.verb
                 ),
             );
-            if let Some(s) = did_you_mean(&verb_ref.verb, ids.iter().copied()) {
+            if let Some(s) = plugin.suggest_verb(&verb_ref.verb) {
                 let fixed = format!("{}@{}:{s}", verb_ref.plugin, verb_ref.major);
                 diagnostic = diagnostic
                     .with_help(format!("did you mean `{s}`?"))
@@ -486,30 +485,40 @@ impl<'a> Checker<'a> {
             self.diagnostics.push(diagnostic);
             return None;
         };
-        if let Some(after) = &verb.deprecated_after
-            && after.as_str() < values::today().as_str()
-        {
-            let mut diagnostic = Diagnostic::new(
-                Code::VERB_REMOVED,
-                action.span,
-                format!("verb `{}` was removed after {after}", verb_ref.verb),
-            );
-            if let Some(successor) = &verb.successor {
-                diagnostic = diagnostic.with_help(format!("use `{successor}` instead"));
+        if let Some(deprecation) = &verb.deprecation {
+            let successor = deprecation
+                .successor
+                .as_ref()
+                .map(|s| format!("use `{s}` instead"));
+            match verb.deprecation_status(values::today()) {
+                DeprecationStatus::Removed => {
+                    let after = deprecation.after.map(|d| d.to_string()).unwrap_or_default();
+                    let mut diagnostic = Diagnostic::new(
+                        Code::VERB_REMOVED,
+                        action.span,
+                        format!("verb `{}` was removed after {after}", verb_ref.verb),
+                    );
+                    if let Some(help) = successor {
+                        diagnostic = diagnostic.with_help(help);
+                    }
+                    self.diagnostics.push(diagnostic);
+                }
+                DeprecationStatus::Deprecated => {
+                    let mut message = format!(
+                        "verb `{}` is deprecated since {}",
+                        verb_ref.verb, deprecation.since
+                    );
+                    if let Some(after) = deprecation.after {
+                        message.push_str(&format!(" and stops compiling after {after}"));
+                    }
+                    let mut diagnostic = Diagnostic::new(Code::VERB_DEPRECATED, action.span, message);
+                    if let Some(help) = successor {
+                        diagnostic = diagnostic.with_help(help);
+                    }
+                    self.diagnostics.push(diagnostic);
+                }
+                DeprecationStatus::Active => {}
             }
-            self.diagnostics.push(diagnostic);
-        } else if let Some(since) = &verb.deprecated_since
-            && since.as_str() <= values::today().as_str()
-        {
-            let mut message = format!("verb `{}` is deprecated since {since}", verb_ref.verb);
-            if let Some(after) = &verb.deprecated_after {
-                message.push_str(&format!(" and stops compiling after {after}"));
-            }
-            let mut diagnostic = Diagnostic::new(Code::VERB_DEPRECATED, action.span, message);
-            if let Some(successor) = &verb.successor {
-                diagnostic = diagnostic.with_help(format!("use `{successor}` instead"));
-            }
-            self.diagnostics.push(diagnostic);
         }
         let expected = match step.ty.value {
             StepType::Condition => Some(VerbKind::Condition),
@@ -1164,7 +1173,7 @@ impl<'a> Checker<'a> {
                 continue;
             };
             let has_outputs = matches!(verb.output_type(), Type::Object(o) if !o.fields.is_empty());
-            if verb.is_read_only() && has_outputs {
+            if verb.side_effect_class == SideEffectClass::ReadOnly && has_outputs {
                 self.diagnostics.push(
                     Diagnostic::new(
                         Code::UNUSED_OUTPUT,

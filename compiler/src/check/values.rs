@@ -22,27 +22,9 @@ const MAX_IN_MEMBERS: usize = 32;
 const MAX_STRING_BYTES: usize = 256;
 const MAX_FILTER_BYTES: usize = 16 * 1024;
 
-/// Today's date (UTC) as `YYYY-MM-DD`, for verb deprecation dates.
-pub(super) fn today() -> String {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((seconds / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Today's date (UTC), for verb deprecation dates.
+pub(super) fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
 }
 
 struct ExprEnv {
@@ -715,13 +697,6 @@ fn merge_payloads(payloads: &[Type]) -> Type {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_781), (2026, 11, 24));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
 
     #[test]
     fn payloads_merge_with_optional_fields() {
