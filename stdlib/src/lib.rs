@@ -1,1 +1,3 @@
+pub mod builtins;
 pub mod types;
+pub mod value;
