@@ -7,6 +7,7 @@ pub mod codes;
 pub mod diagnostic;
 pub mod expr;
 pub mod span;
+pub mod template;
 pub mod yaml;
 
 pub use codes::Code;
