@@ -801,3 +801,264 @@ impl Checker<'_> {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use donmai_stdlib::types::Field;
+    use std::sync::Arc;
+
+    fn object(fields: &[(&str, Type, bool)], closed: bool) -> Type {
+        Type::Object(Arc::new(ObjectType {
+            fields: fields
+                .iter()
+                .map(|(name, ty, required)| {
+                    (
+                        (*name).to_owned(),
+                        Field {
+                            ty: ty.clone(),
+                            required: *required,
+                        },
+                    )
+                })
+                .collect(),
+            closed,
+        }))
+    }
+
+    pub(super) fn environment() -> BTreeMap<String, Type> {
+        let nested = object(&[("c", Type::String, true)], true);
+        let o = object(
+            &[
+                ("a", Type::Int, true),
+                ("b", Type::String, false),
+                ("nested", nested, true),
+            ],
+            true,
+        );
+        let open = object(&[("x", Type::Int, true)], false);
+        [
+            ("i", Type::Int),
+            ("d", Type::Double),
+            ("s", Type::String),
+            ("b", Type::Bool),
+            ("l", Type::list(Type::Int)),
+            ("m", Type::map(Type::Int)),
+            ("n", Type::Int.optional()),
+            ("o", o),
+            ("open", open),
+            ("x", Type::Dyn),
+            ("t", Type::Timestamp),
+            ("u", Type::Duration),
+            ("words", Type::list(Type::String)),
+            ("color", Type::enumeration(["red", "green"])),
+            ("ns", Type::String.optional()),
+        ]
+        .into_iter()
+        .map(|(name, ty)| (name.to_owned(), ty))
+        .collect()
+    }
+
+    /// `(expression, expected)`: the type as displayed, or `!DNxxxx` for
+    /// exactly one diagnostic with that code.
+    const CASES: &[(&str, &str)] = &[
+        ("1 + 2", "int"),
+        ("i + 1", "int"),
+        ("d * 2.0", "double"),
+        ("s + 'x'", "string"),
+        ("l + [4]", "list<int>"),
+        ("[1, 'a']", "list<dyn>"),
+        ("[1, null]", "list<int?>"),
+        ("[]", "list<dyn>"),
+        ("{'a': 1}", "map<string, int>"),
+        ("{'a': 1, 'b': 2.5}", "map<string, dyn>"),
+        ("{1: 'a'}", "dyn"),
+        ("o.a", "int"),
+        ("o.b", "string?"),
+        ("o.nested.c", "string"),
+        ("o.nested?.c", "string?"),
+        ("o?.a", "int?"),
+        ("open?.y", "dyn"),
+        ("open.x", "int"),
+        ("m.k", "int"),
+        ("m?.k", "int?"),
+        ("x.anything.at.all", "dyn"),
+        ("null.f", "null"),
+        ("n ?? 0", "int"),
+        ("ns ?? 'x'", "string"),
+        ("o.b ?? 'x'", "string"),
+        ("n ?? null", "int?"),
+        ("null ?? 1", "int"),
+        ("n == null", "bool"),
+        ("i == 1.0", "bool"),
+        ("l == [1.0]", "bool"),
+        ("o == {'a': 1}", "bool"),
+        ("t - t", "duration"),
+        ("t + u", "timestamp"),
+        ("u - u", "duration"),
+        ("-u", "duration"),
+        ("i < d", "bool"),
+        ("color == 'red'", "bool"),
+        ("color + 'x'", "string"),
+        ("size(s)", "int"),
+        ("s.size()", "int"),
+        ("o.size()", "int"),
+        ("l.map(v, v * 2)", "list<int>"),
+        ("l.map(v, v > 1, string(v))", "list<string>"),
+        ("l.filter(v, v > 1)", "list<int>"),
+        ("m.map(k, k)", "list<string>"),
+        ("o.filter(k, k != 'a')", "list<string>"),
+        ("x.map(v, v)", "list<dyn>"),
+        ("l.all(v, v > 0)", "bool"),
+        ("l.map(v, l.map(w, v + w))", "list<list<int>>"),
+        ("words.join(',')", "string"),
+        ("split(s, ',')", "list<string>"),
+        ("default(n, 1)", "int"),
+        ("default(n, x)", "dyn"),
+        ("default(ns, null)", "string?"),
+        ("fromJson(s)", "dyn"),
+        ("toJson(o)", "string"),
+        ("hash(s, i, l)", "string"),
+        ("l[0]", "int"),
+        ("m['k']", "int"),
+        ("o['a']", "int"),
+        ("x[0]", "dyn"),
+        ("b ? 1 : 2", "int"),
+        ("b ? 1 : null", "int?"),
+        ("b ? 1 : 'a'", "dyn"),
+        ("x ? 1 : 2", "int"),
+        ("x + 1", "int"),
+        ("x + x", "dyn"),
+        ("[1] + x", "list<dyn>"),
+        ("x.size()", "int"),
+        ("has(o.b)", "bool"),
+        ("has(open.zz)", "bool"),
+        ("has(m.k)", "bool"),
+        ("timestamp(s).getHours()", "int"),
+        ("int(d)", "int"),
+        ("string(i)", "string"),
+        ("i in l", "bool"),
+        ("'a' in m", "bool"),
+        ("'a' in o", "bool"),
+        ("color in words", "bool"),
+        ("!b", "bool"),
+        ("b && x", "bool"),
+        // Errors.
+        ("zz + 1", "!DN0123"),
+        ("wrods", "!DN0123"),
+        ("o.zz", "!DN0124"),
+        ("o.nestd", "!DN0124"),
+        ("o?.zz", "!DN0124"),
+        ("open.y", "!DN0124"),
+        ("has(o.zz)", "!DN0124"),
+        ("o['zz']", "!DN0124"),
+        ("1 + 's'", "!DN0122"),
+        ("i + d", "!DN0122"),
+        ("n + 1", "!DN0122"),
+        ("-ns", "!DN0122"),
+        ("b && 1", "!DN0122"),
+        ("n || b", "!DN0122"),
+        ("i ? 1 : 2", "!DN0122"),
+        ("!i", "!DN0122"),
+        ("-s", "!DN0122"),
+        ("i == 's'", "!DN0122"),
+        ("l == ['a']", "!DN0122"),
+        ("t < u", "!DN0122"),
+        ("ns.size()", "!DN0122"),
+        ("i.all(v, true)", "!DN0122"),
+        ("l.all(v, v)", "!DN0122"),
+        ("l.filter(v, 1)", "!DN0122"),
+        ("i.foo", "!DN0122"),
+        ("l['a']", "!DN0122"),
+        ("[1] + ['a']", "!DN0122"),
+        ("{1.5: 1}", "!DN0122"),
+        ("1 in ['a']", "!DN0122"),
+        ("has(i.f)", "!DN0122"),
+        ("size(i)", "!DN0126"),
+        ("nosuch(1)", "!DN0126"),
+        ("sise(s)", "!DN0126"),
+        ("s.int()", "!DN0126"),
+        ("getHours(t)", "!DN0126"),
+        ("l.map(1, 2)", "!DN0126"),
+        ("l.map(v)", "!DN0126"),
+        ("has(i)", "!DN0126"),
+        ("default(i, 's')", "!DN0126"),
+        ("words.join(1)", "!DN0126"),
+        ("l.all(v, true) && v", "!DN0123"),
+    ];
+
+    fn parse(text: &str) -> Expr {
+        let (expr, diagnostics) = donmai_grammar::expr::parse_expr(text);
+        assert!(diagnostics.is_empty(), "{text}: {diagnostics:?}");
+        expr
+    }
+
+    #[test]
+    fn typing_cases() {
+        let env = environment();
+        let mut failures = Vec::new();
+        for (text, expected) in CASES {
+            let (ty, diagnostics) = check_expr(&parse(text), &env);
+            let ok = match expected.strip_prefix('!') {
+                Some(code) => diagnostics.len() == 1 && diagnostics[0].code.to_string() == code,
+                None => diagnostics.is_empty() && ty.to_string() == *expected,
+            };
+            if !ok {
+                let shown: Vec<String> = diagnostics
+                    .iter()
+                    .map(|d| format!("{} {}", d.code, d.message))
+                    .collect();
+                failures.push(format!(
+                    "{text}\n    want {expected}\n    got  {ty} {shown:?}"
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    fn only_diagnostic(text: &str) -> Diagnostic {
+        let (_, mut diagnostics) = check_expr(&parse(text), &environment());
+        assert_eq!(diagnostics.len(), 1, "{text}: {diagnostics:?}");
+        diagnostics.remove(0)
+    }
+
+    #[test]
+    fn messages_name_the_types_and_help() {
+        let d = only_diagnostic("1 + 's'");
+        assert_eq!(d.message, "`+` cannot add `int` and `string`");
+        let d = only_diagnostic("i + d");
+        assert!(d.help.unwrap_or_default().contains("double(...)"));
+        let d = only_diagnostic("n + 1");
+        assert!(d.help.unwrap_or_default().contains("??"));
+        let d = only_diagnostic("wrods");
+        assert_eq!(d.help.as_deref(), Some("did you mean `words`?"));
+        assert_eq!(
+            d.fix.map(|f| f.edits[0].replacement.clone()),
+            Some("words".to_owned())
+        );
+        let d = only_diagnostic("o.nestd");
+        assert_eq!(d.help.as_deref(), Some("did you mean `nested`?"));
+        let text = "o.nestd";
+        assert_eq!(&text[d.span.start..d.span.end], "nestd");
+        let d = only_diagnostic("o.qqq");
+        assert_eq!(d.help.as_deref(), Some("its fields are: a, b, nested"));
+        let d = only_diagnostic("sise(s)");
+        assert_eq!(d.help.as_deref(), Some("did you mean `size`?"));
+        let d = only_diagnostic("size(i)");
+        assert_eq!(d.message, "no overload of `size` takes (int)");
+        assert!(d.help.unwrap_or_default().contains("size(string) -> int"));
+    }
+
+    #[test]
+    fn parse_errors_do_not_cascade() {
+        let (expr, parse_diagnostics) = donmai_grammar::expr::parse_expr("1 + + o.a");
+        assert!(!parse_diagnostics.is_empty());
+        let (_, diagnostics) = check_expr(&expr, &environment());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    }
+}
