@@ -35,12 +35,6 @@ impl BitSet {
             *a |= b;
         }
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
-            (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| w * 64 + b)
-        })
-    }
 }
 
 pub struct Topology {
@@ -59,7 +53,6 @@ pub struct Topology {
     /// and `dom_out[b] <= dom_out[a]`. Unreachable steps get empty intervals.
     dom_in: Vec<u32>,
     dom_out: Vec<u32>,
-    pub has_cycle: bool,
 }
 
 impl Topology {
@@ -146,6 +139,9 @@ impl Topology {
         }
         let mut has_cycle = false;
         for component in tarjan_scc(&graph) {
+            if component.iter().any(|n| n.index() >= steps.len()) {
+                continue; // the virtual root, not yet connected
+            }
             let is_cycle = component.len() > 1
                 || component
                     .first()
@@ -256,7 +252,6 @@ impl Topology {
             reached_by,
             dom_in,
             dom_out,
-            has_cycle,
         };
         topology.report_unreachable(workflow, diagnostics);
         topology
