@@ -1547,6 +1547,16 @@ mod properties {
             for d in &diagnostics {
                 prop_assert_eq!(d.code, Code::EXPRESSION_SYNTAX);
             }
+            if diagnostics.is_empty() {
+                let printed = expr.to_string();
+                let (reparsed, diagnostics) = parse_expr(&printed);
+                prop_assert!(diagnostics.is_empty(), "{printed}: {diagnostics:#?}");
+                let mut original = expr;
+                let mut reparsed = reparsed;
+                original.map_spans(&|_| 0);
+                reparsed.map_spans(&|_| 0);
+                prop_assert_eq!(reparsed, original);
+            }
         }
     }
 }
