@@ -35,6 +35,9 @@ pub struct Workflow {
     pub triggers: Vec<TriggerDef>,
     pub interface: Option<Interface>,
     pub steps: Vec<Step>,
+    /// Ids of steps left out because of an error already reported; references
+    /// to them are not reported again.
+    pub dropped_steps: Vec<Ident>,
     /// The span of `spec.steps` (or of the document when it is missing).
     pub steps_span: Span,
     pub span: Span,
@@ -168,6 +171,8 @@ pub struct Step {
     /// The remaining `config` keys: the verb's (or group's) inputs.
     pub inputs: Vec<Input>,
     pub config_span: Option<Span>,
+    /// False when `config` is there but is not a mapping (already reported).
+    pub config_valid: bool,
     pub next: Vec<Ident>,
     /// `branches: {handle: step}`; handles are plain strings (YAML 1.2).
     pub branches: Vec<(Ident, Ident)>,

@@ -25,8 +25,11 @@ pub fn parse_workflow(text: &str) -> ParsedWorkflow {
     let mut lowerer = Lowerer {
         text,
         diagnostics: parsed.diagnostics,
+        dropped_steps: Vec::new(),
     };
-    let syntax_failed = lowerer.diagnostics.iter().any(|d| d.code == Code::YAML_SYNTAX);
+    // Any error from the YAML layer (syntax, limits) means a missing
+    // document is its consequence, not an empty file.
+    let syntax_failed = lowerer.diagnostics.iter().any(|d| d.is_error());
     if syntax_failed {
         lowerer.explain_syntax_errors();
     }
@@ -115,6 +118,8 @@ const BACKOFF_KEYS: &[&str] = &["initialMs", "factor", "maxMs"];
 struct Lowerer<'t> {
     text: &'t str,
     diagnostics: Vec<Diagnostic>,
+    /// Ids of steps left out of the AST because of an error already reported.
+    dropped_steps: Vec<Ident>,
 }
 
 /// The entries of one mapping, consumed key by key; whatever is left over is
@@ -452,6 +457,7 @@ impl<'t> Lowerer<'t> {
         };
         self.finish(fields, TOP_KEYS, "a workflow");
         Some(Workflow {
+            dropped_steps: std::mem::take(&mut self.dropped_steps),
             api_version: Spanned::new(api_version, api.span),
             metadata,
             requires,
@@ -743,7 +749,10 @@ impl<'t> Lowerer<'t> {
         if ty_node.is_none() {
             self.missing(id.span, "type", &format!("step `{}`", id.value));
         }
-        let ty = ty?;
+        let Some(ty) = ty else {
+            self.dropped_steps.push(id);
+            return None;
+        };
         let mut step = Step {
             id,
             ty,
@@ -757,6 +766,7 @@ impl<'t> Lowerer<'t> {
             until: None,
             inputs: Vec::new(),
             config_span: config.map(|c| c.span),
+            config_valid: true,
             next,
             branches,
             default_handle,
@@ -773,6 +783,7 @@ impl<'t> Lowerer<'t> {
 
     fn step_config(&mut self, step: &mut Step, node: &Node) {
         let Some(mut fields) = self.mapping(node, "config") else {
+            step.config_valid = false;
             return;
         };
         let context = format!("the config of step `{}`", step.id.value);

@@ -30,7 +30,7 @@ fn cases(dir: &Path) -> Vec<PathBuf> {
             let path = entry.expect("corpus entry").path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if path.is_dir() {
-                if name != "snapshots" {
+                if name != "snapshots" && !name.starts_with('.') {
                     pending.push(path);
                 }
             } else if name.ends_with(".yaml") && !name.starts_with('_') {

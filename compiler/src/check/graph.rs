@@ -101,6 +101,7 @@ impl Topology {
                             predecessors[t].push(i);
                         }
                     }
+                    None if workflow.dropped_steps.iter().any(|d| d.value == target.value) => {}
                     None => diagnostics.push(unknown_step(target, steps)),
                 }
             }

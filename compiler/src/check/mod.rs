@@ -203,6 +203,39 @@ impl<'a> Checker<'a> {
                     diagnostic = diagnostic.with_help(format!("installed: {}", list.join(", ")));
                 }
                 self.diagnostics.push(diagnostic);
+            } else if self.context.project.integration_enabled(name)
+                && !self.context.project.integration_admits(
+                    name,
+                    self.workflow.metadata.project.as_ref().map(|p| p.value.as_str()),
+                )
+            {
+                let allowed: Vec<String> = self
+                    .context
+                    .project
+                    .integration_projects(name)
+                    .map(|p| p.iter().map(|p| format!("`{p}`")).collect())
+                    .unwrap_or_default();
+                let mut diagnostic = Diagnostic::new(
+                    Code::SCOPE_DENIED,
+                    require.plugin.span,
+                    match &self.workflow.metadata.project {
+                        Some(project) => format!(
+                            "integration `{name}` is not enabled for project `{}`",
+                            project.value
+                        ),
+                        None => format!(
+                            "integration `{name}` is enabled for some projects only, and this workflow names none"
+                        ),
+                    },
+                )
+                .with_help(format!(
+                    "donmai.toml enables it for {}; set `metadata.scope.project` to one of them",
+                    allowed.join(", ")
+                ));
+                if let Some(project) = &self.workflow.metadata.project {
+                    diagnostic = diagnostic.with_label(project.span, "this workflow's project");
+                }
+                self.diagnostics.push(diagnostic);
             } else if !self.context.project.integration_enabled(name) {
                 self.diagnostics.push(
                     Diagnostic::new(
@@ -340,20 +373,19 @@ impl<'a> Checker<'a> {
         let Some(interface) = &self.workflow.interface else {
             return;
         };
+        if let Some(first) = self.workflow.triggers.first() {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    Code::BAD_INTERFACE,
+                    first.span,
+                    "a group file has no `triggers`: it starts from its interface inputs",
+                )
+                .with_label(interface.span, "this file is a group because of its interface")
+                .with_help("remove `triggers` and start with `{id: entry, type: trigger}`, reading inputs as `trigger.<input>`"),
+            );
+        }
         let mut fields = BTreeMap::new();
-        let mut seen: HashMap<&str, Span> = HashMap::new();
         for (name, syntax) in &interface.inputs {
-            if let Some(first) = seen.insert(&name.value, name.span) {
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        Code::BAD_INTERFACE,
-                        name.span,
-                        format!("interface input `{}` is declared twice", name.value),
-                    )
-                    .with_label(first, "first declared here"),
-                );
-                continue;
-            }
             if let Some(ty) = self.type_of_syntax(syntax) {
                 let required = !ty.is_optional();
                 fields.insert(
@@ -554,7 +586,7 @@ impl<'a> Checker<'a> {
             let output = match step.ty.value {
                 StepType::Trigger => self.trigger_step_output(step),
                 StepType::Condition | StepType::Action | StepType::Gate => {
-                    if step.action.is_none() && step.ty.value != StepType::Gate {
+                    if step.action.is_none() && step.ty.value != StepType::Gate && step.config_valid {
                         self.diagnostics.push(Diagnostic::new(
                             Code::MISSING_FIELD,
                             step.config_span.unwrap_or(step.id.span),
