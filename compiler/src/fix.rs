@@ -201,6 +201,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn selected_edits_never_overlap_and_always_apply(
+            text in "[a-cé\\n]{0,20}",
+            raw in proptest::collection::vec(
+                proptest::collection::vec((0usize..30, 0usize..6, "[xy]{0,2}"), 1..3),
+                0..6,
+            ),
+        ) {
+            let fixes: Vec<Fix> = raw
+                .into_iter()
+                .map(|edits| fix(edits.into_iter().map(|(start, len, r)| edit(start, start + len, &r)).collect()))
+                .collect();
+            let (edits, count) = select_edits(&text, &fixes);
+            proptest::prop_assert!(count <= fixes.len());
+            for pair in edits.windows(2) {
+                proptest::prop_assert!(!conflicts(&pair[0], &pair[1]));
+            }
+            for e in &edits {
+                proptest::prop_assert!(edit_fits(&text, e));
+            }
+            let _ = apply_edits(&text, &edits);
+        }
+    }
+
     #[test]
     fn applies_disjoint_fixes_in_position_order() {
         let text = "abcdef";

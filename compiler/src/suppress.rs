@@ -439,6 +439,23 @@ mod tests {
         Diagnostic::new(code, Span::new(start, start + needle.len()), "x")
     }
 
+    proptest::proptest! {
+        #[test]
+        fn scanning_any_text_is_safe_and_fixes_apply(
+            text in "(a|: |'|\"|#|\\\\| |\\n|\\r\\n|\\||>|- |é|donmai-ignore: |DN0202|,|--){0,60}",
+        ) {
+            let source = file(&text);
+            for comment in comments(&source) {
+                proptest::prop_assert!(comment.span.end <= text.len());
+                proptest::prop_assert!(source.slice(comment.span).starts_with('#'));
+            }
+            let kept = apply_suppressions(&source, Vec::new());
+            let fixes: Vec<_> = kept.iter().filter_map(|d| d.fix.as_ref()).collect();
+            let (edits, _) = crate::fix::select_edits(&text, fixes);
+            let _ = crate::fix::apply_edits(&text, &edits);
+        }
+    }
+
     #[test]
     fn finds_comments_outside_scalars_only() {
         let text =
