@@ -1,1 +1,124 @@
-fn main() {}
+use clap::{CommandFactory, FromArgMatches};
+use donmai_compiler::cli::{CheckArgs, Cli, Command, ExplainArgs, lint_flags};
+use donmai_compiler::driver::{CheckOptions, FixMode, exit_code, run_check};
+use donmai_compiler::render::{Format, RenderOptions, render};
+use donmai_compiler::report::plural;
+use donmai_compiler::{check, explain};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+const USAGE_OR_IO: u8 = 2;
+
+/// Writes to stdout, ignoring a closed pipe (`donmaic check | head`).
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(USAGE_OR_IO)
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match cli.command {
+        Command::Check(args) => {
+            let Some(check_matches) = matches.subcommand_matches("check") else {
+                return fail("internal error: no matches for `check`");
+            };
+            match lint_flags(check_matches) {
+                Ok(flags) => run(args, flags),
+                Err(message) => fail(&message),
+            }
+        }
+        Command::Explain(args) => explain_command(args),
+    }
+}
+
+fn run(args: CheckArgs, flags: donmai_compiler::cli::LintFlags) -> ExitCode {
+    let fix = if args.fix {
+        FixMode::Apply
+    } else if args.diff {
+        FixMode::Diff
+    } else {
+        FixMode::Report
+    };
+    let options = CheckOptions {
+        paths: args.paths,
+        lint_levels: flags.levels,
+        fix,
+        threads: args.jobs,
+    };
+    let run = run_check(&options, &check::check_file);
+    let report = &run.report;
+    for failure in &report.failures {
+        eprintln!("error: {}: {}", failure.path.display(), failure.message);
+    }
+    let summary = report.summary();
+    match fix {
+        FixMode::Diff => {
+            emit(&run.diffs.concat());
+            eprintln!(
+                "{} in {} would be applied; then {}",
+                plural(run.fixes_applied, "fix"),
+                plural(run.files_fixed, "file"),
+                donmai_compiler::render::human::summary_line(
+                    report,
+                    &RenderOptions {
+                        color: false,
+                        deny_warnings: flags.deny_warnings
+                    }
+                )
+            );
+        }
+        FixMode::Apply | FixMode::Report => {
+            if fix == FixMode::Apply && run.fixes_applied > 0 {
+                eprintln!(
+                    "applied {} in {}",
+                    plural(run.fixes_applied, "fix"),
+                    plural(run.files_fixed, "file")
+                );
+            }
+            let color = args.format == Format::Human
+                && args.color.enabled(
+                    std::io::stdout().is_terminal(),
+                    std::env::var_os("NO_COLOR").as_deref(),
+                );
+            let options = RenderOptions {
+                color,
+                deny_warnings: flags.deny_warnings,
+            };
+            emit(&render(report, args.format, &options));
+            if summary.files == 0 && report.failures.is_empty() && args.format == Format::Human {
+                eprintln!("note: no workflow files found");
+            }
+        }
+    }
+    ExitCode::from(exit_code(report, flags.deny_warnings))
+}
+
+fn explain_command(args: ExplainArgs) -> ExitCode {
+    if args.list {
+        emit(&explain::list());
+        return ExitCode::SUCCESS;
+    }
+    let Some(query) = args.code else {
+        return fail("name a code, or use `--list`");
+    };
+    match explain::lookup(&query) {
+        Ok(code) => match explain::doc(code) {
+            Some(doc) => {
+                emit(doc);
+                ExitCode::SUCCESS
+            }
+            None => fail(&format!("{code} has no documentation")),
+        },
+        Err(message) => fail(&message),
+    }
+}

@@ -1,0 +1,236 @@
+//! Command-line definitions of `donmaic` (clap derive).
+
+use crate::project::{LintLevel, level_refusal, resolve_code};
+use crate::render::Format;
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
+use donmai_grammar::Code;
+use std::ffi::OsStr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "donmaic",
+    version,
+    about = "The donmai workflow compiler",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files and report diagnostics.
+    ///
+    /// Exit status: 0 no errors, 1 errors found (or warnings with
+    /// `--deny warnings`), 2 usage error or a path that could not be read.
+    Check(CheckArgs),
+    /// Show the long explanation of a diagnostic code.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Workflow files, or folders searched recursively for `*.yaml`/`*.yml`
+    /// files whose `apiVersion` is `workflow/…` [default: .]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// Drop the diagnostics of a warning code (DN0202, 202 or
+    /// unused-output). Repeatable; a later flag for the same code wins.
+    #[arg(long, value_name = "CODE")]
+    pub allow: Vec<String>,
+
+    /// Report a code as a warning (undoes `deny` from donmai.toml).
+    #[arg(long, value_name = "CODE")]
+    pub warn: Vec<String>,
+
+    /// Report a code as an error; `--deny warnings` makes any warning fail
+    /// the run (exit status 1).
+    #[arg(long, value_name = "CODE")]
+    pub deny: Vec<String>,
+
+    /// Apply every machine-applicable fix in place, then report what remains.
+    #[arg(long, conflicts_with = "diff")]
+    pub fix: bool,
+
+    /// Print the fixes as a unified diff instead of applying them.
+    #[arg(long, conflicts_with = "format")]
+    pub diff: bool,
+
+    /// When to colour the human format.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Files checked at once [default: the number of CPUs].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A code (`DN0012`, `dn12`, `12`) or its name (`invalid-value`).
+    #[arg(value_name = "CODE", required_unless_present = "list")]
+    pub code: Option<String>,
+
+    /// List every code with its severity, name and summary.
+    #[arg(long, conflicts_with = "code")]
+    pub list: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and NO_COLOR is not set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// `NO_COLOR` (set and not empty) turns `auto` off; an explicit
+    /// `--color always` still wins.
+    pub fn enabled(self, stdout_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stdout_is_terminal && no_color.is_none_or(OsStr::is_empty),
+        }
+    }
+}
+
+/// The lint flags of `check`, in command-line order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LintFlags {
+    pub levels: Vec<(Code, LintLevel)>,
+    pub deny_warnings: bool,
+}
+
+/// Reads `--allow`, `--warn` and `--deny` from the `check` subcommand's
+/// matches, keeping their order so that a later flag wins.
+pub fn lint_flags(matches: &ArgMatches) -> Result<LintFlags, String> {
+    let mut ordered: Vec<(usize, LintLevel, String)> = Vec::new();
+    for (id, level) in [
+        ("allow", LintLevel::Allow),
+        ("warn", LintLevel::Warn),
+        ("deny", LintLevel::Deny),
+    ] {
+        let values = matches.get_many::<String>(id).into_iter().flatten();
+        let indices = matches.indices_of(id).into_iter().flatten();
+        for (index, value) in indices.zip(values) {
+            ordered.push((index, level, value.clone()));
+        }
+    }
+    ordered.sort_by_key(|(index, _, _)| *index);
+    let mut flags = LintFlags::default();
+    for (_, level, value) in ordered {
+        if value == "warnings" {
+            if level != LintLevel::Deny {
+                return Err(format!(
+                    "`--{level} warnings` is not supported: only `--deny warnings`"
+                ));
+            }
+            flags.deny_warnings = true;
+            continue;
+        }
+        let code = resolve_code(&value).ok_or_else(|| {
+            format!("`{value}` is not a diagnostic code or name (see `donmaic explain --list`)")
+        })?;
+        if let Some(refusal) = level_refusal(code, level) {
+            return Err(refusal);
+        }
+        flags.levels.push((code, level));
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn check_matches(args: &[&str]) -> Result<ArgMatches, clap::Error> {
+        let mut argv = vec!["donmaic", "check"];
+        argv.extend_from_slice(args);
+        let matches = Cli::command().try_get_matches_from(argv)?;
+        Cli::from_arg_matches(&matches)?;
+        Ok(matches
+            .subcommand_matches("check")
+            .cloned()
+            .expect("check subcommand"))
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn later_lint_flags_win_and_names_resolve() {
+        let matches = check_matches(&[
+            "--deny",
+            "unused-output",
+            "--allow",
+            "DN0202",
+            "--deny",
+            "warnings",
+            "--warn",
+            "128",
+        ])
+        .expect("parse");
+        let flags = lint_flags(&matches).expect("valid flags");
+        assert_eq!(
+            flags.levels,
+            [
+                (Code::UNUSED_OUTPUT, LintLevel::Deny),
+                (Code::UNUSED_OUTPUT, LintLevel::Allow),
+                (Code::MAYBE_NULL, LintLevel::Warn),
+            ]
+        );
+        assert!(flags.deny_warnings);
+    }
+
+    #[test]
+    fn errors_cannot_be_allowed_and_unknown_codes_are_refused() {
+        let matches = check_matches(&["--allow", "cycle"]).expect("parse");
+        assert!(
+            lint_flags(&matches)
+                .expect_err("refused")
+                .contains("is an error")
+        );
+        let matches = check_matches(&["--deny", "nope"]).expect("parse");
+        assert!(
+            lint_flags(&matches)
+                .expect_err("refused")
+                .contains("not a diagnostic code")
+        );
+        let matches = check_matches(&["--allow", "warnings"]).expect("parse");
+        assert!(lint_flags(&matches).is_err());
+        let matches = check_matches(&["--deny", "cycle"]).expect("parse");
+        assert!(lint_flags(&matches).is_ok());
+    }
+
+    #[test]
+    fn fix_and_diff_exclude_each_other_and_diff_excludes_format() {
+        assert!(check_matches(&["--fix", "--diff"]).is_err());
+        assert!(check_matches(&["--diff", "--format", "json"]).is_err());
+        assert!(check_matches(&["--diff"]).is_ok());
+    }
+
+    #[test]
+    fn color_choice() {
+        let set = Some(OsStr::new("1"));
+        assert!(ColorChoice::Auto.enabled(true, None));
+        assert!(ColorChoice::Auto.enabled(true, Some(OsStr::new(""))));
+        assert!(!ColorChoice::Auto.enabled(true, set));
+        assert!(!ColorChoice::Auto.enabled(false, None));
+        assert!(ColorChoice::Always.enabled(false, set));
+        assert!(!ColorChoice::Never.enabled(true, None));
+    }
+}

@@ -1,0 +1,297 @@
+//! End-to-end tests of the `donmaic` binary: exit codes, formats, discovery,
+//! suppression accounting, fixes and `explain`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const WORKFLOW: &str = "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata:\n  name: demo\n  version: \"1\"\n";
+
+struct Tree {
+    root: PathBuf,
+}
+
+impl Tree {
+    fn new(name: &str) -> Tree {
+        let root = std::env::temp_dir().join(format!("donmaic-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        Tree { root }
+    }
+
+    fn write(&self, relative: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.root.join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.root.join(relative)).expect("read")
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        donmaic(&self.root, args)
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn donmaic(dir: &Path, args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_donmaic"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run donmaic");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
+}
+
+#[test]
+fn clean_folder_exits_zero() {
+    let tree = Tree::new("clean");
+    tree.write("a.yaml", WORKFLOW);
+    tree.write("flows/b.yml", WORKFLOW);
+    tree.write("flows/other.yaml", "kind: Something\n");
+    tree.write("target/c.yaml", WORKFLOW);
+    let run = tree.run(&["check"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, "checked 2 files: no problems\n");
+    assert!(
+        !run.stdout.contains('\x1b'),
+        "no colour when not a terminal"
+    );
+}
+
+#[test]
+fn empty_folder_is_clean_with_a_note() {
+    let tree = Tree::new("empty");
+    let run = tree.run(&["check", "."]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.stdout, "checked 0 files: no problems\n");
+    assert!(run.stderr.contains("no workflow files found"));
+}
+
+#[test]
+fn missing_path_exits_two() {
+    let tree = Tree::new("missing");
+    tree.write("a.yaml", WORKFLOW);
+    let run = tree.run(&["check", "nope.yaml", "a.yaml"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr
+            .contains("error: nope.yaml: no such file or directory"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("checked 1 file"),
+        "the other paths are still checked"
+    );
+}
+
+#[test]
+fn non_utf8_file_exits_two() {
+    let tree = Tree::new("utf8");
+    tree.write("bad.yaml", b"apiVersion: workflow/v2\nname: \xfe\n");
+    let run = tree.run(&["check", "--format", "json"]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("bad.yaml: not valid UTF-8"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(json(&run)["summary"]["files"], 0);
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    let tree = Tree::new("usage");
+    for args in [
+        &["check", "--format", "xml"][..],
+        &["check", "--fix", "--diff"],
+        &["check", "--allow", "cycle"],
+        &["check", "--deny", "no-such-lint"],
+        &["frobnicate"],
+        &["explain"],
+    ] {
+        let run = tree.run(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.is_empty(), "{args:?} explains itself");
+    }
+    assert!(
+        tree.run(&["check", "--allow", "cycle"])
+            .stderr
+            .contains("is an error")
+    );
+}
+
+#[test]
+fn json_sarif_and_github_formats_on_a_clean_run() {
+    let tree = Tree::new("formats");
+    tree.write("a.yaml", WORKFLOW);
+    let run = tree.run(&["check", "--format", "json"]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        json(&run),
+        serde_json::json!({"diagnostics": [], "summary": {"files": 1, "errors": 0, "warnings": 0}})
+    );
+    let run = tree.run(&["check", "--format", "sarif"]);
+    assert_eq!(run.code, Some(0));
+    let log = json(&run);
+    assert_eq!(log["version"], "2.1.0");
+    assert_eq!(log["runs"][0]["tool"]["driver"]["name"], "donmaic");
+    assert_eq!(log["runs"][0]["results"], serde_json::json!([]));
+    let run = tree.run(&["check", "--format", "github"]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn project_file_problems_are_positioned_and_fail() {
+    let tree = Tree::new("toml");
+    tree.write("donmai.toml", "[integrations]\nenabeld = [\"linear\"]\n");
+    tree.write("flows/a.yaml", WORKFLOW);
+    let run = tree.run(&["check", "flows", "--format", "json"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let document = json(&run);
+    let diagnostic = &document["diagnostics"][0];
+    assert_eq!(diagnostic["code"], "DN0014");
+    assert_eq!(diagnostic["file"], "donmai.toml");
+    assert_eq!(
+        (diagnostic["line"].as_u64(), diagnostic["column"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(diagnostic["help"], "did you mean `enabled`?");
+    assert_eq!(document["summary"]["files"], 1);
+}
+
+#[test]
+fn unused_suppression_warns_and_deny_warnings_fails() {
+    let tree = Tree::new("suppress");
+    tree.write(
+        "a.yaml",
+        format!("{WORKFLOW}# donmai-ignore: unused-output\nspec: {{}}\n"),
+    );
+    let run = tree.run(&["check"]);
+    assert_eq!(run.code, Some(0), "warnings alone pass");
+    assert!(
+        run.stdout
+            .starts_with("warning[DN0203]: `donmai-ignore: unused-output` silences nothing"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.ends_with("1 warning in 1 file\n"));
+    let run = tree.run(&["check", "--deny", "warnings"]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout
+            .ends_with("1 warning in 1 file (warnings are denied)\n")
+    );
+    let run = tree.run(&["check", "--deny", "unused-suppression", "--format", "json"]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(json(&run)["diagnostics"][0]["severity"], "error");
+    let run = tree.run(&["check", "--allow", "DN0203"]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.stdout, "checked 1 file: no problems\n");
+}
+
+#[test]
+fn diff_shows_fixes_and_fix_applies_them() {
+    let tree = Tree::new("fix");
+    let original = format!("{WORKFLOW}spec: {{}} # donmai-ignore: DN0202\n");
+    tree.write("a.yaml", &original);
+    let run = tree.run(&["check", "--diff"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "--- a/a.yaml\n+++ b/a.yaml\n@@ -3,4 +3,4 @@\n metadata:\n   name: demo\n   version: \"1\"\n-spec: {} # donmai-ignore: DN0202\n+spec: {}\n"
+    );
+    assert!(
+        run.stderr.contains("1 fix in 1 file would be applied"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(tree.read("a.yaml"), original, "--diff changes nothing");
+
+    let run = tree.run(&["check", "--fix"]);
+    assert_eq!(run.code, Some(0));
+    assert!(run.stderr.contains("applied 1 fix in 1 file"));
+    assert_eq!(run.stdout, "checked 1 file: no problems\n");
+    assert_eq!(tree.read("a.yaml"), format!("{WORKFLOW}spec: {{}}\n"));
+}
+
+#[test]
+fn color_is_opt_in_off_a_terminal() {
+    let tree = Tree::new("color");
+    tree.write(
+        "a.yaml",
+        format!("{WORKFLOW}# donmai-ignore: DN0202\nspec: {{}}\n"),
+    );
+    assert!(
+        tree.run(&["check", "--color", "always"])
+            .stdout
+            .contains('\x1b')
+    );
+    assert!(
+        !tree
+            .run(&["check", "--color", "never"])
+            .stdout
+            .contains('\x1b')
+    );
+    assert!(!tree.run(&["check"]).stdout.contains('\x1b'));
+}
+
+#[test]
+fn explain_accepts_codes_and_names() {
+    let tree = Tree::new("explain");
+    for query in ["DN0002", "dn2", "2", "duplicate-key"] {
+        let run = tree.run(&["explain", query]);
+        assert_eq!(run.code, Some(0), "{query}");
+        assert!(
+            run.stdout.starts_with("# DN0002: duplicate-key\n"),
+            "{query}"
+        );
+    }
+    let run = tree.run(&["explain", "duplicate-kye"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("did you mean `duplicate-key`?"));
+    let run = tree.run(&["explain", "--list"]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        run.stdout.lines().count(),
+        donmai_grammar::codes::CATALOG.len()
+    );
+}
+
+#[test]
+fn version_and_help() {
+    let tree = Tree::new("help");
+    let run = tree.run(&["--version"]);
+    assert_eq!(run.code, Some(0));
+    assert!(run.stdout.starts_with("donmaic "));
+    let run = tree.run(&["check", "--help"]);
+    assert_eq!(run.code, Some(0));
+    assert!(run.stdout.contains("--deny <CODE>"));
+}
