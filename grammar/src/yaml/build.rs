@@ -112,16 +112,20 @@ struct Anchored {
     height: usize,
 }
 
+/// Children of open collections live on two stacks shared by all frames
+/// (a frame owns the tail above its base) and move into the node with one
+/// exact-size allocation when it closes, instead of growing a `Vec` per
+/// collection.
 enum Children {
-    Seq(Vec<Node>),
+    Seq { base: usize },
     Map(MapChildren),
 }
 
 struct MapChildren {
-    entries: Vec<Entry>,
+    base: usize,
     key: Option<Node>,
-    /// Key value → entry index, built once the mapping is large enough that
-    /// a linear duplicate check would be quadratic.
+    /// Key value → entry position, built once the mapping is large enough
+    /// that a linear duplicate check would be quadratic.
     index: Option<HashMap<String, usize>>,
 }
 
@@ -148,6 +152,8 @@ struct Builder<'t> {
     documents: Vec<Node>,
     diagnostics: Vec<Diagnostic>,
     frames: Vec<Frame>,
+    items: Vec<Node>,
+    entries: Vec<Entry>,
     root: Option<Node>,
     anchors: HashMap<usize, Anchored>,
     expanded: usize,
@@ -164,6 +170,8 @@ impl<'t> Builder<'t> {
             documents: Vec::new(),
             diagnostics: Vec::new(),
             frames: Vec::new(),
+            items: Vec::new(),
+            entries: Vec::new(),
             root: None,
             anchors: HashMap::new(),
             expanded: 0,
@@ -259,12 +267,14 @@ impl<'t> Builder<'t> {
         self.cursor = self.cursor.max(if bracketed { start + 1 } else { start });
         let children = if mapping {
             Children::Map(MapChildren {
-                entries: Vec::new(),
+                base: self.entries.len(),
                 key: None,
                 index: None,
             })
         } else {
-            Children::Seq(Vec::new())
+            Children::Seq {
+                base: self.items.len(),
+            }
         };
         self.frames.push(Frame {
             children,
@@ -285,7 +295,7 @@ impl<'t> Builder<'t> {
         };
         let closer_at = self.byte(span.start);
         let closer = match frame.children {
-            Children::Seq(_) => b']',
+            Children::Seq { .. } => b']',
             Children::Map(_) => b'}',
         };
         let end = if frame.bracketed && self.text.as_bytes().get(closer_at) == Some(&closer) {
@@ -294,8 +304,8 @@ impl<'t> Builder<'t> {
             frame.children_end
         };
         let kind = match frame.children {
-            Children::Seq(items) => NodeKind::Seq(items),
-            Children::Map(map) => NodeKind::Map(map.entries),
+            Children::Seq { base } => NodeKind::Seq(self.items.drain(base..).collect()),
+            Children::Map(map) => NodeKind::Map(self.entries.drain(map.base..).collect()),
         };
         let node = Node {
             span: Span::new(frame.start, end.max(frame.start)),
@@ -372,10 +382,15 @@ impl<'t> Builder<'t> {
         frame.height = frame.height.max(height + 1);
         frame.children_end = frame.children_end.max(node.span.end);
         match &mut frame.children {
-            Children::Seq(items) => items.push(node),
+            Children::Seq { .. } => self.items.push(node),
             Children::Map(map) => match map.key.take() {
                 None => map.key = Some(node),
-                Some(key) => insert_entry(map, Entry { key, value: node }, &mut self.diagnostics),
+                Some(key) => insert_entry(
+                    map,
+                    &mut self.entries,
+                    Entry { key, value: node },
+                    &mut self.diagnostics,
+                ),
             },
         }
     }
@@ -463,15 +478,20 @@ fn too_deep(span: Span) -> Diagnostic {
     .with_help("flatten the structure; deeper nesting is refused to bound the work")
 }
 
-fn insert_entry(map: &mut MapChildren, entry: Entry, diagnostics: &mut Vec<Diagnostic>) {
+fn insert_entry(
+    map: &mut MapChildren,
+    stack: &mut Vec<Entry>,
+    entry: Entry,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let NodeKind::Scalar(key) = &entry.key.kind else {
-        map.entries.push(entry);
+        stack.push(entry);
         return;
     };
+    let entries = &stack[map.base..];
     let existing = match &map.index {
         Some(index) => index.get(key.value.as_str()).copied(),
-        None => map
-            .entries
+        None => entries
             .iter()
             .position(|e| matches!(&e.key.kind, NodeKind::Scalar(k) if k.value == key.value)),
     };
@@ -483,19 +503,18 @@ fn insert_entry(map: &mut MapChildren, entry: Entry, diagnostics: &mut Vec<Diagn
                 entry.key.span,
                 format!("duplicate key `{}`", shown.escape_debug()),
             )
-            .with_label(map.entries[first].key.span, "first defined here")
+            .with_label(entries[first].key.span, "first defined here")
             .with_help("a key may appear once per mapping; this entry is ignored"),
         );
         return;
     }
-    let position = map.entries.len();
+    let position = entries.len();
     match &mut map.index {
         Some(index) => {
             index.insert(key.value.clone(), position);
         }
         None if position >= INDEX_THRESHOLD => {
-            let mut index: HashMap<String, usize> = map
-                .entries
+            let mut index: HashMap<String, usize> = entries
                 .iter()
                 .enumerate()
                 .filter_map(|(i, e)| match &e.key.kind {
@@ -508,7 +527,7 @@ fn insert_entry(map: &mut MapChildren, entry: Entry, diagnostics: &mut Vec<Diagn
         }
         None => {}
     }
-    map.entries.push(entry);
+    stack.push(entry);
 }
 
 #[cfg(test)]
