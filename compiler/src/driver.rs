@@ -369,6 +369,17 @@ where
                             FileReport::new(file.clone(), project.diagnostics().to_vec())
                         });
                 }
+                // Third-party plugin manifests with problems are reported
+                // as files of their own, once each.
+                for load in &crate::plugins::registry_for(&project).reports {
+                    if let Some(source) = &load.source
+                        && !load.diagnostics.is_empty()
+                    {
+                        manifests.entry(load.path.clone()).or_insert_with(|| {
+                            FileReport::new((**source).clone(), load.diagnostics.clone())
+                        });
+                    }
+                }
                 jobs.push(Job { candidate, project });
             }
             Err(error) => {

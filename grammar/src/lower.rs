@@ -334,7 +334,10 @@ impl<'t> Lowerer<'t> {
     /// A list of names; a single scalar counts as a list of one.
     fn idents(&mut self, node: &Node, what: &str) -> Vec<Ident> {
         match &node.kind {
-            NodeKind::Seq(items) => items.iter().filter_map(|item| self.ident(item, what)).collect(),
+            NodeKind::Seq(items) => items
+                .iter()
+                .filter_map(|item| self.ident(item, what))
+                .collect(),
             NodeKind::Scalar(_) => self.ident(node, what).into_iter().collect(),
             NodeKind::Map(_) => {
                 self.wrong_shape(node, &format!("{what} must be a list"));
@@ -657,7 +660,8 @@ impl<'t> Lowerer<'t> {
                     out.push((name, ty));
                 }
                 Err((message, span)) => {
-                    let span = Span::new(scalar.map.to_file(span.start), scalar.map.to_file(span.end));
+                    let span =
+                        Span::new(scalar.map.to_file(span.start), scalar.map.to_file(span.end));
                     self.error(
                         Code::INVALID_VALUE,
                         span,
@@ -803,7 +807,9 @@ impl<'t> Lowerer<'t> {
                     .take_value("provider")
                     .and_then(|n| self.ident(n, "provider"));
                 if step.ty.value == StepType::Condition {
-                    step.mode = fields.take_value("mode").and_then(|n| self.ident(n, "mode"));
+                    step.mode = fields
+                        .take_value("mode")
+                        .and_then(|n| self.ident(n, "mode"));
                     if let Some(cases) = fields.take_value("cases") {
                         let idents = self.idents(cases, "cases");
                         step.cases = Some(Spanned::new(idents, cases.span));
@@ -814,7 +820,9 @@ impl<'t> Lowerer<'t> {
                 step.group_ref = fields.take_value("ref").and_then(|n| self.ident(n, "ref"));
             }
             StepType::Loop => {
-                step.group_ref = fields.take_value("body").and_then(|n| self.ident(n, "body"));
+                step.group_ref = fields
+                    .take_value("body")
+                    .and_then(|n| self.ident(n, "body"));
                 step.max_iterations = fields
                     .take_value("maxIterations")
                     .and_then(|n| self.int(n, "maxIterations"));
@@ -997,7 +1005,9 @@ impl<'t> Lowerer<'t> {
                 span: node.span,
             });
         }
-        let field = fields.take_value("field").and_then(|n| self.ident(n, "field"));
+        let field = fields
+            .take_value("field")
+            .and_then(|n| self.ident(n, "field"));
         let op_node = fields.take_value("op");
         let op = op_node.and_then(|n| self.enum_value(n, "predicate operator", PredicateOp::ALL));
         let value = fields.take_value("value").map(|n| self.value(n));
@@ -1091,9 +1101,9 @@ fn remap_type(ty: &mut TypeSyntax, f: &impl Fn(usize) -> usize) {
     ty.span = Span::new(f(ty.span.start), f(ty.span.end));
     match &mut ty.kind {
         TypeSyntaxKind::Named(_) => {}
-        TypeSyntaxKind::List(inner) | TypeSyntaxKind::Map(inner) | TypeSyntaxKind::Optional(inner) => {
-            remap_type(inner, f)
-        }
+        TypeSyntaxKind::List(inner)
+        | TypeSyntaxKind::Map(inner)
+        | TypeSyntaxKind::Optional(inner) => remap_type(inner, f),
     }
 }
 
@@ -1136,7 +1146,10 @@ impl TypeParser<'_> {
         let mut ty = match name {
             "list" | "map" => {
                 if !self.eat('<') {
-                    return Err((format!("`{name}` needs a type argument, as in `{name}<string>`"), Span::new(start, self.pos)));
+                    return Err((
+                        format!("`{name}` needs a type argument, as in `{name}<string>`"),
+                        Span::new(start, self.pos),
+                    ));
                 }
                 if name == "map" {
                     let key = self.ty(depth + 1)?;
@@ -1144,7 +1157,10 @@ impl TypeParser<'_> {
                         return Err(("map keys must be `string`".into(), key.span));
                     }
                     if !self.eat(',') {
-                        return Err(("expected `,` after the map key type".into(), Span::at(self.pos)));
+                        return Err((
+                            "expected `,` after the map key type".into(),
+                            Span::at(self.pos),
+                        ));
                     }
                 }
                 let inner = self.ty(depth + 1)?;

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use donmai_compiler::check::check_file;
-use donmai_compiler::project::Project;
+use donmai_compiler::driver::{CheckOptions, FixMode, run_check};
 use donmai_grammar::codes::CATALOG;
 use donmai_grammar::{Diagnostic, SourceFile};
 
@@ -46,13 +46,46 @@ fn is_group_file(path: &Path) -> bool {
     path.components().any(|c| c.as_os_str() == "groups")
 }
 
-fn check(path: &Path) -> (SourceFile, Vec<Diagnostic>) {
-    let text = std::fs::read_to_string(path).expect("case is UTF-8");
-    let file = SourceFile::new(path, text);
-    let project = Project::discover(path.parent().expect("case has a folder"))
-        .expect("case project file is valid");
-    let diagnostics = check_file(&file, &project);
-    (file, diagnostics)
+/// Checks one case the way `donmaic check CASE` does: suppressions, lint
+/// levels, donmai.toml and plugin manifest problems included. Returns each
+/// reported file with its diagnostics.
+fn check(path: &Path) -> Vec<(SourceFile, Vec<Diagnostic>)> {
+    let options = CheckOptions {
+        paths: vec![path.to_path_buf()],
+        lint_levels: Vec::new(),
+        fix: FixMode::Report,
+        threads: None,
+    };
+    let run = run_check(&options, &check_file);
+    assert!(
+        run.report.failures.is_empty(),
+        "{}: {:?}",
+        path.display(),
+        run.report
+            .failures
+            .iter()
+            .map(|f| &f.message)
+            .collect::<Vec<_>>()
+    );
+    run.report
+        .files
+        .into_iter()
+        .filter(|report| !report.diagnostics.is_empty())
+        .map(|report| (report.source, report.diagnostics))
+        .collect()
+}
+
+fn render_all(reports: &[(SourceFile, Vec<Diagnostic>)], case: &Path) -> String {
+    let dir = case.parent().expect("case has a folder");
+    let mut out = String::new();
+    for (file, diagnostics) in reports {
+        if file.path() != case {
+            let name = file.path().strip_prefix(dir).unwrap_or(file.path());
+            out.push_str(&format!("in {}:\n", name.display()));
+        }
+        out.push_str(&render(file, diagnostics));
+    }
+    out
 }
 
 /// One line per diagnostic, then its labels, help and fix, indented.
@@ -71,10 +104,16 @@ fn render(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
             d.code,
             d.message
         ));
-        out.push_str(&format!("    | {}\n", file.slice(d.span).lines().next().unwrap_or("")));
+        out.push_str(&format!(
+            "    | {}\n",
+            file.slice(d.span).lines().next().unwrap_or("")
+        ));
         for label in &d.labels {
             let at = file.line_col(label.span.start);
-            out.push_str(&format!("    label {}:{}: {}\n", at.line, at.column, label.message));
+            out.push_str(&format!(
+                "    label {}:{}: {}\n",
+                at.line, at.column, label.message
+            ));
         }
         if let Some(help) = &d.help {
             out.push_str(&format!("    help: {help}\n"));
@@ -83,7 +122,10 @@ fn render(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
             out.push_str(&format!("    fix: {}", fix.message));
             for edit in &fix.edits {
                 let at = file.line_col(edit.span.start);
-                out.push_str(&format!(" [{}:{} {:?}]", at.line, at.column, edit.replacement));
+                out.push_str(&format!(
+                    " [{}:{} {:?}]",
+                    at.line, at.column, edit.replacement
+                ));
             }
             out.push('\n');
         }
@@ -95,12 +137,20 @@ fn render(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
 fn ok_cases_check_clean() {
     let mut failures = Vec::new();
     for path in cases(&corpus().join("ok")) {
-        let (file, diagnostics) = check(&path);
-        if !diagnostics.is_empty() {
-            failures.push(format!("{}:\n{}", path.display(), render(&file, &diagnostics)));
+        let reports = check(&path);
+        if !reports.is_empty() {
+            failures.push(format!(
+                "{}:\n{}",
+                path.display(),
+                render_all(&reports, &path)
+            ));
         }
     }
-    assert!(failures.is_empty(), "ok cases with diagnostics:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "ok cases with diagnostics:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -111,13 +161,13 @@ fn err_cases_match_their_snapshots() {
         if is_group_file(&path) {
             continue;
         }
-        let (file, diagnostics) = check(&path);
+        let reports = check(&path);
         assert!(
-            !diagnostics.is_empty(),
+            !reports.is_empty(),
             "{} is an err case but checks clean",
             path.display()
         );
-        seen_codes.extend(diagnostics.iter().map(|d| d.code));
+        seen_codes.extend(reports.iter().flat_map(|(_, ds)| ds.iter().map(|d| d.code)));
         let name = path
             .strip_prefix(&root)
             .expect("case under root")
@@ -129,7 +179,7 @@ fn err_cases_match_their_snapshots() {
         settings.set_prepend_module_to_snapshot(false);
         settings.set_omit_expression(true);
         settings.set_input_file(&path);
-        settings.bind(|| insta::assert_snapshot!(name, render(&file, &diagnostics)));
+        settings.bind(|| insta::assert_snapshot!(name, render_all(&reports, &path)));
     }
     let missing: Vec<String> = CATALOG
         .iter()
@@ -146,10 +196,18 @@ fn bundled_examples_check_clean() {
     let all = cases(&examples);
     assert!(all.len() >= 3, "the examples are missing");
     for path in all {
-        let (file, diagnostics) = check(&path);
-        if !diagnostics.is_empty() {
-            failures.push(format!("{}:\n{}", path.display(), render(&file, &diagnostics)));
+        let reports = check(&path);
+        if !reports.is_empty() {
+            failures.push(format!(
+                "{}:\n{}",
+                path.display(),
+                render_all(&reports, &path)
+            ));
         }
     }
-    assert!(failures.is_empty(), "examples with diagnostics:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "examples with diagnostics:\n{}",
+        failures.join("\n")
+    );
 }

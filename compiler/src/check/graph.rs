@@ -27,7 +27,9 @@ impl BitSet {
     }
 
     pub fn contains(&self, i: usize) -> bool {
-        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     pub fn union_with(&mut self, other: &BitSet) {
@@ -101,7 +103,10 @@ impl Topology {
                             predecessors[t].push(i);
                         }
                     }
-                    None if workflow.dropped_steps.iter().any(|d| d.value == target.value) => {}
+                    None if workflow
+                        .dropped_steps
+                        .iter()
+                        .any(|d| d.value == target.value) => {}
                     None => diagnostics.push(unknown_step(target, steps)),
                 }
             }
@@ -282,7 +287,10 @@ impl Topology {
                     Diagnostic::new(
                         Code::UNREACHABLE_STEP,
                         step.id.span,
-                        format!("step `{}` cannot be reached from any trigger", step.id.value),
+                        format!(
+                            "step `{}` cannot be reached from any trigger",
+                            step.id.value
+                        ),
                     )
                     .with_help("add it to the `next` or `branches` of a step that runs before it"),
                 );
@@ -297,7 +305,8 @@ fn unknown_step(target: &Ident, steps: &[Step]) -> Diagnostic {
         target.span,
         format!("there is no step `{}`", target.value),
     );
-    if let Some(suggestion) = did_you_mean(&target.value, steps.iter().map(|s| s.id.value.as_str())) {
+    if let Some(suggestion) = did_you_mean(&target.value, steps.iter().map(|s| s.id.value.as_str()))
+    {
         diagnostic = diagnostic
             .with_help(format!("did you mean `{suggestion}`?"))
             .with_replacement(
@@ -317,7 +326,9 @@ fn replacement_span(target: &Ident) -> Span {
 
 fn topological_order(successors: &[Vec<usize>], predecessors: &[Vec<usize>]) -> Option<Vec<usize>> {
     let mut indegree: Vec<usize> = predecessors.iter().map(Vec::len).collect();
-    let mut ready: Vec<usize> = (0..successors.len()).filter(|&n| indegree[n] == 0).collect();
+    let mut ready: Vec<usize> = (0..successors.len())
+        .filter(|&n| indegree[n] == 0)
+        .collect();
     let mut order = Vec::with_capacity(successors.len());
     while let Some(n) = ready.pop() {
         order.push(n);

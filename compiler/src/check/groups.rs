@@ -37,13 +37,21 @@ pub(super) fn signature_of(
     step: &Step,
     stack: &mut Vec<PathBuf>,
 ) -> Option<Signature> {
-    let what = if step.ty.value == StepType::Loop { "body" } else { "ref" };
+    let what = if step.ty.value == StepType::Loop {
+        "body"
+    } else {
+        "ref"
+    };
     let Some(reference) = &step.group_ref else {
         checker.diagnostics.push(
             Diagnostic::new(
                 Code::MISSING_FIELD,
                 step.config_span.unwrap_or(step.id.span),
-                format!("{} step `{}` needs `config.{what}`", step.ty.value.as_str(), step.id.value),
+                format!(
+                    "{} step `{}` needs `config.{what}`",
+                    step.ty.value.as_str(),
+                    step.id.value
+                ),
             )
             .with_help(format!("e.g. `{what}: \"./groups/dev.yaml@1\"`")),
         );
@@ -76,7 +84,10 @@ pub(super) fn signature_of(
             Diagnostic::new(
                 Code::GROUP_CYCLE,
                 reference.span,
-                format!("group files reference each other in a cycle: {}", chain.join(" → ")),
+                format!(
+                    "group files reference each other in a cycle: {}",
+                    chain.join(" → ")
+                ),
             )
             .with_help("a group cannot contain itself; use `type: loop` for bounded repetition"),
         );
@@ -102,7 +113,11 @@ pub(super) fn signature_of(
     };
     match result {
         GroupResult::Unreadable(message) => {
-            checker.diagnostics.push(Diagnostic::new(Code::GROUP_NOT_FOUND, reference.span, message));
+            checker.diagnostics.push(Diagnostic::new(
+                Code::GROUP_NOT_FOUND,
+                reference.span,
+                message,
+            ));
             None
         }
         GroupResult::Checked(signature, cyclic) => {
@@ -113,7 +128,9 @@ pub(super) fn signature_of(
                         reference.span,
                         format!("group `{relative}` leads back to a group that contains it"),
                     )
-                    .with_help("a group cannot contain itself; use `type: loop` for bounded repetition"),
+                    .with_help(
+                        "a group cannot contain itself; use `type: loop` for bounded repetition",
+                    ),
                 );
                 checker.in_cycle = true;
                 return None;
@@ -146,9 +163,19 @@ fn check_group_file(checker: &Checker<'_>, path: &Path, stack: &mut Vec<PathBuf>
     let text = match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
-            Err(_) => return GroupResult::Unreadable(format!("group `{}` is not UTF-8 text", display_name(path))),
+            Err(_) => {
+                return GroupResult::Unreadable(format!(
+                    "group `{}` is not UTF-8 text",
+                    display_name(path)
+                ));
+            }
         },
-        Err(error) => return GroupResult::Unreadable(format!("cannot read group `{}`: {error}", display_name(path))),
+        Err(error) => {
+            return GroupResult::Unreadable(format!(
+                "cannot read group `{}`: {error}",
+                display_name(path)
+            ));
+        }
     };
     let parsed = parse_workflow(&text);
     let Some(workflow) = parsed.workflow else {
@@ -210,7 +237,10 @@ pub(super) fn check_step(checker: &mut Checker<'_>, index: usize) {
                         required: true,
                     },
                 );
-                Type::Object(Arc::new(ObjectType { fields, closed: true }))
+                Type::Object(Arc::new(ObjectType {
+                    fields,
+                    closed: true,
+                }))
             });
             checker.predicate(index, until, subject.as_ref(), false);
         }
@@ -248,6 +278,8 @@ fn split_pin(reference: &Ident) -> (&str, Option<(u64, Span)>) {
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

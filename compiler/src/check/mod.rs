@@ -101,14 +101,17 @@ pub(crate) fn check_workflow(
     checker.triggers();
     checker.interface_inputs();
     if workflow.steps.len() > MAX_STEPS {
-        checker.diagnostics.push(Diagnostic::new(
-            Code::DOCUMENT_TOO_COMPLEX,
-            workflow.steps_span,
-            format!(
-                "{} steps in one level: the limit is {MAX_STEPS}",
-                workflow.steps.len()
-            ),
-        ).with_help("split the workflow into groups"));
+        checker.diagnostics.push(
+            Diagnostic::new(
+                Code::DOCUMENT_TOO_COMPLEX,
+                workflow.steps_span,
+                format!(
+                    "{} steps in one level: the limit is {MAX_STEPS}",
+                    workflow.steps.len()
+                ),
+            )
+            .with_help("split the workflow into groups"),
+        );
         return (checker.diagnostics, None, false);
     }
     checker.topology = Some(Topology::build(workflow, &mut checker.diagnostics));
@@ -144,7 +147,9 @@ struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     fn topology(&self) -> &Topology {
-        self.topology.as_ref().expect("topology is built before steps are checked")
+        self.topology
+            .as_ref()
+            .expect("topology is built before steps are checked")
     }
 
     fn is_v2(&self) -> bool {
@@ -199,14 +204,21 @@ impl<'a> Checker<'a> {
                         );
                     }
                 } else {
-                    let list: Vec<String> = majors.iter().map(|m| format!("`{name}@{m}`")).collect();
+                    let list: Vec<String> =
+                        majors.iter().map(|m| format!("`{name}@{m}`")).collect();
                     diagnostic = diagnostic.with_help(format!("installed: {}", list.join(", ")));
                 }
                 self.diagnostics.push(diagnostic);
+            } else if name == "donmai" {
+                // First-party: never an integration to enable.
             } else if self.context.project.integration_enabled(name)
                 && !self.context.project.integration_admits(
                     name,
-                    self.workflow.metadata.project.as_ref().map(|p| p.value.as_str()),
+                    self.workflow
+                        .metadata
+                        .project
+                        .as_ref()
+                        .map(|p| p.value.as_str()),
                 )
             {
                 let allowed: Vec<String> = self
@@ -278,16 +290,17 @@ impl<'a> Checker<'a> {
                                 trigger.kind.span,
                                 "trigger kind `schedule` is deprecated",
                             )
-                            .with_replacement("use `cron`", trigger.kind.span, "cron"),
+                            .with_replacement(
+                                "use `cron`",
+                                trigger.kind.span,
+                                "cron",
+                            ),
                         );
                     }
                     if let Some(schedule) = &trigger.schedule {
                         self.cron_expression(schedule);
                     }
-                    object(
-                        [("firedAt", Type::Timestamp, true)],
-                        true,
-                    )
+                    object([("firedAt", Type::Timestamp, true)], true)
                 }
                 TriggerKind::Manual | TriggerKind::AgentRequest => {
                     let mut fields = BTreeMap::new();
@@ -325,7 +338,8 @@ impl<'a> Checker<'a> {
                     }))
                 }
             };
-            self.trigger_payloads.insert(trigger.id.value.clone(), payload);
+            self.trigger_payloads
+                .insert(trigger.id.value.clone(), payload);
         }
     }
 
@@ -414,7 +428,15 @@ impl<'a> Checker<'a> {
                 "duration" => Type::Duration,
                 "dyn" => Type::Dyn,
                 other => {
-                    let known = ["string", "int", "double", "bool", "timestamp", "duration", "dyn"];
+                    let known = [
+                        "string",
+                        "int",
+                        "double",
+                        "bool",
+                        "timestamp",
+                        "duration",
+                        "dyn",
+                    ];
                     let mut diagnostic = Diagnostic::new(
                         Code::INVALID_VALUE,
                         syntax.span,
@@ -543,7 +565,8 @@ impl<'a> Checker<'a> {
                     if let Some(after) = deprecation.after {
                         message.push_str(&format!(" and stops compiling after {after}"));
                     }
-                    let mut diagnostic = Diagnostic::new(Code::VERB_DEPRECATED, action.span, message);
+                    let mut diagnostic =
+                        Diagnostic::new(Code::VERB_DEPRECATED, action.span, message);
                     if let Some(help) = successor {
                         diagnostic = diagnostic.with_help(help);
                     }
@@ -566,11 +589,11 @@ impl<'a> Checker<'a> {
                     Code::VERB_KIND_MISMATCH,
                     action.span,
                     format!(
-                        "`{}` is a {} verb, but step `{}` is a {}",
+                        "`{}` is {} verb, but step `{}` is {}",
                         verb_ref.verb,
-                        verb.kind.as_str(),
+                        with_article(verb.kind.as_str()),
                         step.id.value,
-                        step.ty.value.as_str()
+                        with_article(step.ty.value.as_str())
                     ),
                 )
                 .with_label(step.ty.span, "step type declared here"),
@@ -586,7 +609,8 @@ impl<'a> Checker<'a> {
             let output = match step.ty.value {
                 StepType::Trigger => self.trigger_step_output(step),
                 StepType::Condition | StepType::Action | StepType::Gate => {
-                    if step.action.is_none() && step.ty.value != StepType::Gate && step.config_valid {
+                    if step.action.is_none() && step.ty.value != StepType::Gate && step.config_valid
+                    {
                         self.diagnostics.push(Diagnostic::new(
                             Code::MISSING_FIELD,
                             step.config_span.unwrap_or(step.id.span),
@@ -614,7 +638,12 @@ impl<'a> Checker<'a> {
             Some(id) => match self.trigger_payloads.get(&id.value) {
                 Some(payload) => Some(payload.clone()),
                 None => {
-                    let ids: Vec<&str> = self.workflow.triggers.iter().map(|t| t.id.value.as_str()).collect();
+                    let ids: Vec<&str> = self
+                        .workflow
+                        .triggers
+                        .iter()
+                        .map(|t| t.id.value.as_str())
+                        .collect();
                     let mut diagnostic = Diagnostic::new(
                         Code::UNKNOWN_TRIGGER,
                         id.span,
@@ -665,7 +694,9 @@ impl<'a> Checker<'a> {
                 let verb = step.action.as_ref().and_then(|_| {
                     let registry = self.context.registry;
                     let verb_ref = VerbRef::parse(&step.action.as_ref()?.value).ok()?;
-                    registry.plugin(&verb_ref.plugin, verb_ref.major)?.verb(&verb_ref.verb)
+                    registry
+                        .plugin(&verb_ref.plugin, verb_ref.major)?
+                        .verb(&verb_ref.verb)
                 });
                 if let Some(verb) = verb {
                     let input = verb.input_type();
@@ -697,7 +728,10 @@ impl<'a> Checker<'a> {
                 self.diagnostics.push(Diagnostic::new(
                     Code::INVALID_VALUE,
                     retry.span,
-                    format!("a {} step cannot retry: `retry` applies to actions and gates", step.ty.value.as_str()),
+                    format!(
+                        "a {} step cannot retry: `retry` applies to actions and gates",
+                        step.ty.value.as_str()
+                    ),
                 ));
             }
             if let Some(max) = &retry.max_attempts
@@ -724,7 +758,10 @@ impl<'a> Checker<'a> {
                 self.diagnostics.push(Diagnostic::new(
                     Code::INVALID_VALUE,
                     factor.span,
-                    format!("backoff factor must be between 1 and 10, not {}", factor.value),
+                    format!(
+                        "backoff factor must be between 1 and 10, not {}",
+                        factor.value
+                    ),
                 ));
             }
             if let (Some(initial), Some(max)) = (&retry.initial_ms, &retry.max_ms)
@@ -741,7 +778,10 @@ impl<'a> Checker<'a> {
                 self.diagnostics.push(Diagnostic::new(
                     Code::INVALID_VALUE,
                     timeout.span,
-                    format!("a {} step cannot time out: `timeoutMs` applies to actions and gates", step.ty.value.as_str()),
+                    format!(
+                        "a {} step cannot time out: `timeoutMs` applies to actions and gates",
+                        step.ty.value.as_str()
+                    ),
                 ));
             } else if timeout.value <= 0 {
                 self.diagnostics.push(Diagnostic::new(
@@ -785,15 +825,23 @@ impl<'a> Checker<'a> {
                     let mut diagnostic = Diagnostic::new(
                         Code::UNKNOWN_INPUT,
                         input.name.span,
-                        format!("the {owner} of step `{}` has no input `{}`", step.id.value, input.name.value),
+                        format!(
+                            "the {owner} of step `{}` has no input `{}`",
+                            step.id.value, input.name.value
+                        ),
                     );
-                    let names = ports.fields.keys().map(String::as_str).filter(|n| !given.contains(n));
+                    let names = ports
+                        .fields
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|n| !given.contains(n));
                     if let Some(s) = did_you_mean(&input.name.value, names) {
                         diagnostic = diagnostic
                             .with_help(format!("did you mean `{s}`?"))
                             .with_replacement(format!("rename to `{s}`"), input.name.span, s);
                     } else {
-                        let all: Vec<String> = ports.fields.keys().map(|k| format!("`{k}`")).collect();
+                        let all: Vec<String> =
+                            ports.fields.keys().map(|k| format!("`{k}`")).collect();
                         diagnostic = diagnostic.with_help(if all.is_empty() {
                             "it takes no inputs".to_string()
                         } else {
@@ -816,7 +864,10 @@ impl<'a> Checker<'a> {
                 Diagnostic::new(
                     Code::MISSING_INPUT,
                     step.config_span.unwrap_or(step.id.span),
-                    format!("step `{}` is missing required input `{name}` ({ty})", step.id.value),
+                    format!(
+                        "step `{}` is missing required input `{name}` ({ty})",
+                        step.id.value
+                    ),
                 )
                 .with_label(step.id.span, "in this step"),
             );
@@ -832,9 +883,17 @@ impl<'a> Checker<'a> {
 
     /// Reports a value that does not fit its port: wrong type, always null,
     /// or null on some path (W4).
-    fn assign(&mut self, index: usize, value: &Value, value_type: &Type, port: &Field, name: &Ident) {
+    fn assign(
+        &mut self,
+        index: usize,
+        value: &Value,
+        value_type: &Type,
+        port: &Field,
+        name: &Ident,
+    ) {
         if !port.required || port.ty.is_optional() {
-            if !port_accepts(value_type.non_null(), port.ty.non_null()) && *value_type != Type::Null {
+            if !port_accepts(value_type.non_null(), port.ty.non_null()) && *value_type != Type::Null
+            {
                 self.type_mismatch(value, value_type, &port.ty.clone().optional(), name);
             }
             return;
@@ -867,11 +926,13 @@ impl<'a> Checker<'a> {
                 match self.null_cause(index, value) {
                     Some((span, why)) => diagnostic = diagnostic.with_label(span, why),
                     None => {
-                        diagnostic = diagnostic.with_help("the value's type allows null: give a fallback with `??`");
+                        diagnostic = diagnostic
+                            .with_help("the value's type allows null: give a fallback with `??`");
                     }
                 }
                 if diagnostic.help.is_none() {
-                    diagnostic = diagnostic.with_help("give a fallback with `??`, e.g. `{{ x ?? 'none' }}`");
+                    diagnostic =
+                        diagnostic.with_help("give a fallback with `??`, e.g. `{{ x ?? 'none' }}`");
                 }
                 self.diagnostics.push(diagnostic);
             }
@@ -887,7 +948,10 @@ impl<'a> Checker<'a> {
         let mut diagnostic = Diagnostic::new(
             Code::TYPE_MISMATCH,
             value.span,
-            format!("input `{}` expects `{expected}`, found `{found}`", name.value),
+            format!(
+                "input `{}` expects `{expected}`, found `{found}`",
+                name.value
+            ),
         );
         if let Type::Enum(allowed) = expected.non_null()
             && let ValueKind::Str { text, .. } = &value.kind
@@ -896,7 +960,14 @@ impl<'a> Checker<'a> {
             if let Some(s) = did_you_mean(text, names.iter().copied()) {
                 diagnostic = diagnostic.with_help(format!("did you mean `{s}`?"));
             } else {
-                diagnostic = diagnostic.with_help(format!("expected one of {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")));
+                diagnostic = diagnostic.with_help(format!(
+                    "expected one of {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
         self.diagnostics.push(diagnostic);
@@ -908,7 +979,10 @@ impl<'a> Checker<'a> {
                 Diagnostic::new(
                     Code::INVALID_VALUE,
                     first.span,
-                    format!("condition `{}` routes with `branches`, not `next`", step.id.value),
+                    format!(
+                        "condition `{}` routes with `branches`, not `next`",
+                        step.id.value
+                    ),
                 )
                 .with_help("write `branches: {yes: <step>, no: <step>}` or one branch per case"),
             );
@@ -917,8 +991,12 @@ impl<'a> Checker<'a> {
             && mode.value != "switch"
         {
             self.diagnostics.push(
-                Diagnostic::new(Code::INVALID_VALUE, mode.span, format!("`{}` is not a condition mode", mode.value))
-                    .with_help("the only mode is `switch`; boolean conditions leave `mode` out"),
+                Diagnostic::new(
+                    Code::INVALID_VALUE,
+                    mode.span,
+                    format!("`{}` is not a condition mode", mode.value),
+                )
+                .with_help("the only mode is `switch`; boolean conditions leave `mode` out"),
             );
         }
         let Some(verb) = verb else { return };
@@ -926,8 +1004,12 @@ impl<'a> Checker<'a> {
             Some(Type::Bool) => {
                 if let Some(mode) = &step.mode {
                     self.diagnostics.push(
-                        Diagnostic::new(Code::INVALID_VALUE, mode.span, "this condition's verb answers yes or no, so it cannot switch")
-                            .with_help("remove `mode: switch` and branch on `yes` and `no`"),
+                        Diagnostic::new(
+                            Code::INVALID_VALUE,
+                            mode.span,
+                            "this condition's verb answers yes or no, so it cannot switch",
+                        )
+                        .with_help("remove `mode: switch` and branch on `yes` and `no`"),
                     );
                 }
                 self.branch_keys(step, &["yes", "no"], false);
@@ -935,6 +1017,7 @@ impl<'a> Checker<'a> {
             Some(Type::Enum(values)) => {
                 let all: Vec<&str> = values.iter().map(String::as_str).collect();
                 let mut cases: Vec<&str> = Vec::new();
+                let mut invalid: Vec<&str> = Vec::new();
                 match &step.cases {
                     Some(listed) => {
                         for case in &listed.value {
@@ -946,20 +1029,37 @@ impl<'a> Checker<'a> {
                                     case.span,
                                     format!("`{}` is not a value of `{}`", case.value, verb.id),
                                 )
-                                .with_help(format!("its values are {}", all.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")));
+                                .with_help(format!(
+                                    "its values are {}",
+                                    all.iter()
+                                        .map(|v| format!("`{v}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ));
                                 if let Some(s) = did_you_mean(&case.value, all.iter().copied()) {
-                                    diagnostic = diagnostic.with_replacement(format!("use `{s}`"), case.span, s);
+                                    diagnostic = diagnostic.with_replacement(
+                                        format!("use `{s}`"),
+                                        case.span,
+                                        s,
+                                    );
                                 }
                                 self.diagnostics.push(diagnostic);
+                                invalid.push(&case.value);
                             }
                         }
                     }
                     None => cases = all.clone(),
                 }
-                self.branch_keys(step, &cases, true);
+                // Branches on a case already reported are not reported again.
+                let mut known = cases.clone();
+                known.extend(&invalid);
+                self.branch_keys(step, &known, true);
                 let mut covered = false;
                 match &step.default_handle {
-                    Some(Spanned { value: DefaultHandle::Case(case), span }) => {
+                    Some(Spanned {
+                        value: DefaultHandle::Case(case),
+                        span,
+                    }) => {
                         if cases.contains(&case.as_str()) {
                             covered = true;
                         } else {
@@ -969,21 +1069,29 @@ impl<'a> Checker<'a> {
                                     *span,
                                     format!("defaultHandle `{case}` is not one of the cases"),
                                 )
-                                .with_help(format!("the cases are {}", cases.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))),
+                                .with_help(format!(
+                                    "the cases are {}",
+                                    cases
+                                        .iter()
+                                        .map(|v| format!("`{v}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )),
                             );
                         }
                     }
-                    Some(Spanned { value: DefaultHandle::Branch, span }) => {
+                    Some(Spanned {
+                        value: DefaultHandle::Branch,
+                        span,
+                    }) => {
                         if step.branches.iter().any(|(h, _)| h.value == "default") {
                             covered = true;
                         } else {
-                            self.diagnostics.push(
-                                Diagnostic::new(
-                                    Code::BAD_DEFAULT_HANDLE,
-                                    *span,
-                                    "`defaultHandle: true` needs a `branches.default`",
-                                ),
-                            );
+                            self.diagnostics.push(Diagnostic::new(
+                                Code::BAD_DEFAULT_HANDLE,
+                                *span,
+                                "`defaultHandle: true` needs a `branches.default`",
+                            ));
                         }
                     }
                     None => {}
@@ -1002,7 +1110,11 @@ impl<'a> Checker<'a> {
                                 format!(
                                     "switch `{}` has no branch for {} and no `defaultHandle`",
                                     step.id.value,
-                                    uncovered.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                                    uncovered
+                                        .iter()
+                                        .map(|v| format!("`{v}`"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
                                 ),
                             )
                             .with_help("add the branches, or a `defaultHandle` naming a case"),
@@ -1020,18 +1132,27 @@ impl<'a> Checker<'a> {
         for (handle, _) in &step.branches {
             if let Some(first) = seen.insert(&handle.value, handle.span) {
                 self.diagnostics.push(
-                    Diagnostic::new(Code::DUPLICATE_ID, handle.span, format!("handle `{}` is branched twice", handle.value))
-                        .with_label(first, "first here"),
+                    Diagnostic::new(
+                        Code::DUPLICATE_ID,
+                        handle.span,
+                        format!("handle `{}` is branched twice", handle.value),
+                    )
+                    .with_label(first, "first here"),
                 );
                 continue;
             }
-            if handles.contains(&handle.value.as_str()) || (allow_default && handle.value == "default") {
+            if handles.contains(&handle.value.as_str())
+                || (allow_default && handle.value == "default")
+            {
                 continue;
             }
             let mut diagnostic = Diagnostic::new(
                 Code::UNKNOWN_HANDLE,
                 handle.span,
-                format!("`{}` is not a handle of step `{}`", handle.value, step.id.value),
+                format!(
+                    "`{}` is not a handle of step `{}`",
+                    handle.value, step.id.value
+                ),
             );
             match did_you_mean(&handle.value, handles.iter().copied()) {
                 Some(s) => {
@@ -1044,7 +1165,8 @@ impl<'a> Checker<'a> {
                     if allow_default {
                         list.push("`default`".into());
                     }
-                    diagnostic = diagnostic.with_help(format!("its handles are {}", list.join(", ")));
+                    diagnostic =
+                        diagnostic.with_help(format!("its handles are {}", list.join(", ")));
                 }
             }
             self.diagnostics.push(diagnostic);
@@ -1077,20 +1199,25 @@ impl<'a> Checker<'a> {
                             format!(
                                 "gate `{}` has no branch for {}",
                                 step.id.value,
-                                uncovered.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+                                uncovered
+                                    .iter()
+                                    .map(|h| format!("`{h}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         )
                         .with_help("cover every handle in `branches`, or add `default: <step>`"),
                     );
                 }
                 if let Some(first) = step.next.first() {
-                    self.diagnostics.push(
-                        Diagnostic::new(
-                            Code::INVALID_VALUE,
-                            first.span,
-                            format!("gate `{}` routes by its handles: use `branches`, not `next`", step.id.value),
+                    self.diagnostics.push(Diagnostic::new(
+                        Code::INVALID_VALUE,
+                        first.span,
+                        format!(
+                            "gate `{}` routes by its handles: use `branches`, not `next`",
+                            step.id.value
                         ),
-                    );
+                    ));
                 }
             }
         } else if !step.branches.is_empty() && step.action.is_none() {
@@ -1135,7 +1262,11 @@ impl<'a> Checker<'a> {
         if let Some(timeout) = &gate.timeout_ms
             && timeout.value <= 0
         {
-            self.diagnostics.push(Diagnostic::new(Code::INVALID_VALUE, timeout.span, "timeoutMs must be positive"));
+            self.diagnostics.push(Diagnostic::new(
+                Code::INVALID_VALUE,
+                timeout.span,
+                "timeoutMs must be positive",
+            ));
         }
         if let Some(predicate) = &gate.match_ {
             self.predicate(index, predicate, payload.as_ref(), true);
@@ -1164,7 +1295,12 @@ impl<'a> Checker<'a> {
                 fields,
                 closed: true,
             }),
-            version: self.workflow.metadata.version.as_ref().map(|v| v.value.clone()),
+            version: self
+                .workflow
+                .metadata
+                .version
+                .as_ref()
+                .map(|v| v.value.clone()),
         })
     }
 
@@ -1195,7 +1331,9 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let Some(action) = &step.action else { continue };
-            let Ok(verb_ref) = VerbRef::parse(&action.value) else { continue };
+            let Ok(verb_ref) = VerbRef::parse(&action.value) else {
+                continue;
+            };
             let Some(verb) = self
                 .context
                 .registry
@@ -1205,14 +1343,23 @@ impl<'a> Checker<'a> {
                 continue;
             };
             let has_outputs = matches!(verb.output_type(), Type::Object(o) if !o.fields.is_empty());
-            if verb.side_effect_class == SideEffectClass::ReadOnly && has_outputs {
+            if verb.kind == VerbKind::Action
+                && verb.side_effect_class == SideEffectClass::ReadOnly
+                && has_outputs
+            {
                 self.diagnostics.push(
                     Diagnostic::new(
                         Code::UNUSED_OUTPUT,
                         step.id.span,
-                        format!("step `{}` only reads, and nothing uses its output", step.id.value),
+                        format!(
+                            "step `{}` only reads, and nothing uses its output",
+                            step.id.value
+                        ),
                     )
-                    .with_help(format!("use it as `{{{{ nodes.{}.output.<field> }}}}`, or remove the step", step.id.value)),
+                    .with_help(format!(
+                        "use it as `{{{{ nodes.{}.output.<field> }}}}`, or remove the step",
+                        step.id.value
+                    )),
                 );
             }
         }
@@ -1231,7 +1378,10 @@ impl<'a> Checker<'a> {
                 continue;
             }
             // Only start at the head of a chain.
-            if single_in(start) && is_link(topology.predecessors[start][0]) && single_out(topology.predecessors[start][0]) {
+            if single_in(start)
+                && is_link(topology.predecessors[start][0])
+                && single_out(topology.predecessors[start][0])
+            {
                 continue;
             }
             let mut chain = vec![start];
@@ -1252,7 +1402,12 @@ impl<'a> Checker<'a> {
                     Diagnostic::new(
                         Code::FLAT_DISPATCH_CHAIN,
                         steps[start].id.span,
-                        format!("{} actions in a flat chain, from `{}` to `{}`", chain.len(), steps[start].id.value, steps[last].id.value),
+                        format!(
+                            "{} actions in a flat chain, from `{}` to `{}`",
+                            chain.len(),
+                            steps[start].id.value,
+                            steps[last].id.value
+                        ),
                     )
                     .with_label(steps[last].id.span, "the chain ends here")
                     .with_help("wrap the chain in a group with a typed interface"),
@@ -1260,6 +1415,15 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+fn with_article(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {word}")
 }
 
 /// Port assignment widens `int` to `double` (a JSON Schema `number`).
@@ -1270,7 +1434,11 @@ fn port_accepts(value: &Type, port: &Type) -> bool {
 /// `name@major`.
 fn parse_pin(text: &str) -> Option<(&str, u32)> {
     let (name, major) = text.split_once('@')?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return None;
     }
     Some((name, major.parse().ok()?))

@@ -225,7 +225,12 @@ impl Checker<'_> {
 
     /// Reports references that cannot work and records which steps'
     /// outputs are read. Recursion is bounded by the parser's depth cap.
-    fn references(&mut self, index: usize, expr: &Expr, referenced: &mut Vec<(String, Option<usize>)>) {
+    fn references(
+        &mut self,
+        index: usize,
+        expr: &Expr,
+        referenced: &mut Vec<(String, Option<usize>)>,
+    ) {
         if let Some(path) = expr.as_path() {
             self.reference_path(index, &path, referenced);
             return;
@@ -236,7 +241,9 @@ impl Checker<'_> {
                 self.references(index, operand, referenced);
                 self.references(index, i, referenced);
             }
-            ExprKind::List(items) => items.iter().for_each(|e| self.references(index, e, referenced)),
+            ExprKind::List(items) => items
+                .iter()
+                .for_each(|e| self.references(index, e, referenced)),
             ExprKind::Map(entries) => entries.iter().for_each(|(k, v)| {
                 self.references(index, k, referenced);
                 self.references(index, v, referenced);
@@ -245,14 +252,19 @@ impl Checker<'_> {
                 if let Some(target) = target {
                     self.references(index, target, referenced);
                 }
-                args.iter().for_each(|e| self.references(index, e, referenced));
+                args.iter()
+                    .for_each(|e| self.references(index, e, referenced));
             }
             ExprKind::Unary { operand, .. } => self.references(index, operand, referenced),
             ExprKind::Binary { lhs, rhs, .. } => {
                 self.references(index, lhs, referenced);
                 self.references(index, rhs, referenced);
             }
-            ExprKind::Conditional { cond, then, otherwise } => {
+            ExprKind::Conditional {
+                cond,
+                then,
+                otherwise,
+            } => {
                 self.references(index, cond, referenced);
                 self.references(index, then, referenced);
                 self.references(index, otherwise, referenced);
@@ -278,7 +290,8 @@ impl Checker<'_> {
                 if self.is_v2() {
                     diagnostic = diagnostic.with_replacement("use `nodes`", root.span, "nodes");
                 } else {
-                    diagnostic = diagnostic.with_help("reading node outputs needs workflow/v2: run `donmaic migrate`");
+                    diagnostic = diagnostic
+                        .with_help("reading node outputs needs workflow/v2: run `donmaic migrate`");
                 }
                 self.diagnostics.push(diagnostic);
                 if self.is_v2() {
@@ -379,7 +392,9 @@ impl Checker<'_> {
                     field.span,
                     format!("a node has no field `{}`", field.text),
                 )
-                .with_help("a node's results are read through `output`, e.g. `nodes.x.output.sessionId`"),
+                .with_help(
+                    "a node's results are read through `output`, e.g. `nodes.x.output.sessionId`",
+                ),
             );
         }
         if !referenced.iter().any(|(r, _)| *r == id.text) {
@@ -410,7 +425,8 @@ impl Checker<'_> {
             return;
         }
         if let Some(path) = expr.as_path() {
-            if path.len() >= 2 && matches!(path[0].text.as_str(), "nodes" | "steps")
+            if path.len() >= 2
+                && matches!(path[0].text.as_str(), "nodes" | "steps")
                 && let Some(j) = self.topology().step(&path[1].text)
                 && j != index
                 && self.runs_before(j, index)
@@ -421,10 +437,15 @@ impl Checker<'_> {
                     .workflow
                     .steps
                     .get(index)
-                    .map_or("the end of the run".to_string(), |s| format!("`{}`", s.id.value));
+                    .map_or("the end of the run".to_string(), |s| {
+                        format!("`{}`", s.id.value)
+                    });
                 *found = Some((
                     step.id.span,
-                    format!("`{}` does not run on every path to {here}, so its output may be null", step.id.value),
+                    format!(
+                        "`{}` does not run on every path to {here}, so its output may be null",
+                        step.id.value
+                    ),
                 ));
             }
             return;
@@ -435,7 +456,9 @@ impl Checker<'_> {
                 self.first_skippable(index, lhs, found);
                 self.first_skippable(index, rhs, found);
             }
-            ExprKind::Conditional { then, otherwise, .. } => {
+            ExprKind::Conditional {
+                then, otherwise, ..
+            } => {
                 self.first_skippable(index, then, found);
                 self.first_skippable(index, otherwise, found);
             }
@@ -445,22 +468,37 @@ impl Checker<'_> {
 
     /// Checks a bounded predicate. `subject` is the type its `field` paths
     /// are read from (an event payload, or `{output: ...}` for a loop).
-    pub(super) fn predicate(&mut self, index: usize, predicate: &Predicate, subject: Option<&Type>, is_gate: bool) {
+    pub(super) fn predicate(
+        &mut self,
+        index: usize,
+        predicate: &Predicate,
+        subject: Option<&Type>,
+        is_gate: bool,
+    ) {
         if predicate.span.len() > MAX_FILTER_BYTES {
             self.diagnostics.push(Diagnostic::new(
                 Code::MATCH_LIMIT,
                 predicate.span,
-                format!("the predicate is {} bytes long: the limit is {MAX_FILTER_BYTES}", predicate.span.len()),
+                format!(
+                    "the predicate is {} bytes long: the limit is {MAX_FILTER_BYTES}",
+                    predicate.span.len()
+                ),
             ));
         }
         let mut stats = PredicateStats::default();
         self.predicate_node(index, predicate, subject, is_gate, 1, &mut stats);
         if stats.leaves > MAX_LEAVES {
-            self.diagnostics.push(Diagnostic::new(
-                Code::MATCH_LIMIT,
-                predicate.span,
-                format!("the predicate has {} leaves: the limit is {MAX_LEAVES}", stats.leaves),
-            ).with_help("split the condition, or match on fewer fields"));
+            self.diagnostics.push(
+                Diagnostic::new(
+                    Code::MATCH_LIMIT,
+                    predicate.span,
+                    format!(
+                        "the predicate has {} leaves: the limit is {MAX_LEAVES}",
+                        stats.leaves
+                    ),
+                )
+                .with_help("split the condition, or match on fewer fields"),
+            );
         }
     }
 
@@ -530,7 +568,10 @@ impl Checker<'_> {
                             self.diagnostics.push(Diagnostic::new(
                                 Code::MATCH_LIMIT,
                                 value.span,
-                                format!("`in` lists {} values: the limit is {MAX_IN_MEMBERS}", items.len()),
+                                format!(
+                                    "`in` lists {} values: the limit is {MAX_IN_MEMBERS}",
+                                    items.len()
+                                ),
                             ));
                         }
                         _ if !matches!(value_type.non_null(), Type::List(_) | Type::Dyn) => {
@@ -543,11 +584,23 @@ impl Checker<'_> {
                         _ => {}
                     },
                     PredicateOp::Lt | PredicateOp::Lte | PredicateOp::Gt | PredicateOp::Gte => {
-                        if !matches!(value_type.non_null(), Type::Int | Type::Double | Type::String | Type::Timestamp | Type::Duration | Type::Dyn | Type::Enum(_)) {
+                        if !matches!(
+                            value_type.non_null(),
+                            Type::Int
+                                | Type::Double
+                                | Type::String
+                                | Type::Timestamp
+                                | Type::Duration
+                                | Type::Dyn
+                                | Type::Enum(_)
+                        ) {
                             self.diagnostics.push(Diagnostic::new(
                                 Code::TYPE_MISMATCH,
                                 value.span,
-                                format!("`{}` compares numbers, strings or times, not `{value_type}`", op_name(op.value)),
+                                format!(
+                                    "`{}` compares numbers, strings or times, not `{value_type}`",
+                                    op_name(op.value)
+                                ),
                             ));
                         }
                     }
@@ -559,7 +612,10 @@ impl Checker<'_> {
                                 Diagnostic::new(
                                     Code::TYPE_MISMATCH,
                                     value.span,
-                                    format!("`{}` is `{field_type}`, but this value is `{value_type}`", field.value),
+                                    format!(
+                                        "`{}` is `{field_type}`, but this value is `{value_type}`",
+                                        field.value
+                                    ),
                                 )
                                 .with_label(field.span, "the field"),
                             );
@@ -577,7 +633,10 @@ impl Checker<'_> {
                 self.diagnostics.push(Diagnostic::new(
                     Code::MATCH_LIMIT,
                     value.span,
-                    format!("a predicate string is {} bytes: the limit is {MAX_STRING_BYTES}", text.len()),
+                    format!(
+                        "a predicate string is {} bytes: the limit is {MAX_STRING_BYTES}",
+                        text.len()
+                    ),
                 ));
             }
             ValueKind::List(items) => items.iter().for_each(|item| self.predicate_strings(item)),
@@ -590,7 +649,10 @@ impl Checker<'_> {
         let mut current = subject.clone();
         let mut offset = 0;
         for part in field.value.split('.') {
-            let part_span = Span::new(field.span.start + offset, field.span.start + offset + part.len());
+            let part_span = Span::new(
+                field.span.start + offset,
+                field.span.start + offset + part.len(),
+            );
             offset += part.len() + 1;
             let inner = current.non_null().clone();
             match inner.field(part) {
@@ -602,7 +664,8 @@ impl Checker<'_> {
                         format!("`{inner}` has no field `{part}`"),
                     );
                     if let Type::Object(object) = &inner
-                        && let Some(s) = did_you_mean(part, object.fields.keys().map(String::as_str))
+                        && let Some(s) =
+                            did_you_mean(part, object.fields.keys().map(String::as_str))
                     {
                         diagnostic = diagnostic.with_help(format!("did you mean `{s}`?"));
                     }
@@ -641,7 +704,9 @@ fn op_name(op: PredicateOp) -> &'static str {
 fn comparable(a: &Type, b: &Type) -> bool {
     let (a, b) = (a.non_null(), b.non_null());
     let numeric = |t: &Type| matches!(t, Type::Int | Type::Double);
-    a.is_assignable_to(b) || b.is_assignable_to(a) || (numeric(a) && numeric(b))
+    a.is_assignable_to(b)
+        || b.is_assignable_to(a)
+        || (numeric(a) && numeric(b))
         || matches!((a, b), (Type::Enum(_), Type::Enum(_)))
 }
 
@@ -701,11 +766,34 @@ mod tests {
     #[test]
     fn payloads_merge_with_optional_fields() {
         let a = Type::Object(Arc::new(ObjectType {
-            fields: [("x".to_string(), Field { ty: Type::Int, required: true }), ("y".to_string(), Field { ty: Type::String, required: true })].into(),
+            fields: [
+                (
+                    "x".to_string(),
+                    Field {
+                        ty: Type::Int,
+                        required: true,
+                    },
+                ),
+                (
+                    "y".to_string(),
+                    Field {
+                        ty: Type::String,
+                        required: true,
+                    },
+                ),
+            ]
+            .into(),
             closed: true,
         }));
         let b = Type::Object(Arc::new(ObjectType {
-            fields: [("x".to_string(), Field { ty: Type::Int, required: true })].into(),
+            fields: [(
+                "x".to_string(),
+                Field {
+                    ty: Type::Int,
+                    required: true,
+                },
+            )]
+            .into(),
             closed: true,
         }));
         let merged = merge_payloads(&[a, b]);
