@@ -826,9 +826,7 @@ impl<'t> Lowerer<'t> {
                 step.max_iterations = fields
                     .take_value("maxIterations")
                     .and_then(|n| self.int(n, "maxIterations"));
-                step.until = fields
-                    .take_value("until")
-                    .and_then(|n| self.predicate(n, 0));
+                step.until = fields.take_value("until").and_then(|n| self.predicate(n));
             }
         }
         for entry in fields.entries {
@@ -926,9 +924,7 @@ impl<'t> Lowerer<'t> {
         let timeout_ms = fields
             .take_value("timeoutMs")
             .and_then(|n| self.int(n, "timeoutMs"));
-        let match_ = fields
-            .take_value("match")
-            .and_then(|n| self.predicate(n, 0));
+        let match_ = fields.take_value("match").and_then(|n| self.predicate(n));
         self.finish(fields, GATE_KEYS, "gateConfig");
         Some(GateConfig {
             gate_type,
@@ -975,7 +971,7 @@ impl<'t> Lowerer<'t> {
 
     /// The bounded predicate language; depth is checked by the compiler,
     /// recursion here is bounded by the YAML layer's nesting limit.
-    fn predicate(&mut self, node: &Node, depth: usize) -> Option<Predicate> {
+    fn predicate(&mut self, node: &Node) -> Option<Predicate> {
         let mut fields = self.mapping(node, "a predicate")?;
         let combinator = ["all", "any", "not"]
             .into_iter()
@@ -983,7 +979,7 @@ impl<'t> Lowerer<'t> {
         if let Some((key, entry)) = combinator {
             self.finish(fields, &[], &format!("an `{key}` predicate"));
             let kind = match key {
-                "not" => PredicateKind::Not(Box::new(self.predicate(&entry.value, depth + 1)?)),
+                "not" => PredicateKind::Not(Box::new(self.predicate(&entry.value)?)),
                 _ => {
                     let NodeKind::Seq(items) = &entry.value.kind else {
                         self.wrong_shape(&entry.value, &format!("`{key}` must be a list"));
@@ -991,7 +987,7 @@ impl<'t> Lowerer<'t> {
                     };
                     let children = items
                         .iter()
-                        .filter_map(|item| self.predicate(item, depth + 1))
+                        .filter_map(|item| self.predicate(item))
                         .collect();
                     if key == "all" {
                         PredicateKind::All(children)

@@ -312,21 +312,19 @@ impl Checker<'_> {
                 }
                 self.node_reference(index, path, referenced);
             }
-            "trigger" => {
-                if self.is_v2() && path.len() >= 2 && path[1].text == "data" {
-                    self.diagnostics.push(
-                        Diagnostic::new(
-                            Code::TRIGGER_DATA_DEPRECATED,
-                            Span::new(root.span.start, path[1].span.end),
-                            "`trigger.data.*` is deprecated in workflow/v2",
-                        )
-                        .with_replacement(
-                            "read the payload as `trigger.*`",
-                            Span::new(root.span.end, path[1].span.end),
-                            "",
-                        ),
-                    );
-                }
+            "trigger" if self.is_v2() && path.len() >= 2 && path[1].text == "data" => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        Code::TRIGGER_DATA_DEPRECATED,
+                        Span::new(root.span.start, path[1].span.end),
+                        "`trigger.data.*` is deprecated in workflow/v2",
+                    )
+                    .with_replacement(
+                        "read the payload as `trigger.*`",
+                        Span::new(root.span.end, path[1].span.end),
+                        "",
+                    ),
+                );
             }
             _ => {}
         }
@@ -583,7 +581,7 @@ impl Checker<'_> {
                         }
                         _ => {}
                     },
-                    PredicateOp::Lt | PredicateOp::Lte | PredicateOp::Gt | PredicateOp::Gte => {
+                    PredicateOp::Lt | PredicateOp::Lte | PredicateOp::Gt | PredicateOp::Gte
                         if !matches!(
                             value_type.non_null(),
                             Type::Int
@@ -593,16 +591,16 @@ impl Checker<'_> {
                                 | Type::Duration
                                 | Type::Dyn
                                 | Type::Enum(_)
-                        ) {
-                            self.diagnostics.push(Diagnostic::new(
-                                Code::TYPE_MISMATCH,
-                                value.span,
-                                format!(
-                                    "`{}` compares numbers, strings or times, not `{value_type}`",
-                                    op_name(op.value)
-                                ),
-                            ));
-                        }
+                        ) =>
+                    {
+                        self.diagnostics.push(Diagnostic::new(
+                            Code::TYPE_MISMATCH,
+                            value.span,
+                            format!(
+                                "`{}` compares numbers, strings or times, not `{value_type}`",
+                                op_name(op.value)
+                            ),
+                        ));
                     }
                     PredicateOp::Eq | PredicateOp::Neq => {
                         if let Some(field_type) = &field_type
