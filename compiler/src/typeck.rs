@@ -1056,6 +1056,24 @@ mod tests {
     }
 
     #[test]
+    fn deep_trees_are_reported_once() {
+        let mut expr = Expr::new(ExprKind::Int(1), Span::default());
+        for _ in 0..(MAX_DEPTH + 20) {
+            expr = Expr::new(
+                ExprKind::Unary {
+                    op: UnaryOp::Neg,
+                    operand: Box::new(expr),
+                },
+                Span::default(),
+            );
+        }
+        let (ty, diagnostics) = check_expr(&expr, &environment());
+        assert_eq!(ty, Type::Dyn);
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(diagnostics[0].code, Code::DOCUMENT_TOO_COMPLEX);
+    }
+
+    #[test]
     fn parse_errors_do_not_cascade() {
         let (expr, parse_diagnostics) = donmai_grammar::expr::parse_expr("1 + + o.a");
         assert!(!parse_diagnostics.is_empty());
