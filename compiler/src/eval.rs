@@ -1025,6 +1025,21 @@ mod tests {
     }
 
     #[test]
+    fn every_builtin_has_a_conformance_case() {
+        for builtin in donmai_stdlib::builtins::BUILTINS {
+            if builtin.form == donmai_stdlib::builtins::Form::Operator {
+                continue;
+            }
+            let call = format!("{}(", builtin.name);
+            assert!(
+                CASES.iter().any(|(text, _)| text.contains(&call)),
+                "no conformance case calls `{}`",
+                builtin.name
+            );
+        }
+    }
+
+    #[test]
     fn errors_point_at_the_failing_node() {
         let text = "l.map(x, 10 / (x - 2))";
         let error = evaluate(&parse(text), &fixture(), &mut Fuel::default()).unwrap_err();
