@@ -33,6 +33,14 @@ pub enum Segment {
     },
 }
 
+impl Segment {
+    pub fn span(&self) -> Span {
+        match self {
+            Segment::Literal { span, .. } | Segment::Expr { span, .. } => *span,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delimiter {
     /// `{{ expr }}`
@@ -436,17 +444,16 @@ mod properties {
             // Segments tile the text in order.
             let mut covered = 0;
             for segment in &template.segments {
-                let span = match segment {
-                    Segment::Literal { text: literal, span } => {
+                let span = segment.span();
+                match segment {
+                    Segment::Literal { text: literal, .. } => {
                         prop_assert_eq!(&text[span.start..span.end], literal.as_str());
-                        *span
                     }
-                    Segment::Expr { expr, span, .. } => {
+                    Segment::Expr { expr, .. } => {
                         check_expr(&text, expr).map_err(TestCaseError::fail)?;
                         prop_assert!(span.start <= expr.span.start && expr.span.end <= span.end);
-                        *span
                     }
-                };
+                }
                 prop_assert_eq!(span.start, covered);
                 covered = span.end;
             }

@@ -608,12 +608,14 @@ impl<'t> Lexer<'t> {
     }
 
     fn invalid_characters(&mut self, start: usize) -> TokenKind {
-        let mut first: Option<char> = None;
+        // The first character is taken unconditionally so that the lexer
+        // always moves forward.
+        let first = self.char();
+        self.pos += first.map_or(1, char::len_utf8);
         while let Some(c) = self.char() {
             if c.is_ascii() && (starts_token(c as u8) || c.is_ascii_whitespace()) {
                 break;
             }
-            first.get_or_insert(c);
             self.pos += c.len_utf8();
         }
         let text = &self.text[start..self.pos];
