@@ -874,6 +874,7 @@ mod tests {
         ("{'a': 1}", "map<string, int>"),
         ("{'a': 1, 'b': 2.5}", "map<string, dyn>"),
         ("{1: 'a'}", "dyn"),
+        ("{x: 1}", "dyn"),
         ("o.a", "int"),
         ("o.b", "string?"),
         ("o.nested.c", "string"),
