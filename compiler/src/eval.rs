@@ -22,6 +22,7 @@ use donmai_grammar::expr::{BinaryOp, Expr, ExprKind, Name, UnaryOp};
 use donmai_stdlib::builtins::{self, Builtin};
 use donmai_stdlib::value::{EvalError, Fuel, MapEntries, MapKey, Value, error_code};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Values of the root identifiers (`nodes`, `trigger`, `input`, ...).
 pub type Vars = BTreeMap<String, Value>;
@@ -395,8 +396,10 @@ impl<'a> Evaluator<'a, '_> {
             },
             [] => return Err(shape_error()),
         };
-        let items: Vec<Value> = match self.eval(target, depth)? {
-            Value::List(items) => items.to_vec(),
+        // Sharing the list (not copying it) keeps a macro that stops early
+        // from paying for the whole list.
+        let items: Arc<[Value]> = match self.eval(target, depth)? {
+            Value::List(items) => items,
             Value::Map(entries) => {
                 self.fuel
                     .allocate_list(entries.len())
@@ -429,11 +432,11 @@ impl<'a> Evaluator<'a, '_> {
             }
             ("filter", [predicate]) => {
                 let mut kept = Vec::new();
-                for item in items {
+                for item in items.iter() {
                     if self.with_variable(variable, item.clone(), |this| {
                         this.eval_condition(predicate, depth, "the predicate of `filter`")
                     })? {
-                        kept.push(item);
+                        kept.push(item.clone());
                     }
                 }
                 self.fuel
@@ -1022,6 +1025,21 @@ mod tests {
     }
 
     #[test]
+    fn every_builtin_has_a_conformance_case() {
+        for builtin in donmai_stdlib::builtins::BUILTINS {
+            if builtin.form == donmai_stdlib::builtins::Form::Operator {
+                continue;
+            }
+            let call = format!("{}(", builtin.name);
+            assert!(
+                CASES.iter().any(|(text, _)| text.contains(&call)),
+                "no conformance case calls `{}`",
+                builtin.name
+            );
+        }
+    }
+
+    #[test]
     fn errors_point_at_the_failing_node() {
         let text = "l.map(x, 10 / (x - 2))";
         let error = evaluate(&parse(text), &fixture(), &mut Fuel::default()).unwrap_err();
@@ -1072,6 +1090,40 @@ mod tests {
                 "{text} took {:?}",
                 started.elapsed()
             );
+        }
+    }
+
+    #[test]
+    fn the_deepest_accepted_tree_fits_a_thread_stack() {
+        // 120 nested macros, each binding a variable: the worst recursion
+        // per level the evaluator has, just under MAX_DEPTH.
+        let mut body = ident("x");
+        for _ in 0..120 {
+            body = method(
+                at(ExprKind::List(vec![int(1)])),
+                "map",
+                vec![ident("x"), body],
+            );
+        }
+        let outcome = std::thread::Builder::new()
+            // The default stack of a spawned thread. A debug build needs
+            // about 10 KiB per macro level; a release build far less.
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let value = run(&body);
+                let (_, diagnostics) = crate::typeck::check_expr(&body, &BTreeMap::new());
+                (
+                    value.map(|v| v.to_canonical_json().len()),
+                    diagnostics.len(),
+                )
+            })
+            .map(|handle| handle.join());
+        match outcome {
+            Ok(Ok((value, diagnostics))) => {
+                assert_eq!(value, Ok(2 * 120 + 1));
+                assert_eq!(diagnostics, 0);
+            }
+            _ => panic!("the evaluation thread failed"),
         }
     }
 

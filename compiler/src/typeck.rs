@@ -341,8 +341,9 @@ impl Checker<'_> {
         for (key, value) in entries {
             let key_type = self.check(key, depth);
             match key_type {
-                Type::String | Type::Enum(_) | Type::Dyn => {}
-                Type::Int | Type::Bool => all_string_keys = false,
+                Type::String | Type::Enum(_) => {}
+                // A `dyn` key may turn out to be an int or a bool.
+                Type::Int | Type::Bool | Type::Dyn => all_string_keys = false,
                 other => {
                     all_string_keys = false;
                     self.mismatch(
@@ -873,6 +874,7 @@ mod tests {
         ("{'a': 1}", "map<string, int>"),
         ("{'a': 1, 'b': 2.5}", "map<string, dyn>"),
         ("{1: 'a'}", "dyn"),
+        ("{x: 1}", "dyn"),
         ("o.a", "int"),
         ("o.b", "string?"),
         ("o.nested.c", "string"),
@@ -1055,10 +1057,319 @@ mod tests {
     }
 
     #[test]
+    fn deep_trees_are_reported_once() {
+        let mut expr = Expr::new(ExprKind::Int(1), Span::default());
+        for _ in 0..(MAX_DEPTH + 20) {
+            expr = Expr::new(
+                ExprKind::Unary {
+                    op: UnaryOp::Neg,
+                    operand: Box::new(expr),
+                },
+                Span::default(),
+            );
+        }
+        let (ty, diagnostics) = check_expr(&expr, &environment());
+        assert_eq!(ty, Type::Dyn);
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(diagnostics[0].code, Code::DOCUMENT_TOO_COMPLEX);
+    }
+
+    #[test]
     fn parse_errors_do_not_cascade() {
         let (expr, parse_diagnostics) = donmai_grammar::expr::parse_expr("1 + + o.a");
         assert!(!parse_diagnostics.is_empty());
         let (_, diagnostics) = check_expr(&expr, &environment());
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::tests::environment;
+    use super::*;
+    use crate::eval::{Vars, evaluate};
+    use donmai_stdlib::value::{Fuel, MapEntries, MapKey, Value};
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    const NAMES: &[&str] = &[
+        "i", "d", "s", "b", "l", "m", "n", "o", "open", "x", "t", "u", "words", "color", "ns", "v",
+        "w", "zz",
+    ];
+    const FIELDS: &[&str] = &["a", "b", "c", "x", "y", "k", "nested", "zz"];
+    const STRINGS: &[&str] = &[
+        "",
+        "a",
+        "b",
+        "k",
+        "héllo",
+        "42",
+        "2.5",
+        "true",
+        "2024-01-01T00:00:00Z",
+        "1h30m",
+        ",",
+        "[a-z]+",
+        "(",
+        r#"{"a": [1, 2.5]}"#,
+        "red",
+    ];
+    const OPS: &[BinaryOp] = &[
+        BinaryOp::Coalesce,
+        BinaryOp::Or,
+        BinaryOp::And,
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+        BinaryOp::In,
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Rem,
+    ];
+
+    fn node(kind: ExprKind) -> Expr {
+        Expr::new(kind, Span::default())
+    }
+
+    fn name(text: &str) -> Name {
+        Name {
+            text: text.to_owned(),
+            span: Span::default(),
+        }
+    }
+
+    fn function_names() -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = builtins::function_names().collect();
+        names.push("nosuch");
+        names
+    }
+
+    fn leaf() -> impl Strategy<Value = Expr> {
+        prop_oneof![
+            Just(node(ExprKind::Null)),
+            any::<bool>().prop_map(|b| node(ExprKind::Bool(b))),
+            prop_oneof![-3i64..4, Just(i64::MAX), Just(i64::MIN), any::<i64>()]
+                .prop_map(|i| node(ExprKind::Int(i))),
+            prop_oneof![
+                Just(0.0f64),
+                Just(1.5),
+                Just(-2.0),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(1e19),
+                any::<f64>()
+            ]
+            .prop_map(|d| node(ExprKind::Double(d))),
+            proptest::sample::select(STRINGS).prop_map(|s| node(ExprKind::String(s.to_owned()))),
+            proptest::sample::select(NAMES).prop_map(|n| node(ExprKind::Ident(name(n)))),
+            proptest::sample::select(NAMES).prop_map(|n| node(ExprKind::Ident(name(n)))),
+            Just(node(ExprKind::Error)),
+        ]
+    }
+
+    fn expression() -> impl Strategy<Value = Expr> {
+        let functions = function_names();
+        leaf().prop_recursive(6, 48, 4, move |inner| {
+            let functions = functions.clone();
+            prop_oneof![
+                vec(inner.clone(), 0..4).prop_map(|items| node(ExprKind::List(items))),
+                vec((inner.clone(), inner.clone()), 0..3)
+                    .prop_map(|entries| node(ExprKind::Map(entries))),
+                (
+                    inner.clone(),
+                    proptest::sample::select(FIELDS),
+                    any::<bool>()
+                )
+                    .prop_map(|(operand, field, optional)| node(
+                        ExprKind::Select {
+                            operand: Box::new(operand),
+                            field: name(field),
+                            optional,
+                        }
+                    )),
+                (inner.clone(), inner.clone()).prop_map(|(operand, index)| node(ExprKind::Index {
+                    operand: Box::new(operand),
+                    index: Box::new(index),
+                })),
+                (
+                    proptest::option::of(inner.clone()),
+                    proptest::sample::select(functions),
+                    vec(inner.clone(), 0..3)
+                )
+                    .prop_map(|(target, function, args)| node(ExprKind::Call {
+                        target: target.map(Box::new),
+                        function: name(function),
+                        args,
+                    })),
+                (
+                    inner.clone(),
+                    proptest::sample::select(&["all", "exists", "exists_one", "map", "filter"][..]),
+                    proptest::sample::select(&["v", "w", "i"][..]),
+                    vec(inner.clone(), 1..3)
+                )
+                    .prop_map(|(target, function, variable, mut body)| {
+                        body.insert(0, node(ExprKind::Ident(name(variable))));
+                        node(ExprKind::Call {
+                            target: Some(Box::new(target)),
+                            function: name(function),
+                            args: body,
+                        })
+                    }),
+                inner.clone().prop_map(|operand| node(ExprKind::Call {
+                    target: None,
+                    function: name("has"),
+                    args: vec![operand],
+                })),
+                (any::<bool>(), inner.clone()).prop_map(|(not, operand)| node(ExprKind::Unary {
+                    op: if not { UnaryOp::Not } else { UnaryOp::Neg },
+                    operand: Box::new(operand),
+                })),
+                (proptest::sample::select(OPS), inner.clone(), inner.clone()).prop_map(
+                    |(op, lhs, rhs)| node(ExprKind::Binary {
+                        op,
+                        lhs: Box::new(lhs),
+                        rhs: Box::new(rhs),
+                    })
+                ),
+                (inner.clone(), inner.clone(), inner).prop_map(|(cond, then, otherwise)| {
+                    node(ExprKind::Conditional {
+                        cond: Box::new(cond),
+                        then: Box::new(then),
+                        otherwise: Box::new(otherwise),
+                    })
+                }),
+            ]
+        })
+    }
+
+    fn string_value() -> impl Strategy<Value = Value> {
+        proptest::sample::select(STRINGS).prop_map(Value::from)
+    }
+
+    fn any_value() -> BoxedStrategy<Value> {
+        let scalar = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..4).prop_map(Value::Int),
+            Just(Value::Int(i64::MAX)),
+            prop_oneof![Just(0.5f64), Just(f64::NAN), any::<f64>()].prop_map(Value::Double),
+            string_value(),
+        ];
+        scalar
+            .prop_recursive(3, 16, 3, |inner| {
+                prop_oneof![
+                    vec(inner.clone(), 0..3).prop_map(Value::list),
+                    btree_map(proptest::sample::select(FIELDS), inner, 0..3).prop_map(|m| {
+                        Value::map(m.into_iter().map(|(k, v)| (MapKey::from(k), v)).collect())
+                    }),
+                ]
+            })
+            .boxed()
+    }
+
+    /// Values that conform to `ty`.
+    fn value_of(ty: &Type) -> BoxedStrategy<Value> {
+        match ty {
+            Type::Null => Just(Value::Null).boxed(),
+            Type::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
+            Type::Int => prop_oneof![-3i64..4, Just(i64::MAX), Just(i64::MIN), any::<i64>()]
+                .prop_map(Value::Int)
+                .boxed(),
+            Type::Double => prop_oneof![Just(0.0f64), Just(2.5), Just(f64::NAN), any::<f64>()]
+                .prop_map(Value::Double)
+                .boxed(),
+            Type::String => string_value().boxed(),
+            Type::Enum(values) => proptest::sample::select(values.to_vec())
+                .prop_map(|v| Value::string(v.as_str()))
+                .boxed(),
+            Type::Timestamp => (-62_135_596_800i64..253_402_300_799)
+                .prop_map(|s| {
+                    Value::timestamp_from_unix_nanos(i128::from(s) * 1_000_000_000)
+                        .unwrap_or(Value::Null)
+                })
+                .boxed(),
+            Type::Duration => (-1_000_000_000_000i64..1_000_000_000_000)
+                .prop_map(|n| Value::duration_from_nanos(i128::from(n)).unwrap_or(Value::Null))
+                .boxed(),
+            Type::List(item) => vec(value_of(item), 0..4).prop_map(Value::list).boxed(),
+            Type::Map(value) => btree_map(proptest::sample::select(FIELDS), value_of(value), 0..3)
+                .prop_map(|m| {
+                    Value::map(m.into_iter().map(|(k, v)| (MapKey::from(k), v)).collect())
+                })
+                .boxed(),
+            Type::Optional(inner) => proptest::option::of(value_of(inner))
+                .prop_map(|v| v.unwrap_or(Value::Null))
+                .boxed(),
+            Type::Object(object) => {
+                let fields: Vec<BoxedStrategy<Option<(String, Value)>>> = object
+                    .fields
+                    .iter()
+                    .map(|(field, spec)| {
+                        let field = field.clone();
+                        let present =
+                            value_of(&spec.ty).prop_map(move |v| Some((field.clone(), v)));
+                        if spec.required {
+                            present.boxed()
+                        } else {
+                            prop_oneof![Just(None), present].boxed()
+                        }
+                    })
+                    .collect();
+                let extra = if object.closed {
+                    Just(Vec::new()).boxed()
+                } else {
+                    vec((Just("extra".to_owned()), any_value()), 0..2).boxed()
+                };
+                (fields, extra)
+                    .prop_map(|(fields, extra)| {
+                        let entries: MapEntries = fields
+                            .into_iter()
+                            .flatten()
+                            .chain(extra)
+                            .map(|(k, v)| (MapKey::from(k.as_str()), v))
+                            .collect();
+                        Value::map(entries)
+                    })
+                    .boxed()
+            }
+            Type::Dyn => any_value(),
+        }
+    }
+
+    fn variables() -> impl Strategy<Value = Vars> {
+        let strategies: Vec<BoxedStrategy<(String, Value)>> = environment()
+            .into_iter()
+            .map(|(name, ty)| value_of(&ty).prop_map(move |v| (name.clone(), v)).boxed())
+            .collect();
+        strategies.prop_map(|pairs| pairs.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// Evaluation and checking never panic and always end, and a
+        /// well-typed expression's value has the type the checker gave it.
+        #[test]
+        fn evaluation_is_total_and_checking_is_sound(expr in expression(), vars in variables()) {
+            let env = environment();
+            for (name, value) in &vars {
+                prop_assert!(value.conforms_to(&env[name]), "{name} = {value}");
+            }
+            let (ty, diagnostics) = check_expr(&expr, &env);
+            let mut fuel = Fuel::new(20_000, 1 << 20);
+            let outcome = evaluate(&expr, &vars, &mut fuel);
+            if diagnostics.is_empty() && let Ok(value) = &outcome {
+                prop_assert!(
+                    value.conforms_to(&ty),
+                    "checked as `{ty}` but evaluated to {value} ({})\n{expr:#?}",
+                    value.type_name()
+                );
+            }
+        }
     }
 }
