@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const WORKFLOW: &str = "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata:\n  name: demo\n  version: \"1\"\n";
+const WORKFLOW: &str = "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata:\n  name: demo\n  version: \"1\"\nrequires: [{plugin: donmai@2}]\ntriggers: [{id: go, kind: manual}]\nspec:\n  steps:\n    - {id: start, type: trigger, config: {triggerId: go}, next: [work]}\n    - {id: work, type: action, config: {action: \"donmai@2:agent.dispatch_to_queue\", workType: qa}}\n";
 
 struct Tree {
     root: PathBuf,
@@ -192,7 +192,7 @@ fn unused_suppression_warns_and_deny_warnings_fails() {
     let tree = Tree::new("suppress");
     tree.write(
         "a.yaml",
-        format!("{WORKFLOW}# donmai-ignore: unused-output\nspec: {{}}\n"),
+        WORKFLOW.replace("spec:\n", "# donmai-ignore: unused-output\nspec:\n"),
     );
     let run = tree.run(&["check"]);
     assert_eq!(run.code, Some(0), "warnings alone pass");
@@ -220,13 +220,13 @@ fn unused_suppression_warns_and_deny_warnings_fails() {
 #[test]
 fn diff_shows_fixes_and_fix_applies_them() {
     let tree = Tree::new("fix");
-    let original = format!("{WORKFLOW}spec: {{}} # donmai-ignore: DN0202\n");
+    let original = WORKFLOW.replace("spec:\n", "spec: # donmai-ignore: DN0202\n");
     tree.write("a.yaml", &original);
     let run = tree.run(&["check", "--diff"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(
         run.stdout,
-        "--- a/a.yaml\n+++ b/a.yaml\n@@ -3,4 +3,4 @@\n metadata:\n   name: demo\n   version: \"1\"\n-spec: {} # donmai-ignore: DN0202\n+spec: {}\n"
+        "--- a/a.yaml\n+++ b/a.yaml\n@@ -5,7 +5,7 @@\n   version: \"1\"\n requires: [{plugin: donmai@2}]\n triggers: [{id: go, kind: manual}]\n-spec: # donmai-ignore: DN0202\n+spec:\n   steps:\n     - {id: start, type: trigger, config: {triggerId: go}, next: [work]}\n     - {id: work, type: action, config: {action: \"donmai@2:agent.dispatch_to_queue\", workType: qa}}\n"
     );
     assert!(
         run.stderr.contains("1 fix in 1 file would be applied"),
@@ -239,7 +239,7 @@ fn diff_shows_fixes_and_fix_applies_them() {
     assert_eq!(run.code, Some(0));
     assert!(run.stderr.contains("applied 1 fix in 1 file"));
     assert_eq!(run.stdout, "checked 1 file: no problems\n");
-    assert_eq!(tree.read("a.yaml"), format!("{WORKFLOW}spec: {{}}\n"));
+    assert_eq!(tree.read("a.yaml"), WORKFLOW);
 }
 
 #[test]
@@ -247,7 +247,7 @@ fn color_is_opt_in_off_a_terminal() {
     let tree = Tree::new("color");
     tree.write(
         "a.yaml",
-        format!("{WORKFLOW}# donmai-ignore: DN0202\nspec: {{}}\n"),
+        WORKFLOW.replace("spec:\n", "# donmai-ignore: DN0202\nspec:\n"),
     );
     assert!(
         tree.run(&["check", "--color", "always"])
