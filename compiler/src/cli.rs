@@ -29,6 +29,35 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the long explanation of a diagnostic code.
     Explain(ExplainArgs),
+    /// Evaluate one expression.
+    ///
+    /// Exit status: 0 with a value, 1 when evaluation fails (syntax, type or
+    /// run-time error), 2 for bad `--vars`.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The expression, e.g. `size(trigger.items) > 2 ? 'many' : 'few'`.
+    #[arg(value_name = "EXPR")]
+    pub expr: String,
+
+    /// A JSON object whose keys become variables; JSON integers bind as
+    /// `int`, other numbers as `double`.
+    #[arg(long, value_name = "JSON")]
+    pub vars: Option<String>,
+
+    /// `human` prints the value and its type; `json` prints
+    /// `{"type": ..., "value": ...}` or `{"error": {"code", "message"}}`.
+    #[arg(long, value_enum, default_value_t = EvalFormat::Human)]
+    pub format: EvalFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum EvalFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 #[derive(Debug, Args)]

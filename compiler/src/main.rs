@@ -1,5 +1,7 @@
 use clap::{CommandFactory, FromArgMatches};
-use donmai_compiler::cli::{CheckArgs, Cli, Command, ExplainArgs, lint_flags};
+use donmai_compiler::cli::{
+    CheckArgs, Cli, Command, EvalArgs, EvalFormat, ExplainArgs, lint_flags,
+};
 use donmai_compiler::driver::{CheckOptions, FixMode, exit_code, run_check};
 use donmai_compiler::render::{Format, RenderOptions, render};
 use donmai_compiler::report::plural;
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Explain(args) => explain_command(args),
+        Command::Eval(args) => eval_command(args),
     }
 }
 
@@ -120,5 +123,42 @@ fn explain_command(args: ExplainArgs) -> ExitCode {
             None => fail(&format!("{code} has no documentation")),
         },
         Err(message) => fail(&message),
+    }
+}
+
+fn eval_command(args: EvalArgs) -> ExitCode {
+    let vars = match args
+        .vars
+        .as_deref()
+        .map(donmai_compiler::eval::vars_from_json)
+    {
+        None => Default::default(),
+        Some(Ok(vars)) => vars,
+        Some(Err(message)) => return fail(&message),
+    };
+    let result = donmai_compiler::eval::eval_text(&args.expr, &vars);
+    match (args.format, result) {
+        (EvalFormat::Json, Ok(value)) => {
+            let document = serde_json::json!({"type": value.type_name(), "value": value.to_json()});
+            emit(&format!("{document}\n"));
+            ExitCode::SUCCESS
+        }
+        (EvalFormat::Human, Ok(value)) => {
+            emit(&format!("{} ({})\n", value.to_json(), value.type_name()));
+            ExitCode::SUCCESS
+        }
+        (EvalFormat::Json, Err(error)) => {
+            let document =
+                serde_json::json!({"error": {"code": error.code, "message": error.message}});
+            emit(&format!("{document}\n"));
+            ExitCode::from(1)
+        }
+        (EvalFormat::Human, Err(error)) => {
+            let start = error.span.start.min(args.expr.len());
+            eprintln!("error[{}]: {}", error.code, error.message);
+            eprintln!("  | {}", args.expr);
+            eprintln!("  | {}^", " ".repeat(args.expr[..start].chars().count()));
+            ExitCode::from(1)
+        }
     }
 }
