@@ -548,6 +548,29 @@ fn select(value: Value, field: &Name, optional: bool) -> Result<Value, EvalError
     }
 }
 
+/// What `donmaic eval` prints: a value or an error, both as JSON.
+pub fn eval_text(text: &str, vars: &Vars) -> Result<Value, EvalError> {
+    let (expr, diagnostics) = donmai_grammar::expr::parse_expr(text);
+    if let Some(first) = diagnostics.first() {
+        return Err(EvalError::new(error_code::SYNTAX, first.message.clone()).at(first.span));
+    }
+    let mut fuel = Fuel::default();
+    evaluate(&expr, vars, &mut fuel)
+}
+
+/// Parses `--vars`: a JSON object of variables.
+pub fn vars_from_json(text: &str) -> Result<Vars, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("--vars is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(object) = json else {
+        return Err("--vars must be a JSON object, e.g. '{\"x\": 1}'".to_string());
+    };
+    Ok(object
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::from_json(value)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1138,27 +1161,4 @@ mod tests {
         }
         assert_eq!(run(&expr).unwrap_err().code, error_code::TOO_DEEP);
     }
-}
-
-/// What `donmaic eval` prints: a value or an error, both as JSON.
-pub fn eval_text(text: &str, vars: &Vars) -> Result<Value, EvalError> {
-    let (expr, diagnostics) = donmai_grammar::expr::parse_expr(text);
-    if let Some(first) = diagnostics.first() {
-        return Err(EvalError::new(error_code::SYNTAX, first.message.clone()).at(first.span));
-    }
-    let mut fuel = Fuel::default();
-    evaluate(&expr, vars, &mut fuel)
-}
-
-/// Parses `--vars`: a JSON object of variables.
-pub fn vars_from_json(text: &str) -> Result<Vars, String> {
-    let json: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("--vars is not valid JSON: {e}"))?;
-    let serde_json::Value::Object(object) = json else {
-        return Err("--vars must be a JSON object, e.g. '{\"x\": 1}'".to_string());
-    };
-    Ok(object
-        .iter()
-        .map(|(name, value)| (name.clone(), Value::from_json(value)))
-        .collect())
 }

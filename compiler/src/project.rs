@@ -300,6 +300,12 @@ impl ProjectCache {
         }
         let mut manifest_path = None;
         let mut repo_root = None;
+        // The nearest `.donmai/plugins` above the file counts even without a
+        // donmai.toml or a git repository around it.
+        let nearest_plugins = dir
+            .ancestors()
+            .map(|a| a.join(DEFAULT_PLUGIN_DIR))
+            .find(|candidate| candidate.is_dir());
         for ancestor in dir.ancestors() {
             if manifest_path.is_none() {
                 let candidate = ancestor.join(PROJECT_FILE_NAME);
@@ -318,7 +324,12 @@ impl ProjectCache {
             Some(path) => self.manifest(&path)?,
             None => Arc::new(Manifest::default()),
         };
-        let plugin_dirs = existing_plugin_dirs(&manifest, repo_root.as_deref());
+        let mut plugin_dirs = existing_plugin_dirs(&manifest, repo_root.as_deref());
+        if let Some(nearest) = nearest_plugins
+            && !plugin_dirs.contains(&nearest)
+        {
+            plugin_dirs.push(nearest);
+        }
         let project = Project {
             manifest,
             plugin_dirs,

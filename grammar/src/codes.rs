@@ -86,7 +86,7 @@ catalog! {
     GROUP_NOT_FOUND = 150, "group-not-found", Error, "a group or loop body file cannot be read or is not a group";
     GROUP_CYCLE = 151, "group-cycle", Error, "group files reference each other in a cycle";
     GROUP_VERSION_MISMATCH = 152, "group-version-mismatch", Error, "the group's metadata.version major is not the pinned one";
-    BAD_INTERFACE = 153, "bad-interface", Error, "a group's interface is malformed or its inputs are not given";
+    BAD_INTERFACE = 153, "bad-interface", Error, "a group file is malformed or has errors, so its interface cannot be trusted";
     UNBOUNDED_LOOP = 154, "unbounded-loop", Error, "a loop lacks a valid `maxIterations` or `until`";
     // Design lints (warnings that can be turned off).
     TOO_MANY_ROOTS = 200, "too-many-roots", Warning, "more than 7 root nodes: consider groups";

@@ -25,9 +25,9 @@ pub struct GroupCache {
 
 #[derive(Clone)]
 enum GroupResult {
-    /// Checked: its signature, and whether it reaches back into a group
-    /// that was being checked (a cycle).
-    Checked(Option<Signature>, bool),
+    /// Checked: its signature, whether it reaches back into a group that
+    /// was being checked (a cycle), and its errors as `line: message`.
+    Checked(Option<Signature>, bool, Vec<String>),
     Unreadable(String),
 }
 
@@ -120,7 +120,7 @@ pub(super) fn signature_of(
             ));
             None
         }
-        GroupResult::Checked(signature, cyclic) => {
+        GroupResult::Checked(signature, cyclic, errors) => {
             if cyclic {
                 checker.diagnostics.push(
                     Diagnostic::new(
@@ -134,6 +134,20 @@ pub(super) fn signature_of(
                 );
                 checker.in_cycle = true;
                 return None;
+            }
+            if let Some(first) = errors.first() {
+                let count = errors.len();
+                checker.diagnostics.push(
+                    Diagnostic::new(
+                        Code::BAD_INTERFACE,
+                        reference.span,
+                        format!(
+                            "group `{relative}` has {count} error{}, so its interface cannot be trusted; the first, at line {first}",
+                            if count == 1 { "" } else { "s" }
+                        ),
+                    )
+                    .with_help(format!("check the group file itself: `donmaic check {relative}`")),
+                );
             }
             let signature = signature?;
             if let Some((pin, pin_span)) = pin {
@@ -178,6 +192,14 @@ fn check_group_file(checker: &Checker<'_>, path: &Path, stack: &mut Vec<PathBuf>
         }
     };
     let parsed = parse_workflow(&text);
+    let file = donmai_grammar::SourceFile::new(path, text.as_str());
+    let line_of = |d: &Diagnostic| format!("{}: {}", file.line_col(d.span.start).line, d.message);
+    let mut errors: Vec<String> = parsed
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(line_of)
+        .collect();
     let Some(workflow) = parsed.workflow else {
         return GroupResult::Unreadable(format!("`{}` is not a workflow", display_name(path)));
     };
@@ -188,9 +210,17 @@ fn check_group_file(checker: &Checker<'_>, path: &Path, stack: &mut Vec<PathBuf>
         ));
     }
     stack.push(path.to_path_buf());
-    let (_, signature, cyclic) = check_workflow(checker.context, path, &workflow, stack);
+    let (diagnostics, signature, cyclic) = check_workflow(checker.context, path, &workflow, stack);
     stack.pop();
-    GroupResult::Checked(signature, cyclic)
+    // A cycle is reported at the reference; the group's own copy of it is not
+    // counted again.
+    errors.extend(
+        diagnostics
+            .iter()
+            .filter(|d| d.is_error() && d.code != Code::GROUP_CYCLE)
+            .map(line_of),
+    );
+    GroupResult::Checked(signature, cyclic, errors)
 }
 
 /// Checks a group or loop step against its signature.
