@@ -155,3 +155,82 @@ fn diagnostic_docs_examples_behave_as_documented() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Every block of `docs/language.md`, in order, in one scratch folder: a
+/// ```yaml file=PATH block is written to PATH; a ```yaml block with an
+/// `apiVersion` is a workflow that must check clean; an ```expr block's lines
+/// `EXPR  ⇒  JSON` (or `⇒  error: CODE`) must evaluate so, with the
+/// variables of an optional leading `vars: {json}` line.
+#[test]
+fn language_guide_examples_run() {
+    let text = std::fs::read_to_string(docs().join("language.md")).expect("language.md");
+    let scratch = Scratch::new("language");
+    let mut problems = Vec::new();
+    let mut workflows = 0;
+    let mut expressions = 0;
+    for (index, (heading, info, body)) in blocks(&text).into_iter().enumerate() {
+        if let Some(path) = info.strip_prefix("yaml file=") {
+            let path = scratch.0.join(path.trim());
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, &body).expect("write");
+        } else if info == "yaml" && body.contains("apiVersion:") {
+            workflows += 1;
+            let path = scratch.0.join(format!("workflow-{index}.yaml"));
+            std::fs::write(&path, &body).expect("write");
+            let run = run_check(
+                &CheckOptions {
+                    paths: vec![path],
+                    lint_levels: Vec::new(),
+                    fix: FixMode::Report,
+                    threads: None,
+                },
+                &check_file,
+            );
+            for report in &run.report.files {
+                for d in &report.diagnostics {
+                    let at = report.source.line_col(d.span.start);
+                    problems.push(format!(
+                        "workflow under `{heading}`, line {}: {} {}",
+                        at.line, d.code, d.message
+                    ));
+                }
+            }
+        } else if info == "expr" {
+            let mut vars = donmai_compiler::eval::Vars::new();
+            for line in body.lines().filter(|l| !l.trim().is_empty()) {
+                if let Some(json) = line.strip_prefix("vars:") {
+                    vars = donmai_compiler::eval::vars_from_json(json.trim()).expect("vars JSON");
+                    continue;
+                }
+                let Some((expr, expected)) = line.split_once('⇒') else {
+                    problems.push(format!("expr line without ⇒: {line}"));
+                    continue;
+                };
+                expressions += 1;
+                let result = donmai_compiler::eval::eval_text(expr.trim(), &vars);
+                let expected = expected.trim();
+                let ok = match (expected.strip_prefix("error: "), &result) {
+                    (Some(code), Err(error)) => error.code == code,
+                    (None, Ok(value)) => serde_json::from_str::<serde_json::Value>(expected)
+                        .is_ok_and(|json| json == value.to_json()),
+                    _ => false,
+                };
+                if !ok {
+                    let got = match &result {
+                        Ok(value) => value.to_json().to_string(),
+                        Err(error) => format!("error: {} ({})", error.code, error.message),
+                    };
+                    problems.push(format!(
+                        "`{}` gave {got}, the guide says {expected}",
+                        expr.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        workflows >= 8 && expressions >= 30,
+        "the guide lost its examples"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
