@@ -83,7 +83,9 @@ pub fn template_of(scalar: &Scalar) -> Template {
     template
 }
 
-const TOP_KEYS: &[&str] = &[
+/// The keys of each part of the document; the JSON Schema in
+/// `grammar/schema/` lists the same (a test keeps them in step).
+pub const TOP_KEYS: &[&str] = &[
     "apiVersion",
     "kind",
     "metadata",
@@ -92,8 +94,8 @@ const TOP_KEYS: &[&str] = &[
     "interface",
     "spec",
 ];
-const METADATA_KEYS: &[&str] = &["name", "description", "version", "authoredBy", "scope"];
-const STEP_KEYS: &[&str] = &[
+pub const METADATA_KEYS: &[&str] = &["name", "description", "version", "authoredBy", "scope"];
+pub const STEP_KEYS: &[&str] = &[
     "id",
     "type",
     "config",
@@ -105,15 +107,15 @@ const STEP_KEYS: &[&str] = &[
     "timeoutMs",
     "gateConfig",
 ];
-const GATE_KEYS: &[&str] = &[
+pub const GATE_KEYS: &[&str] = &[
     "gateType",
     "signalEventType",
     "match",
     "onTimeout",
     "timeoutMs",
 ];
-const RETRY_KEYS: &[&str] = &["maxAttempts", "backoff", "retryOn"];
-const BACKOFF_KEYS: &[&str] = &["initialMs", "factor", "maxMs"];
+pub const RETRY_KEYS: &[&str] = &["maxAttempts", "backoff", "retryOn"];
+pub const BACKOFF_KEYS: &[&str] = &["initialMs", "factor", "maxMs"];
 
 struct Lowerer<'t> {
     text: &'t str,
