@@ -128,7 +128,6 @@ struct Lowerer<'t> {
 /// reported as unknown.
 struct Fields<'n> {
     entries: Vec<&'n Entry>,
-    span: Span,
 }
 
 impl<'n> Fields<'n> {
@@ -180,14 +179,12 @@ impl<'t> Lowerer<'t> {
         match &node.kind {
             NodeKind::Map(entries) => Some(Fields {
                 entries: entries.iter().collect(),
-                span: node.span,
             }),
             NodeKind::Scalar(scalar)
                 if scalar.style == ScalarStyle::Plain && scalar.resolve() == Resolved::Null =>
             {
                 Some(Fields {
                     entries: Vec::new(),
-                    span: node.span,
                 })
             }
             _ => {
@@ -267,7 +264,6 @@ impl<'t> Lowerer<'t> {
             }
             self.diagnostics.push(diagnostic);
         }
-        let _ = fields.span;
     }
 
     fn missing(&mut self, span: Span, field: &str, context: &str) {
@@ -577,7 +573,6 @@ impl<'t> Lowerer<'t> {
             Some(config) => self.mapping(config, "trigger config")?,
             None => Fields {
                 entries: Vec::new(),
-                span: node.span,
             },
         };
         let context = "the trigger's config";

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use donmai_grammar::ast::{Ident, Step, StepType, Workflow};
 use donmai_grammar::diagnostic::did_you_mean;
-use donmai_grammar::{Code, Diagnostic, Span};
+use donmai_grammar::{Code, Diagnostic};
 use petgraph::algo::{dominators, tarjan_scc};
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -309,19 +309,9 @@ fn unknown_step(target: &Ident, steps: &[Step]) -> Diagnostic {
     {
         diagnostic = diagnostic
             .with_help(format!("did you mean `{suggestion}`?"))
-            .with_replacement(
-                format!("use `{suggestion}`"),
-                replacement_span(target),
-                suggestion,
-            );
+            .with_replacement(format!("use `{suggestion}`"), target.span, suggestion);
     }
     diagnostic
-}
-
-/// The part of a target's span holding the name itself: quoted names keep
-/// their quotes.
-fn replacement_span(target: &Ident) -> Span {
-    target.span
 }
 
 fn topological_order(successors: &[Vec<usize>], predecessors: &[Vec<usize>]) -> Option<Vec<usize>> {

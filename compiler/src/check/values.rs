@@ -714,7 +714,7 @@ fn merge_payloads(payloads: &[Type]) -> Type {
     match payloads {
         [] => Type::Dyn,
         [single] => single.clone(),
-        [first, rest @ ..] => {
+        _ => {
             let mut objects = Vec::new();
             for payload in payloads {
                 match payload {
@@ -722,7 +722,6 @@ fn merge_payloads(payloads: &[Type]) -> Type {
                     _ => return Type::Dyn,
                 }
             }
-            let _ = (first, rest);
             let mut fields: BTreeMap<String, Field> = BTreeMap::new();
             let names: std::collections::BTreeSet<&String> =
                 objects.iter().flat_map(|o| o.fields.keys()).collect();
