@@ -295,3 +295,80 @@ fn version_and_help() {
     assert_eq!(run.code, Some(0));
     assert!(run.stdout.contains("--deny <CODE>"));
 }
+
+#[test]
+fn eval_prints_typed_json_and_errors() {
+    let dir = std::env::temp_dir();
+    let run = donmaic(&dir, &["eval", "1 + 2", "--format", "json"]);
+    assert_eq!(run.code, Some(0));
+    assert_eq!(json(&run), serde_json::json!({"type": "int", "value": 3}));
+
+    let run = donmaic(
+        &dir,
+        &[
+            "eval",
+            "trigger.n * 2.5",
+            "--vars",
+            r#"{"trigger": {"n": 2.0}}"#,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        json(&run),
+        serde_json::json!({"type": "double", "value": 5.0})
+    );
+
+    let run = donmaic(&dir, &["eval", "[1.0/0.0, -1.0/0.0]", "--format", "json"]);
+    assert_eq!(
+        json(&run)["value"],
+        serde_json::json!(["Infinity", "-Infinity"])
+    );
+
+    let run = donmaic(&dir, &["eval", "duration('90m')", "--format", "json"]);
+    assert_eq!(
+        json(&run),
+        serde_json::json!({"type": "duration", "value": "5400s"})
+    );
+
+    let run = donmaic(&dir, &["eval", "1 / 0", "--format", "json"]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(json(&run)["error"]["code"], "division_by_zero");
+
+    let run = donmaic(&dir, &["eval", "1 +"]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.starts_with("error[syntax]:"), "{}", run.stderr);
+
+    let run = donmaic(&dir, &["eval", "x", "--vars", "[1]"]);
+    assert_eq!(run.code, Some(2));
+}
+
+#[test]
+fn examples_and_corpus_through_the_binary() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = donmaic(&root, &["check", "examples"]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "checked 6 files: no problems\n");
+
+    let run = donmaic(&root, &["check", "tests/corpus/err", "--format", "json"]);
+    assert_eq!(run.code, Some(1));
+    let document = json(&run);
+    let diagnostics = document["diagnostics"].as_array().expect("diagnostics");
+    assert!(diagnostics.len() > 50);
+    for d in diagnostics {
+        for key in [
+            "code",
+            "severity",
+            "file",
+            "line",
+            "column",
+            "endLine",
+            "endColumn",
+            "message",
+            "help",
+        ] {
+            assert!(d.get(key).is_some(), "missing {key} in {d}");
+        }
+    }
+    assert!(document["summary"]["errors"].as_u64().unwrap_or(0) > 40);
+}
