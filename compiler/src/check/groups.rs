@@ -126,7 +126,7 @@ pub(super) fn signature_of(
                     Diagnostic::new(
                         Code::GROUP_CYCLE,
                         reference.span,
-                        format!("group `{relative}` leads back to a group that contains it"),
+                        format!("group `{relative}` is part of a cycle of group files"),
                     )
                     .with_help(
                         "a group cannot contain itself; use `type: loop` for bounded repetition",
