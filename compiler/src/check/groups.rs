@@ -210,7 +210,8 @@ fn check_group_file(checker: &Checker<'_>, path: &Path, stack: &mut Vec<PathBuf>
         ));
     }
     stack.push(path.to_path_buf());
-    let (diagnostics, signature, cyclic) = check_workflow(checker.context, path, &workflow, stack);
+    let (diagnostics, signature, cyclic) =
+        check_workflow(checker.context, path, &text, &workflow, stack);
     stack.pop();
     // A cycle is reported at the reference; the group's own copy of it is not
     // counted again.

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use donmai_grammar::ast::*;
+use donmai_grammar::diagnostic::Edit;
 use donmai_grammar::diagnostic::did_you_mean;
 use donmai_grammar::lower::parse_workflow;
 use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
@@ -53,7 +54,8 @@ pub fn check_source(
             cache,
         };
         let mut stack: Vec<std::path::PathBuf> = file.path().canonicalize().into_iter().collect();
-        let (mut found, _, _) = check_workflow(&context, file.path(), &workflow, &mut stack);
+        let (mut found, _, _) =
+            check_workflow(&context, file.path(), file.text(), &workflow, &mut stack);
         diagnostics.append(&mut found);
     }
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end, d.code));
@@ -80,14 +82,17 @@ pub struct Signature {
 pub(crate) fn check_workflow(
     context: &Context<'_>,
     path: &Path,
+    text: &str,
     workflow: &Workflow,
     stack: &mut Vec<std::path::PathBuf>,
 ) -> (Vec<Diagnostic>, Option<Signature>, bool) {
     let mut checker = Checker {
         context,
         path,
+        text,
         workflow,
         diagnostics: Vec::new(),
+        requires_offered: HashSet::new(),
         required: HashMap::new(),
         trigger_payloads: HashMap::new(),
         interface_inputs: None,
@@ -127,6 +132,10 @@ pub(crate) fn check_workflow(
 struct Checker<'a> {
     context: &'a Context<'a>,
     path: &'a Path,
+    /// The file's text, for fixes that insert new YAML.
+    text: &'a str,
+    /// Plugins whose missing `requires` entry already carries a fix.
+    requires_offered: HashSet<String>,
     workflow: &'a Workflow,
     diagnostics: Vec<Diagnostic>,
     /// Plugin name → (major, span of its `requires` entry).
@@ -492,20 +501,22 @@ impl<'a> Checker<'a> {
             }
             Some(_) => {}
             None => {
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        Code::PLUGIN_NOT_REQUIRED,
-                        action.span,
-                        format!(
-                            "plugin `{}` is used here but missing from `requires`",
-                            verb_ref.plugin
-                        ),
-                    )
-                    .with_help(format!(
-                        "add `- {{plugin: {}@{}}}` to `requires`",
-                        verb_ref.plugin, verb_ref.major
-                    )),
-                );
+                let pin = format!("{}@{}", verb_ref.plugin, verb_ref.major);
+                let mut diagnostic = Diagnostic::new(
+                    Code::PLUGIN_NOT_REQUIRED,
+                    action.span,
+                    format!(
+                        "plugin `{}` is used here but missing from `requires`",
+                        verb_ref.plugin
+                    ),
+                )
+                .with_help(format!("add `- {{plugin: {pin}}}` to `requires`"));
+                if self.requires_offered.insert(verb_ref.plugin.clone())
+                    && let Some(edit) = self.requires_insertion(&pin)
+                {
+                    diagnostic = diagnostic.with_fix(format!("require `{pin}`"), vec![edit]);
+                }
+                self.diagnostics.push(diagnostic);
             }
         }
         let Some(plugin) = registry.plugin(&verb_ref.plugin, verb_ref.major) else {
@@ -600,6 +611,51 @@ impl<'a> Checker<'a> {
             );
         }
         Some(verb)
+    }
+
+    /// An edit adding `{plugin: <pin>}` to `requires`, in the style the
+    /// file already uses; `None` when the shape is too unusual to edit safely.
+    fn requires_insertion(&self, pin: &str) -> Option<Edit> {
+        let text = self.text;
+        if let (Some(first), Some(last)) = (
+            self.workflow.requires.first(),
+            self.workflow.requires.last(),
+        ) {
+            let before = text.get(..first.span.start)?.trim_end_matches([' ', '\t']);
+            if before.ends_with('[') || before.ends_with(',') {
+                return Some(Edit {
+                    span: Span::at(last.span.end),
+                    replacement: format!(", {{plugin: {pin}}}"),
+                });
+            }
+            let line_start = text
+                .get(..last.span.start)?
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            let prefix = text.get(line_start..last.span.start)?;
+            let dash = prefix.find('-')?;
+            if !prefix[..dash].chars().all(|c| c == ' ') {
+                return None;
+            }
+            return Some(Edit {
+                span: Span::at(last.span.end),
+                replacement: format!("\n{}- {{plugin: {pin}}}", &prefix[..dash]),
+            });
+        }
+        if text.lines().any(|line| line.starts_with("requires:")) {
+            return None;
+        }
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            if line.starts_with("triggers:") || line.starts_with("spec:") {
+                return Some(Edit {
+                    span: Span::at(offset),
+                    replacement: format!("requires: [{{plugin: {pin}}}]\n"),
+                });
+            }
+            offset += line.len();
+        }
+        None
     }
 
     /// The output type of every step, before expressions are checked.
