@@ -187,9 +187,10 @@ impl Checker<'_> {
     /// a field that only some of them have is optional.
     ///
     /// Cached by the set of reaching triggers, which most steps share:
-    /// building the type clones whole payload objects, and it was a tenth of
-    /// the time of checking a large workflow. Trigger outputs are fixed
-    /// before any expression is checked, so a cached type never goes stale.
+    /// building the type clones whole payload objects, which took 7% of the
+    /// instructions of checking a 10,000-step workflow. Trigger outputs are
+    /// fixed before any expression is checked, so a cached type never goes
+    /// stale.
     fn trigger_type(&mut self, index: usize) -> Type {
         let entries = self.reaching_entries(index);
         if let Some(cached) = self.trigger_types.get(&entries) {
