@@ -99,6 +99,7 @@ pub(crate) fn check_workflow(
         topology: None,
         outputs: vec![None; workflow.steps.len()],
         used_outputs: HashSet::new(),
+        trigger_types: HashMap::new(),
         signatures: vec![None; workflow.steps.len()],
         in_cycle: false,
     };
@@ -148,6 +149,8 @@ struct Checker<'a> {
     outputs: Vec<Option<Type>>,
     /// Steps whose `output` some expression reads.
     used_outputs: HashSet<usize>,
+    /// The type of `trigger`, by the set of triggers reaching a step.
+    trigger_types: HashMap<Vec<usize>, Type>,
     /// Signature of each group and loop step.
     signatures: Vec<Option<Signature>>,
     /// Whether a group reference here closes a cycle of group files.

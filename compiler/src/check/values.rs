@@ -185,11 +185,26 @@ impl Checker<'_> {
 
     /// `trigger` at `index`: the payload of every trigger that reaches it;
     /// a field that only some of them have is optional.
-    fn trigger_type(&self, index: usize) -> Type {
-        let payloads: Vec<Type> = self
-            .reaching_entries(index)
-            .into_iter()
-            .map(|entry| self.outputs[entry].clone().unwrap_or(Type::Dyn))
+    ///
+    /// Cached by the set of reaching triggers, which most steps share:
+    /// building the type clones whole payload objects, which took 7% of the
+    /// instructions of checking a 10,000-step workflow. Trigger outputs are
+    /// fixed before any expression is checked, so a cached type never goes
+    /// stale.
+    fn trigger_type(&mut self, index: usize) -> Type {
+        let entries = self.reaching_entries(index);
+        if let Some(cached) = self.trigger_types.get(&entries) {
+            return cached.clone();
+        }
+        let ty = self.build_trigger_type(&entries);
+        self.trigger_types.insert(entries, ty.clone());
+        ty
+    }
+
+    fn build_trigger_type(&self, entries: &[usize]) -> Type {
+        let payloads: Vec<Type> = entries
+            .iter()
+            .map(|&entry| self.outputs[entry].clone().unwrap_or(Type::Dyn))
             .collect();
         let payload = merge_payloads(&payloads);
         if self.is_v2() {
