@@ -31,12 +31,6 @@ impl BitSet {
             .get(i / 64)
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
-
-    pub fn union_with(&mut self, other: &BitSet) {
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
-            *a |= b;
-        }
-    }
 }
 
 pub struct Topology {
@@ -47,8 +41,9 @@ pub struct Topology {
     pub predecessors: Vec<Vec<usize>>,
     /// Steps that start a run: `type: trigger`.
     pub entries: Vec<usize>,
-    /// `ancestors[n]`: every step with a path to `n`.
-    pub ancestors: Vec<BitSet>,
+    /// Position of each step in a topological order (`None` with a cycle):
+    /// a step can only reach steps after it.
+    order_position: Option<Vec<usize>>,
     /// `reached_by[n]`: the entry steps (as indices into `entries`) that reach `n`.
     pub reached_by: Vec<Vec<usize>>,
     /// Dominator-tree intervals: `a` dominates `b` iff `dom_in[a] <= dom_in[b]`
@@ -62,8 +57,39 @@ impl Topology {
         self.index.get(id).copied()
     }
 
+    /// Whether `ancestor` has a path to `of`. Dominators and the topological
+    /// order answer most queries at once; the rest search backwards from
+    /// `of`, pruned to steps ordered after `ancestor`. This keeps memory
+    /// linear in the steps, where a table of all ancestors is quadratic.
     pub fn is_ancestor(&self, ancestor: usize, of: usize) -> bool {
-        self.ancestors[of].contains(ancestor)
+        if ancestor == of {
+            return false;
+        }
+        if self.dominates(ancestor, of) {
+            return true;
+        }
+        let position = self.order_position.as_deref();
+        if let Some(position) = position
+            && position[ancestor] >= position[of]
+        {
+            return false;
+        }
+        let mut seen = BitSet::with_len(self.predecessors.len());
+        let mut stack = vec![of];
+        seen.insert(of);
+        while let Some(n) = stack.pop() {
+            for &p in &self.predecessors[n] {
+                if p == ancestor {
+                    return true;
+                }
+                let worth_visiting = position.is_none_or(|pos| pos[p] > pos[ancestor]);
+                if worth_visiting && !seen.contains(p) {
+                    seen.insert(p);
+                    stack.push(p);
+                }
+            }
+        }
+        false
     }
 
     /// Whether every path from a trigger to `node` passes through `by`: then
@@ -197,29 +223,13 @@ impl Topology {
                 }
             }
         }
-        let mut ancestors = vec![BitSet::with_len(steps.len()); steps.len()];
-        match &order {
-            Some(order) => {
-                for &n in order {
-                    for &p in &predecessors[n] {
-                        let from = ancestors[p].clone();
-                        ancestors[n].union_with(&from);
-                        ancestors[n].insert(p);
-                    }
-                }
+        let order_position = order.map(|order| {
+            let mut position = vec![0; order.len()];
+            for (i, &n) in order.iter().enumerate() {
+                position[n] = i;
             }
-            None => {
-                for (n, ancestors_of_n) in ancestors.iter_mut().enumerate() {
-                    let mut stack = predecessors[n].clone();
-                    while let Some(p) = stack.pop() {
-                        if !ancestors_of_n.contains(p) {
-                            ancestors_of_n.insert(p);
-                            stack.extend(&predecessors[p]);
-                        }
-                    }
-                }
-            }
-        }
+            position
+        });
 
         // Dominators from a virtual root feeding every trigger step.
         let root = NodeIndex::new(steps.len());
@@ -254,7 +264,7 @@ impl Topology {
             successors,
             predecessors,
             entries,
-            ancestors,
+            order_position,
             reached_by,
             dom_in,
             dom_out,

@@ -101,6 +101,7 @@ pub(crate) fn check_workflow(
         used_outputs: HashSet::new(),
         trigger_types: HashMap::new(),
         signatures: vec![None; workflow.steps.len()],
+        verbs: vec![None; workflow.steps.len()],
         in_cycle: false,
     };
     checker.requires();
@@ -153,6 +154,8 @@ struct Checker<'a> {
     trigger_types: HashMap<Vec<usize>, Type>,
     /// Signature of each group and loop step.
     signatures: Vec<Option<Signature>>,
+    /// The verb of each step, resolved once.
+    verbs: Vec<Option<&'a Verb>>,
     /// Whether a group reference here closes a cycle of group files.
     in_cycle: bool,
 }
@@ -680,7 +683,9 @@ impl<'a> Checker<'a> {
                             ),
                         ).with_help("name the verb it runs, e.g. `action: donmai@2:agent.dispatch_to_queue`"));
                     }
-                    self.verb(step).map(|verb| verb.output_type())
+                    let verb = self.verb(step);
+                    self.verbs[index] = verb;
+                    verb.map(|verb| verb.output_type())
                 }
                 StepType::Group | StepType::Loop => {
                     let signature = groups::signature_of(self, step, stack);
@@ -750,13 +755,7 @@ impl<'a> Checker<'a> {
                 }
             }
             StepType::Condition | StepType::Action | StepType::Gate => {
-                let verb = step.action.as_ref().and_then(|_| {
-                    let registry = self.context.registry;
-                    let verb_ref = VerbRef::parse(&step.action.as_ref()?.value).ok()?;
-                    registry
-                        .plugin(&verb_ref.plugin, verb_ref.major)?
-                        .verb(&verb_ref.verb)
-                });
+                let verb = self.verbs[index];
                 if let Some(verb) = verb {
                     let input = verb.input_type();
                     self.inputs(index, &input, "verb");
@@ -1389,16 +1388,7 @@ impl<'a> Checker<'a> {
             if step.ty.value != StepType::Action || self.used_outputs.contains(&index) {
                 continue;
             }
-            let Some(action) = &step.action else { continue };
-            let Ok(verb_ref) = VerbRef::parse(&action.value) else {
-                continue;
-            };
-            let Some(verb) = self
-                .context
-                .registry
-                .plugin(&verb_ref.plugin, verb_ref.major)
-                .and_then(|p| p.verb(&verb_ref.verb))
-            else {
+            let Some(verb) = self.verbs[index] else {
                 continue;
             };
             let has_outputs = matches!(verb.output_type(), Type::Object(o) if !o.fields.is_empty());
