@@ -20,6 +20,10 @@ use std::time::Duration;
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 
+/// The allocator the `donmaic` binary uses, so the bench measures the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A scratch folder removed when the bench ends.
 struct Scratch(PathBuf);
 
