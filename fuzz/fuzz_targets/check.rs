@@ -1,0 +1,56 @@
+//! The whole front end on arbitrary bytes: `check_file` must not panic, and
+//! every span it reports (primary, labels, fix edits) must slice the file.
+
+#![no_main]
+
+use donmai_compiler::check::check_file;
+use donmai_compiler::fix::{apply_edits, select_edits};
+use donmai_compiler::project::Project;
+use donmai_grammar::{SourceFile, Span};
+use libfuzzer_sys::fuzz_target;
+
+fn assert_slices(text: &str, span: Span, what: &str) {
+    assert!(
+        span.start <= span.end
+            && span.end <= text.len()
+            && text.is_char_boundary(span.start)
+            && text.is_char_boundary(span.end),
+        "{what} span {span} does not slice a text of {} bytes",
+        text.len()
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    // A path that does not exist: group references resolve to nothing
+    // instead of reading whatever the fuzzer names.
+    let source = SourceFile::new("/nonexistent/donmai-fuzz/workflow.yaml", text.as_ref());
+    let diagnostics = check_file(&source, &Project::default_for_tests());
+    for diagnostic in &diagnostics {
+        assert_slices(&text, diagnostic.span, "primary");
+        for label in &diagnostic.labels {
+            assert_slices(&text, label.span, "label");
+        }
+        for edit in diagnostic.fix.iter().flat_map(|f| &f.edits) {
+            assert_slices(&text, edit.span, "fix edit");
+            let area = std::iter::once(diagnostic.span).chain(diagnostic.labels.iter().map(|l| l.span));
+            assert!(
+                area.clone()
+                    .any(|a| a.start <= edit.span.start && edit.span.end <= a.end),
+                "{} fix edit {} lies outside its diagnostic {}",
+                diagnostic.code,
+                edit.span,
+                diagnostic.span
+            );
+        }
+    }
+    // Applying every compatible fix gives a file the checker still handles.
+    let (edits, count) = select_edits(&text, diagnostics.iter().filter_map(|d| d.fix.as_ref()));
+    if count > 0 {
+        let fixed = apply_edits(&text, &edits);
+        let source = SourceFile::new(source.path(), fixed);
+        for diagnostic in check_file(&source, &Project::default_for_tests()) {
+            assert_slices(source.text(), diagnostic.span, "primary after fixing");
+        }
+    }
+});
