@@ -277,7 +277,7 @@ where
             message,
         })
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match donmai_grammar::span::read_regular_file(path) {
         Ok(bytes) => bytes,
         Err(error) => return fail(describe_io(&error)),
     };

@@ -1,11 +1,16 @@
-//! The whole front end on arbitrary bytes: `check_file` must not panic, and
-//! every span it reports (primary, labels, fix edits) must slice the file.
+//! The whole front end on arbitrary bytes, as `donmaic check` runs it:
+//! `check_file`, suppression comments, every output format, and applying
+//! the fixes. Nothing may panic, and every span reported (primary, labels,
+//! fix edits) must slice the file.
 
 #![no_main]
 
 use donmai_compiler::check::check_file;
 use donmai_compiler::fix::{apply_edits, select_edits};
 use donmai_compiler::project::Project;
+use donmai_compiler::render::{Format, RenderOptions, render};
+use donmai_compiler::report::{CheckReport, FileReport};
+use donmai_compiler::suppress::apply_suppressions;
 use donmai_grammar::{SourceFile, Span};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
     // A path that does not exist: group references resolve to nothing
     // instead of reading whatever the fuzzer names.
     let source = SourceFile::new("/nonexistent/donmai-fuzz/workflow.yaml", text.as_ref());
-    let diagnostics = check_file(&source, &Project::default_for_tests());
+    let diagnostics =
+        apply_suppressions(&source, check_file(&source, &Project::default_for_tests()));
     for diagnostic in &diagnostics {
         assert_slices(&text, diagnostic.span, "primary");
         for label in &diagnostic.labels {
@@ -33,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
         }
         for edit in diagnostic.fix.iter().flat_map(|f| &f.edits) {
             assert_slices(&text, edit.span, "fix edit");
-            let area = std::iter::once(diagnostic.span).chain(diagnostic.labels.iter().map(|l| l.span));
+            let area =
+                std::iter::once(diagnostic.span).chain(diagnostic.labels.iter().map(|l| l.span));
             assert!(
                 area.clone()
                     .any(|a| a.start <= edit.span.start && edit.span.end <= a.end),
@@ -43,6 +50,14 @@ fuzz_target!(|data: &[u8]| {
                 diagnostic.span
             );
         }
+    }
+    let report = CheckReport {
+        files: vec![FileReport::new(source.clone(), diagnostics.clone())],
+        failures: Vec::new(),
+        files_checked: 1,
+    };
+    for format in [Format::Human, Format::Json, Format::Sarif, Format::Github] {
+        let _ = render(&report, format, &RenderOptions::default());
     }
     // Applying every compatible fix gives a file the checker still handles.
     let (edits, count) = select_edits(&text, diagnostics.iter().filter_map(|d| d.fix.as_ref()));

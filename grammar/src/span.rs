@@ -55,6 +55,20 @@ impl fmt::Display for Span {
     }
 }
 
+/// Reads a file the toolchain was pointed at, if it is a regular file (or a
+/// link to one). A FIFO would block forever and a device such as
+/// `/dev/zero` never ends, and a workflow can name either: through a group
+/// `ref`, or a symbolic link committed to a repository.
+pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    std::fs::read(path)
+}
+
 /// A 1-based line and 1-based column counted in Unicode scalar values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LineCol {
@@ -272,6 +286,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let error = read_regular_file(Path::new("/dev/zero")).expect_err("a device");
+        assert_eq!(error.to_string(), "not a regular file");
+        let dir = std::env::temp_dir();
+        assert!(read_regular_file(&dir).is_err());
+        let file = dir.join(format!("donmai-span-{}.yaml", std::process::id()));
+        std::fs::write(&file, "k: v").expect("write");
+        assert_eq!(read_regular_file(&file).expect("read"), b"k: v");
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]
