@@ -319,6 +319,14 @@ fn binary_garbage_is_refused_or_reported() {
 }
 
 #[test]
+fn a_no_break_space_before_the_last_token_is_reported_not_a_crash() {
+    let scratch = Scratch::new("nbsp");
+    scratch.write("nbsp.yaml", "\u{a0}\u{103c8}\n");
+    let outcome = donmaic(&scratch, &["check", "nbsp.yaml"]);
+    assert_fails(&outcome, 1, "error[DN0004]");
+}
+
+#[test]
 fn invalid_utf8_is_refused_with_its_offset() {
     let scratch = Scratch::new("utf8");
     let mut bytes = HEADER.as_bytes().to_vec();

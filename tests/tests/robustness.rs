@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use donmai_compiler::check::check_file;
 use donmai_compiler::fix::{apply_edits, fix_in_rounds, select_edits};
 use donmai_compiler::project::Project;
+use donmai_compiler::suppress::apply_suppressions;
 use donmai_grammar::{Diagnostic, SourceFile, Span};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -58,10 +59,16 @@ fn seeds() -> &'static [(PathBuf, String)] {
     })
 }
 
+/// What `donmaic check` reports for one file: the checker's diagnostics
+/// after suppression comments.
 fn check(path: &Path, text: &str) -> (SourceFile, Vec<Diagnostic>) {
     let source = SourceFile::new(path, text);
-    let diagnostics = check_file(&source, &Project::default_for_tests());
+    let diagnostics = check_source(&source);
     (source, diagnostics)
+}
+
+fn check_source(source: &SourceFile) -> Vec<Diagnostic> {
+    apply_suppressions(source, check_file(source, &Project::default_for_tests()))
 }
 
 /// Why `span` cannot be used to slice `text`, if it cannot.
@@ -79,6 +86,7 @@ fn span_problem(text: &str, span: Span) -> Option<String> {
 
 /// Every span of every diagnostic (primary, labels, fix edits) is usable.
 fn assert_spans_valid(text: &str, diagnostics: &[Diagnostic]) -> Result<(), TestCaseError> {
+    let file = SourceFile::new("spans.yaml", text);
     for diagnostic in diagnostics {
         let spans = std::iter::once(("primary", diagnostic.span))
             .chain(diagnostic.labels.iter().map(|l| ("label", l.span)))
@@ -97,17 +105,23 @@ fn assert_spans_valid(text: &str, diagnostics: &[Diagnostic]) -> Result<(), Test
                 )));
             }
         }
-        // A fix edits what its diagnostic points at: an edit elsewhere is a
-        // span left in some other coordinate system (e.g. of a scalar).
+        // A fix edits the lines its diagnostic points at: an edit elsewhere
+        // is a span left in some other coordinate system (e.g. of a scalar).
+        // Whole lines, because removing an unused suppression removes its
+        // whole comment.
         let covered = |span: Span| {
             std::iter::once(diagnostic.span)
                 .chain(diagnostic.labels.iter().map(|l| l.span))
-                .any(|area| area.start <= span.start && span.end <= area.end)
+                .any(|area| {
+                    let first = file.line_start(file.line_index(area.start));
+                    let last = file.line_start(file.line_index(area.end) + 1);
+                    first <= span.start && span.end <= last
+                })
         };
         for edit in diagnostic.fix.iter().flat_map(|f| &f.edits) {
             if !covered(edit.span) {
                 return Err(TestCaseError::fail(format!(
-                    "{} fix edit {} lies outside the diagnostic at {}: {}\n--- input ---\n{text:?}",
+                    "{} fix edit {} lies off the lines of the diagnostic at {}: {}\n--- input ---\n{text:?}",
                     diagnostic.code, edit.span, diagnostic.span, diagnostic.message
                 )));
             }
@@ -323,9 +337,7 @@ fn assert_fixes_hold(path: &Path, text: &str) -> Result<(), TestCaseError> {
         }
     }
     // The rounds of `--fix` terminate and keep spans valid too.
-    let outcome = fix_in_rounds(source, diagnostics, |file| {
-        check_file(file, &Project::default_for_tests())
-    });
+    let outcome = fix_in_rounds(source, diagnostics, check_source);
     assert_spans_valid(outcome.source.text(), &outcome.diagnostics)
 }
 
@@ -493,5 +505,13 @@ mod regressions {
             !after.iter().any(|d| d.message.contains("no trigger")),
             "{after:#?}"
         );
+    }
+
+    /// `donmaic check` panicked on this 9-byte file: the suppression
+    /// scanner sliced inside the no-break space before the last token.
+    #[test]
+    fn no_break_space_before_the_last_token() {
+        let (_, diagnostics) = check(Path::new("nbsp.yaml"), "\u{a0}\u{103c8}\n");
+        assert_spans_valid("\u{a0}\u{103c8}\n", &diagnostics).unwrap_or_else(|e| panic!("{e}"));
     }
 }
