@@ -243,10 +243,13 @@ fn finish<C>(
 where
     C: Fn(&SourceFile, &Project) -> Vec<Diagnostic> + Sync,
 {
-    let raw = catch_unwind(AssertUnwindSafe(|| checker(source, project))).map_err(|_| {
+    let raw = catch_unwind(AssertUnwindSafe(|| {
+        apply_suppressions(source, checker(source, project))
+    }))
+    .map_err(|_| {
         "internal error: the checker crashed on this file (please report it)".to_string()
     })?;
-    let mut diagnostics = levels.apply(project, apply_suppressions(source, raw));
+    let mut diagnostics = levels.apply(project, raw);
     sort_diagnostics(&mut diagnostics);
     Ok(diagnostics)
 }
@@ -277,7 +280,7 @@ where
             message,
         })
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match donmai_grammar::span::read_regular_file(path) {
         Ok(bytes) => bytes,
         Err(error) => return fail(describe_io(&error)),
     };

@@ -342,10 +342,11 @@ impl ProjectCache {
         if let Some(manifest) = self.manifests.get(path) {
             return Ok(manifest.clone());
         }
-        let bytes = std::fs::read(path).map_err(|error| ProjectError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let bytes =
+            donmai_grammar::span::read_regular_file(path).map_err(|error| ProjectError::Io {
+                path: path.to_path_buf(),
+                error,
+            })?;
         let text = String::from_utf8(bytes).map_err(|_| ProjectError::NotUtf8 {
             path: path.to_path_buf(),
         })?;

@@ -108,6 +108,8 @@ impl Region {
 pub fn plural(count: usize, word: &str) -> String {
     if count == 1 {
         format!("{count} {word}")
+    } else if word.ends_with(['s', 'x']) {
+        format!("{count} {word}es")
     } else {
         format!("{count} {word}s")
     }
@@ -117,6 +119,13 @@ pub fn plural(count: usize, word: &str) -> String {
 mod tests {
     use super::*;
     use donmai_grammar::Code;
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(1, "fix"), "1 fix");
+        assert_eq!(plural(2, "fix"), "2 fixes");
+        assert_eq!(plural(0, "file"), "0 files");
+    }
 
     #[test]
     fn summary_counts_by_severity() {

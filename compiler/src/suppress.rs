@@ -115,7 +115,11 @@ pub fn comments(file: &SourceFile) -> Vec<Comment> {
 /// the indentation its content lines must exceed.
 fn block_scalar_threshold(code: &str, indent: usize) -> Option<usize> {
     let trimmed = code.trim_end();
-    let token_start = trimmed.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    // The whitespace may be wider than a byte (a no-break space).
+    let token_start = trimmed
+        .char_indices()
+        .rfind(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let token = &trimmed[token_start..];
     let mut token_chars = token.chars();
     if !matches!(token_chars.next(), Some('|' | '>'))
@@ -428,6 +432,16 @@ mod tests {
 
     fn file(text: &str) -> SourceFile {
         SourceFile::new("a.yaml", text)
+    }
+
+    #[test]
+    fn wide_whitespace_before_a_block_header_is_not_split() {
+        // A no-break space before the last token made `donmaic check`
+        // slice inside it and panic.
+        assert!(comments(&file("\u{a0}\u{103c8}\n")).is_empty());
+        let found = comments(&file("k:\u{a0}|\n  # not a comment\nj: 1 # c\n"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].line, 2);
     }
 
     fn comment_texts(text: &str) -> Vec<String> {

@@ -14,6 +14,7 @@
 //! checked at run time.
 
 use donmai_grammar::diagnostic::did_you_mean;
+use donmai_grammar::expr::lexer::is_identifier;
 use donmai_grammar::expr::{BinaryOp, Expr, ExprKind, Name, UnaryOp};
 use donmai_grammar::{Code, Diagnostic, Span};
 use donmai_stdlib::builtins::{self, Builtin, Form, Sig};
@@ -382,13 +383,16 @@ impl Checker<'_> {
             format!("unknown name `{}`", name.text),
         );
         if let Some(suggestion) = did_you_mean(&name.text, candidates.iter().map(String::as_str)) {
-            diagnostic = diagnostic
-                .with_help(format!("did you mean `{suggestion}`?"))
-                .with_replacement(
+            diagnostic = diagnostic.with_help(format!("did you mean `{suggestion}`?"));
+            // A name that does not lex as one (a field `a-b`) cannot be
+            // spliced into the expression.
+            if is_identifier(suggestion) {
+                diagnostic = diagnostic.with_replacement(
                     format!("replace with `{suggestion}`"),
                     name.span,
                     suggestion,
                 );
+            }
         } else if !candidates.is_empty() {
             candidates.sort();
             candidates.dedup();
@@ -406,13 +410,16 @@ impl Checker<'_> {
         );
         let names = object.fields.keys().map(String::as_str);
         if let Some(suggestion) = did_you_mean(&field.text, names.clone()) {
-            diagnostic = diagnostic
-                .with_help(format!("did you mean `{suggestion}`?"))
-                .with_replacement(
+            diagnostic = diagnostic.with_help(format!("did you mean `{suggestion}`?"));
+            // A name that does not lex as one (a field `a-b`) cannot be
+            // spliced into the expression.
+            if is_identifier(suggestion) {
+                diagnostic = diagnostic.with_replacement(
                     format!("replace with `{suggestion}`"),
                     field.span,
                     suggestion,
                 );
+            }
         } else if object.fields.is_empty() {
             diagnostic = diagnostic.with_help("the object declares no fields");
         } else {

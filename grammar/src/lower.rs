@@ -79,6 +79,12 @@ pub fn template_of(scalar: &Scalar) -> Template {
         for label in &mut diagnostic.labels {
             label.span = Span::new(map(label.span.start), map(label.span.end));
         }
+        // Replacements are written verbatim: the template and expression
+        // fixes only write operator characters, which need no escaping in
+        // any scalar style.
+        for edit in diagnostic.fix.iter_mut().flat_map(|fix| &mut fix.edits) {
+            edit.span = Span::new(map(edit.span.start), map(edit.span.end));
+        }
     }
     template
 }

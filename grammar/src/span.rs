@@ -55,6 +55,20 @@ impl fmt::Display for Span {
     }
 }
 
+/// Reads a file the toolchain was pointed at, if it is a regular file (or a
+/// link to one). A FIFO would block forever and a device such as
+/// `/dev/zero` never ends, and a workflow can name either: through a group
+/// `ref`, or a symbolic link committed to a repository.
+pub fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    std::fs::read(path)
+}
+
 /// A 1-based line and 1-based column counted in Unicode scalar values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LineCol {
@@ -69,6 +83,26 @@ pub struct SourceFile {
     text: String,
     /// Byte offset of the first byte of each line.
     line_starts: Vec<usize>,
+    /// Characters and UTF-16 units before each multiple of
+    /// [`COUNT_STRIDE`] bytes, so that a column costs at most one stride
+    /// of counting however long the line (a minified one-line workflow with
+    /// many diagnostics made column counting quadratic).
+    counts: Vec<(usize, usize)>,
+}
+
+const COUNT_STRIDE: usize = 1024;
+
+fn is_char_start(byte: u8) -> bool {
+    // Not a continuation byte: one per character.
+    (byte as i8) >= -0x40
+}
+
+/// Characters and UTF-16 units encoded by `bytes` (whole characters).
+fn count_units(bytes: &[u8]) -> (usize, usize) {
+    let chars = bytes.iter().filter(|&&b| is_char_start(b)).count();
+    // A four-byte character is two UTF-16 units.
+    let astral = bytes.iter().filter(|&&b| b >= 0xf0).count();
+    (chars, chars + astral)
 }
 
 impl SourceFile {
@@ -81,10 +115,19 @@ impl SourceFile {
                 .filter(|&(_, b)| b == b'\n')
                 .map(|(i, _)| i + 1),
         );
+        let mut counts = Vec::with_capacity(text.len() / COUNT_STRIDE + 1);
+        let mut total = (0, 0);
+        counts.push(total);
+        for chunk in text.as_bytes().chunks_exact(COUNT_STRIDE) {
+            let (chars, units) = count_units(chunk);
+            total = (total.0 + chars, total.1 + units);
+            counts.push(total);
+        }
         SourceFile {
             path: path.into(),
             text,
             line_starts,
+            counts,
         }
     }
 
@@ -138,6 +181,15 @@ impl SourceFile {
         self.text[start..end].trim_end_matches(['\n', '\r'])
     }
 
+    /// Characters and UTF-16 units before `offset`, a character boundary.
+    fn units_before(&self, offset: usize) -> (usize, usize) {
+        let stride = offset / COUNT_STRIDE;
+        let (chars, units) = self.counts[stride];
+        let (more_chars, more_units) =
+            count_units(&self.text.as_bytes()[stride * COUNT_STRIDE..offset]);
+        (chars + more_chars, units + more_units)
+    }
+
     /// 1-based line and character column of a byte offset.
     pub fn line_col(&self, offset: usize) -> LineCol {
         let offset = self.clamp(offset);
@@ -145,7 +197,7 @@ impl SourceFile {
         let start = self.line_starts[line];
         LineCol {
             line: line + 1,
-            column: self.text[start..offset].chars().count() + 1,
+            column: self.units_before(offset).0 - self.units_before(start).0 + 1,
         }
     }
 
@@ -154,7 +206,7 @@ impl SourceFile {
         let offset = self.clamp(offset);
         let line = self.line_index(offset);
         let start = self.line_starts[line];
-        let column: usize = self.text[start..offset].chars().map(char::len_utf16).sum();
+        let column = self.units_before(offset).1 - self.units_before(start).1;
         (line as u32, column as u32)
     }
 
@@ -208,6 +260,44 @@ mod tests {
         assert_eq!(file.utf16_position(x), (0, 6));
         assert_eq!(file.offset_of_utf16(0, 6), x);
         assert_eq!(file.offset_of_utf16(1, 99), file.text().len());
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #[test]
+        fn columns_match_counting_from_the_line_start(
+            text in proptest::collection::vec(
+                proptest::sample::select(&["a", "é", "😀", "\n", "\r\n", "ab"][..]),
+                0..1500,
+            )
+            .prop_map(|pieces: Vec<&str>| pieces.concat()),
+            offsets in proptest::collection::vec(0usize..6000, 1..8),
+        ) {
+            let file = SourceFile::new("p.yaml", text.as_str());
+            for offset in offsets {
+                let offset = file.clamp(offset);
+                let start = file.line_start(file.line_index(offset));
+                let prefix = &text[start..offset];
+                proptest::prop_assert_eq!(file.line_col(offset).column, prefix.chars().count() + 1);
+                proptest::prop_assert_eq!(
+                    file.utf16_position(offset).1 as usize,
+                    prefix.chars().map(char::len_utf16).sum::<usize>()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let error = read_regular_file(Path::new("/dev/zero")).expect_err("a device");
+        assert_eq!(error.to_string(), "not a regular file");
+        let dir = std::env::temp_dir();
+        assert!(read_regular_file(&dir).is_err());
+        let file = dir.join(format!("donmai-span-{}.yaml", std::process::id()));
+        std::fs::write(&file, "k: v").expect("write");
+        assert_eq!(read_regular_file(&file).expect("read"), b"k: v");
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]

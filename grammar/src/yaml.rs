@@ -184,6 +184,42 @@ impl Scalar {
     }
 }
 
+/// YAML text that reads back as the string `value` wherever a scalar may
+/// stand (block or flow, key or value): `value` itself when it is a safe
+/// plain scalar, else a double-quoted scalar. Fixes write names with it,
+/// because a name may hold `, # [ ]` or read as a number once unquoted.
+pub fn scalar_source(value: &str) -> String {
+    let safe_char = |c: char| c.is_ascii_alphanumeric() || "_-./@:".contains(c);
+    let plain = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || "_./".contains(c))
+        && value.chars().all(safe_char)
+        && !value.ends_with(':')
+        && resolve_plain(value) == Resolved::Str(value);
+    if plain {
+        return value.to_string();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            // Outside YAML's printable set, or read as a byte order mark or
+            // a line break.
+            c if !matches!(c, ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+                || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}') =>
+            {
+                quoted.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
 fn resolve_plain(value: &str) -> Resolved<'_> {
     match value {
         "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
@@ -1099,6 +1135,36 @@ mod tests {
             #[test]
             fn arbitrary_strings_are_handled(text in any::<String>()) {
                 check_positions(&text);
+            }
+
+            #[test]
+            fn scalar_source_reads_back_everywhere(value in any::<String>()) {
+                let source = scalar_source(&value);
+                for text in [
+                    format!("k: {source}\n"),
+                    format!("{source}: v\n"),
+                    format!("- {source}\n"),
+                    format!("[{source}, x]"),
+                    format!("[{{{source}: v}}, {{k: {source}}}]"),
+                ] {
+                    let parsed = parse(&text);
+                    prop_assert!(parsed.diagnostics.is_empty(), "{text:?}: {:?}", parsed.diagnostics);
+                    let mut scalars = Vec::new();
+                    let mut pending = parsed.documents.iter().collect::<Vec<_>>();
+                    while let Some(node) = pending.pop() {
+                        match &node.kind {
+                            NodeKind::Scalar(scalar) => scalars.push(scalar),
+                            NodeKind::Seq(items) => pending.extend(items),
+                            NodeKind::Map(entries) => {
+                                pending.extend(entries.iter().flat_map(|e| [&e.key, &e.value]));
+                            }
+                        }
+                    }
+                    prop_assert!(
+                        scalars.iter().any(|s| s.resolve() == Resolved::Str(&value)),
+                        "{text:?} does not read back {value:?}"
+                    );
+                }
             }
 
             #[test]

@@ -228,7 +228,15 @@ impl Registry {
         let mut reports = Vec::new();
         for dir in dirs {
             for path in manifest_paths(dir, &mut reports) {
-                match std::fs::read_to_string(&path) {
+                let read = donmai_grammar::span::read_regular_file(&path).and_then(|bytes| {
+                    String::from_utf8(bytes).map_err(|_| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "stream did not contain valid UTF-8",
+                        )
+                    })
+                });
+                match read {
                     Ok(text) => {
                         let file = Arc::new(SourceFile::new(path.clone(), text));
                         let diagnostics =

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use donmai_grammar::ast::{Ident, Step, StepType, Workflow};
 use donmai_grammar::diagnostic::did_you_mean;
+use donmai_grammar::yaml::scalar_source;
 use donmai_grammar::{Code, Diagnostic};
 use petgraph::algo::{dominators, tarjan_scc};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -317,9 +318,13 @@ fn unknown_step(target: &Ident, steps: &[Step]) -> Diagnostic {
     );
     if let Some(suggestion) = did_you_mean(&target.value, steps.iter().map(|s| s.id.value.as_str()))
     {
-        diagnostic = diagnostic
-            .with_help(format!("did you mean `{suggestion}`?"))
-            .with_replacement(format!("use `{suggestion}`"), target.span, suggestion);
+        diagnostic = diagnostic.with_help(format!("did you mean `{suggestion}`?"));
+        // A target may be part of a scalar (`onTimeout: branch:<id>`), so
+        // only a name that needs no quoting can be written in its place.
+        if scalar_source(suggestion) == suggestion {
+            diagnostic =
+                diagnostic.with_replacement(format!("use `{suggestion}`"), target.span, suggestion);
+        }
     }
     diagnostic
 }

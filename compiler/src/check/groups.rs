@@ -174,7 +174,7 @@ pub(super) fn signature_of(
 }
 
 fn check_group_file(checker: &Checker<'_>, path: &Path, stack: &mut Vec<PathBuf>) -> GroupResult {
-    let text = match std::fs::read(path) {
+    let text = match donmai_grammar::span::read_regular_file(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(_) => {

@@ -18,6 +18,7 @@ use donmai_grammar::ast::*;
 use donmai_grammar::diagnostic::Edit;
 use donmai_grammar::diagnostic::did_you_mean;
 use donmai_grammar::lower::parse_workflow;
+use donmai_grammar::yaml::scalar_source;
 use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
 use donmai_stdlib::manifest::{DeprecationStatus, SideEffectClass, Verb, VerbKind};
 use donmai_stdlib::registry::{Registry, VerbRef};
@@ -390,7 +391,7 @@ impl<'a> Checker<'a> {
                 if let Some(s) = did_you_mean(&event.value, names.iter().copied()) {
                     diagnostic = diagnostic
                         .with_help(format!("did you mean `{s}`?"))
-                        .with_replacement(format!("use `{s}`"), event.span, s);
+                        .with_replacement(format!("use `{s}`"), event.span, scalar_source(s));
                 }
                 self.diagnostics.push(diagnostic);
                 Type::Dyn
@@ -520,7 +521,9 @@ impl<'a> Checker<'a> {
                 if self.requires_offered.insert(verb_ref.plugin.clone())
                     && let Some(edit) = self.requires_insertion(&pin)
                 {
-                    diagnostic = diagnostic.with_fix(format!("require `{pin}`"), vec![edit]);
+                    diagnostic = diagnostic
+                        .with_label(edit.span, "the fix adds it here")
+                        .with_fix(format!("require `{pin}`"), vec![edit]);
                 }
                 self.diagnostics.push(diagnostic);
             }
@@ -551,7 +554,7 @@ impl<'a> Checker<'a> {
                 let fixed = format!("{}@{}:{s}", verb_ref.plugin, verb_ref.major);
                 diagnostic = diagnostic
                     .with_help(format!("did you mean `{s}`?"))
-                    .with_replacement(format!("use `{fixed}`"), action.span, fixed);
+                    .with_replacement(format!("use `{fixed}`"), action.span, scalar_source(&fixed));
             }
             self.diagnostics.push(diagnostic);
             return None;
@@ -716,7 +719,7 @@ impl<'a> Checker<'a> {
                     if let Some(s) = did_you_mean(&id.value, ids.iter().copied()) {
                         diagnostic = diagnostic
                             .with_help(format!("did you mean `{s}`?"))
-                            .with_replacement(format!("use `{s}`"), id.span, s);
+                            .with_replacement(format!("use `{s}`"), id.span, scalar_source(s));
                     } else if ids.is_empty() {
                         diagnostic = diagnostic.with_help("declare it under `triggers:`");
                     }
@@ -896,7 +899,11 @@ impl<'a> Checker<'a> {
                     if let Some(s) = did_you_mean(&input.name.value, names) {
                         diagnostic = diagnostic
                             .with_help(format!("did you mean `{s}`?"))
-                            .with_replacement(format!("rename to `{s}`"), input.name.span, s);
+                            .with_replacement(
+                                format!("rename to `{s}`"),
+                                input.name.span,
+                                scalar_source(s),
+                            );
                     } else {
                         let all: Vec<String> =
                             ports.fields.keys().map(|k| format!("`{k}`")).collect();
@@ -1070,7 +1077,7 @@ impl<'a> Checker<'a> {
                         .with_help("remove `mode: switch` and branch on `yes` and `no`"),
                     );
                 }
-                self.branch_keys(step, &["yes", "no"], false);
+                self.branch_keys(step, &["yes", "no"], &[], false);
             }
             Some(Type::Enum(values)) => {
                 let all: Vec<&str> = values.iter().map(String::as_str).collect();
@@ -1108,10 +1115,9 @@ impl<'a> Checker<'a> {
                     }
                     None => cases = all.clone(),
                 }
-                // Branches on a case already reported are not reported again.
-                let mut known = cases.clone();
-                known.extend(&invalid);
-                self.branch_keys(step, &known, true);
+                // Branches on a case already reported are not reported again,
+                // and never suggested: its own fix may rename it.
+                self.branch_keys(step, &cases, &invalid, true);
                 let mut covered = false;
                 match &step.default_handle {
                     Some(Spanned {
@@ -1185,7 +1191,14 @@ impl<'a> Checker<'a> {
     }
 
     /// Every `branches` key must be a handle (or `default` where allowed).
-    fn branch_keys(&mut self, step: &Step, handles: &[&str], allow_default: bool) {
+    /// Keys in `reported` (invalid cases, already reported) are let pass.
+    fn branch_keys(
+        &mut self,
+        step: &Step,
+        handles: &[&str],
+        reported: &[&str],
+        allow_default: bool,
+    ) {
         let mut seen: HashMap<&str, Span> = HashMap::new();
         for (handle, _) in &step.branches {
             if let Some(first) = seen.insert(&handle.value, handle.span) {
@@ -1200,6 +1213,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             if handles.contains(&handle.value.as_str())
+                || reported.contains(&handle.value.as_str())
                 || (allow_default && handle.value == "default")
             {
                 continue;
@@ -1216,7 +1230,7 @@ impl<'a> Checker<'a> {
                 Some(s) => {
                     diagnostic = diagnostic
                         .with_help(format!("did you mean `{s}`?"))
-                        .with_replacement(format!("use `{s}`"), handle.span, s);
+                        .with_replacement(format!("use `{s}`"), handle.span, scalar_source(s));
                 }
                 None => {
                     let mut list: Vec<String> = handles.iter().map(|h| format!("`{h}`")).collect();
@@ -1242,7 +1256,7 @@ impl<'a> Checker<'a> {
                 }
             } else {
                 let names: Vec<&str> = handles.iter().map(String::as_str).collect();
-                self.branch_keys(step, &names, true);
+                self.branch_keys(step, &names, &[], true);
                 let has_default = step.branches.iter().any(|(h, _)| h.value == "default");
                 let uncovered: Vec<&str> = names
                     .iter()

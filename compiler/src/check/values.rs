@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use donmai_grammar::ast::*;
 use donmai_grammar::diagnostic::did_you_mean;
+use donmai_grammar::expr::lexer::is_identifier;
 use donmai_grammar::expr::{Expr, ExprKind};
 use donmai_grammar::template::Segment;
 use donmai_grammar::{Code, Diagnostic, Span};
@@ -387,9 +388,11 @@ impl Checker<'_> {
                     format!("there is no step `{}`", id.text),
                 );
                 if let Some(s) = did_you_mean(&id.text, ids) {
-                    diagnostic = diagnostic
-                        .with_help(format!("did you mean `{s}`?"))
-                        .with_replacement(format!("use `{s}`"), id.span, s);
+                    diagnostic = diagnostic.with_help(format!("did you mean `{s}`?"));
+                    // An id that is not a name cannot be written after `nodes.`.
+                    if is_identifier(s) {
+                        diagnostic = diagnostic.with_replacement(format!("use `{s}`"), id.span, s);
+                    }
                 }
                 self.diagnostics.push(diagnostic);
                 None

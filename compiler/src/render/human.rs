@@ -61,7 +61,67 @@ fn drawable(source: &SourceFile, span: Span) -> std::ops::Range<usize> {
     }
 }
 
-fn snippet(source: &SourceFile, diagnostic: &Diagnostic, color: bool) -> String {
+/// Lines longer than this (in bytes) are not drawn whole: each diagnostic on
+/// a minified one-line workflow repeated the whole line, so the output grew
+/// with the square of the file (8,000 errors on a 200 KB line: 3.3 GB).
+const MAX_DRAWN_LINE: usize = 400;
+/// Characters shown on each side of the primary span of a long line.
+const EXCERPT_CONTEXT: usize = 40;
+
+fn touches_long_line(source: &SourceFile, diagnostic: &Diagnostic) -> bool {
+    std::iter::once(diagnostic.span)
+        .chain(diagnostic.labels.iter().map(|l| l.span))
+        .flat_map(|span| [span.start, span.end])
+        .any(|offset| source.line_text(source.line_index(offset)).len() > MAX_DRAWN_LINE)
+}
+
+/// The location and a window of the primary span's line, with carets under
+/// the span (cut at the window), for a diagnostic on a very long line.
+fn excerpt(source: &SourceFile, diagnostic: &Diagnostic) -> String {
+    let name = source.path().to_string_lossy();
+    let start = source.clamp(diagnostic.span.start);
+    let line = source.line_index(start);
+    let line_start = source.line_start(line);
+    let text = source.line_text(line);
+    // An offset on the `\n` of a `\r\n` lies past the line's text.
+    let column = (start - line_start).min(text.len());
+    let end = (source.clamp(diagnostic.span.end).max(start) - line_start).min(text.len());
+    let before: Vec<(usize, char)> = text[..column]
+        .char_indices()
+        .rev()
+        .take(EXCERPT_CONTEXT)
+        .collect();
+    let window_start = before.last().map_or(column, |&(i, _)| i);
+    let shown_span: String = text[column..end].chars().take(EXCERPT_CONTEXT).collect();
+    let after: String = text[column + shown_span.len()..]
+        .chars()
+        .take(EXCERPT_CONTEXT)
+        .collect();
+    let window_end = column + shown_span.len() + after.len();
+    let lead = if window_start > 0 { "…" } else { "" };
+    let tail = if window_end < text.len() { "…" } else { "" };
+    let at = source.line_col(start);
+    let pad = lead.chars().count() + before.len();
+    let carets = shown_span.chars().count().max(1);
+    format!(
+        "  --> {name}:{}:{}\n   | {lead}{}{tail}\n   | {}{}\n",
+        at.line,
+        at.column,
+        &text[window_start..window_end],
+        " ".repeat(pad),
+        "^".repeat(carets)
+    )
+}
+
+fn snippet(
+    source: &SourceFile,
+    lines: &ariadne::Source<&str>,
+    diagnostic: &Diagnostic,
+    color: bool,
+) -> String {
+    if touches_long_line(source, diagnostic) {
+        return excerpt(source, diagnostic);
+    }
     let name = source.path().to_string_lossy().into_owned();
     let primary = drawable(source, diagnostic.span);
     let kind_color = severity_color(diagnostic.severity);
@@ -93,7 +153,7 @@ fn snippet(source: &SourceFile, diagnostic: &Diagnostic, color: bool) -> String 
     let written = catch_unwind(AssertUnwindSafe(|| {
         builder
             .finish()
-            .write_for_stdout(ariadne::sources([(name.clone(), source.text())]), &mut out)
+            .write_for_stdout((name.clone(), lines), &mut out)
     }));
     if !matches!(written, Ok(Ok(()))) {
         let at = source.line_col(diagnostic.span.start);
@@ -105,7 +165,16 @@ fn snippet(source: &SourceFile, diagnostic: &Diagnostic, color: bool) -> String 
         .map_or(String::new(), |(_, rest)| rest.to_string())
 }
 
-fn diagnostic(out: &mut String, source: &SourceFile, d: &Diagnostic, color: bool) {
+/// `lines` is ariadne's line index of `source`, built once per file: built
+/// per diagnostic it made rendering quadratic (1M diagnostics in a 19 MB
+/// file ran for hours).
+fn diagnostic(
+    out: &mut String,
+    source: &SourceFile,
+    lines: &ariadne::Source<&str>,
+    d: &Diagnostic,
+    color: bool,
+) {
     let header = format!("{}[{}]", d.severity.as_str(), d.code);
     let _ = writeln!(
         out,
@@ -113,7 +182,7 @@ fn diagnostic(out: &mut String, source: &SourceFile, d: &Diagnostic, color: bool
         paint(&header, severity_color(d.severity), color),
         d.message
     );
-    out.push_str(&snippet(source, d, color));
+    out.push_str(&snippet(source, lines, d, color));
     if let Some(help) = &d.help {
         let _ = writeln!(out, "{}: {help}", paint("help", Color::Cyan, color));
     }
@@ -157,8 +226,17 @@ pub fn summary_line(report: &CheckReport, options: &RenderOptions) -> String {
 
 pub fn render(report: &CheckReport, options: &RenderOptions) -> String {
     let mut out = String::new();
+    let mut indexed: Option<(&SourceFile, ariadne::Source<&str>)> = None;
     for (source, d) in report.diagnostics() {
-        diagnostic(&mut out, source, d, options.color);
+        let lines = match &indexed {
+            Some((file, lines)) if std::ptr::eq(*file, source) => lines,
+            _ => {
+                &indexed
+                    .insert((source, ariadne::Source::from(source.text())))
+                    .1
+            }
+        };
+        diagnostic(&mut out, source, lines, d, options.color);
         out.push('\n');
     }
     out.push_str(&summary_line(report, options));
@@ -213,10 +291,54 @@ mod tests {
                 d = d.with_label(Span::new(start, end), "l");
             }
             let mut out = String::new();
-            diagnostic(&mut out, &source, &d, false);
+            diagnostic(&mut out, &source, &ariadne::Source::from(source.text()), &d, false);
             proptest::prop_assert!(out.starts_with("error[DN0007]: m\n"));
             proptest::prop_assert!(!out.contains("  --> "), "ariadne failed: {out}");
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_span_on_long_lines_renders(
+            head in "(a|é|\\n|\\r\\n|\\t| |😀){0,20}",
+            tail in "(a|é|\\n|\\r\\n|\\t| |😀){0,20}",
+            spans in proptest::collection::vec((0usize..1000, 0usize..1000), 1..4),
+        ) {
+            let source = SourceFile::new("p.yaml", format!("{head}{}{tail}", "é".repeat(300)));
+            let (start, end) = spans[0];
+            let mut d = Diagnostic::new(Code::MISSING_FIELD, Span::new(start, end), "m");
+            for &(start, end) in &spans[1..] {
+                d = d.with_label(Span::new(start, end), "l");
+            }
+            let mut out = String::new();
+            diagnostic(&mut out, &source, &ariadne::Source::from(source.text()), &d, false);
+            proptest::prop_assert!(out.starts_with("error[DN0007]: m\n"));
+            proptest::prop_assert!(out.len() < 2000, "{out}");
+        }
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_span() {
+        let text = format!("k: [{}bad, {}]\n", "é, ".repeat(300), "x, ".repeat(300));
+        let source = SourceFile::new("long.yaml", text.as_str());
+        let at = text.find("bad").expect("bad");
+        let d = Diagnostic::new(Code::MISSING_FIELD, Span::new(at, at + 3), "m")
+            .with_label(Span::at(0), "l");
+        let mut out = String::new();
+        diagnostic(
+            &mut out,
+            &source,
+            &ariadne::Source::from(source.text()),
+            &d,
+            false,
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "  --> long.yaml:1:905");
+        // 40 characters either side of the span, cut with an ellipsis.
+        let window = format!(" {}bad, {}x,", "é, ".repeat(13), "x, ".repeat(12));
+        assert_eq!(lines[2], format!("   | …{window}…"));
+        assert_eq!(lines[3], format!("   | {}^^^", " ".repeat(41)));
+        assert!(out.len() < 400, "{out}");
     }
 
     #[test]
@@ -225,7 +347,13 @@ mod tests {
         for span in [Span::at(0), Span::at(4), Span::at(5), Span::new(3, 999)] {
             let d = Diagnostic::new(Code::MISSING_FIELD, span, "missing");
             let mut out = String::new();
-            diagnostic(&mut out, &source, &d, false);
+            diagnostic(
+                &mut out,
+                &source,
+                &ariadne::Source::from(source.text()),
+                &d,
+                false,
+            );
             assert!(out.starts_with("error[DN0007]: missing\n"), "{out}");
         }
         let empty = SourceFile::new("empty.yaml", "");
@@ -233,6 +361,7 @@ mod tests {
         diagnostic(
             &mut out,
             &empty,
+            &ariadne::Source::from(empty.text()),
             &Diagnostic::new(Code::NOT_A_WORKFLOW, Span::at(0), "empty"),
             false,
         );

@@ -86,6 +86,18 @@ pub fn is_reserved_word(word: &str) -> bool {
     RESERVED_WORDS.contains(&word)
 }
 
+/// Whether `text` lexes as one identifier, so that a fix may put it into an
+/// expression as a name (`nodes.<text>`, `input.<text>`).
+pub fn is_identifier(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b == b'_' || b.is_ascii_alphabetic())
+        && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric())
+        && !is_reserved_word(text)
+        && !matches!(text, "true" | "false" | "null" | "in")
+}
+
 /// Lexes all of `text`; the last token is always [`TokenKind::Eof`].
 pub fn tokenize(text: &str) -> (Vec<Token>, Vec<Diagnostic>) {
     let mut lexer = Lexer::new(text);
@@ -776,6 +788,15 @@ mod tests {
             single_error("1e999").message,
             "`1e999` is too large for a double"
         );
+    }
+
+    #[test]
+    fn identifier_shapes() {
+        assert!(is_identifier("dispatch_2"));
+        assert!(is_identifier("_x"));
+        for not in ["", "2x", "dis:patch", "a-b", "é", "in", "null", "while"] {
+            assert!(!is_identifier(not), "{not}");
+        }
     }
 
     #[test]
