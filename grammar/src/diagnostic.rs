@@ -110,6 +110,19 @@ impl Diagnostic {
     }
 }
 
+/// Names as a message lists them: `` `a`, `b`, `c` ``.
+pub fn backticked<I, S>(names: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: std::fmt::Display,
+{
+    names
+        .into_iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// "did you mean `x`?" for the closest candidate, if one is close enough.
 pub fn did_you_mean<'a>(
     name: &str,

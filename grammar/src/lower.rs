@@ -6,7 +6,7 @@
 
 use crate::ast::*;
 use crate::codes::Code;
-use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::diagnostic::{Diagnostic, backticked, did_you_mean};
 use crate::span::Span;
 use crate::template::{Segment, Template, parse_template};
 use crate::yaml::{self, Entry, Node, NodeKind, Resolved, Scalar, ScalarStyle};
@@ -266,7 +266,7 @@ impl<'t> Lowerer<'t> {
             } else if key.value == "match" && context == "a step" {
                 diagnostic = diagnostic.with_help("a gate's filter goes inside `gateConfig`");
             } else {
-                diagnostic = diagnostic.with_help(format!("expected one of {}", list(known)));
+                diagnostic = diagnostic.with_help(format!("expected one of {}", backticked(known)));
             }
             self.diagnostics.push(diagnostic);
         }
@@ -372,7 +372,9 @@ impl<'t> Lowerer<'t> {
                     .with_help(format!("did you mean `{suggestion}`?"))
                     .with_replacement(format!("use `{suggestion}`"), name.span, suggestion);
             }
-            None => diagnostic = diagnostic.with_help(format!("expected one of {}", list(&names))),
+            None => {
+                diagnostic = diagnostic.with_help(format!("expected one of {}", backticked(&names)))
+            }
         }
         self.diagnostics.push(diagnostic);
         None
@@ -1070,14 +1072,6 @@ impl<'t> Lowerer<'t> {
             span: node.span,
         }
     }
-}
-
-fn list(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Parses `string`, `int?`, `list<string>`, `map<string, list<int>>`; spans

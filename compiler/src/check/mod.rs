@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use donmai_grammar::ast::*;
 use donmai_grammar::diagnostic::Edit;
-use donmai_grammar::diagnostic::did_you_mean;
+use donmai_grammar::diagnostic::{backticked, did_you_mean};
 use donmai_grammar::lower::parse_workflow;
 use donmai_grammar::yaml::scalar_source;
 use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
@@ -237,11 +237,11 @@ impl<'a> Checker<'a> {
                         .map(|p| p.value.as_str()),
                 )
             {
-                let allowed: Vec<String> = self
+                let allowed = self
                     .context
                     .project
                     .integration_projects(name)
-                    .map(|p| p.iter().map(|p| format!("`{p}`")).collect())
+                    .map(backticked)
                     .unwrap_or_default();
                 let mut diagnostic = Diagnostic::new(
                     Code::SCOPE_DENIED,
@@ -258,7 +258,7 @@ impl<'a> Checker<'a> {
                 )
                 .with_help(format!(
                     "donmai.toml enables it for {}; set `metadata.scope.project` to one of them",
-                    allowed.join(", ")
+                    allowed
                 ));
                 if let Some(project) = &self.workflow.metadata.project {
                     diagnostic = diagnostic.with_label(project.span, "this workflow's project");
@@ -905,12 +905,10 @@ impl<'a> Checker<'a> {
                                 scalar_source(s),
                             );
                     } else {
-                        let all: Vec<String> =
-                            ports.fields.keys().map(|k| format!("`{k}`")).collect();
-                        diagnostic = diagnostic.with_help(if all.is_empty() {
+                        diagnostic = diagnostic.with_help(if ports.fields.is_empty() {
                             "it takes no inputs".to_string()
                         } else {
-                            format!("its inputs are {}", all.join(", "))
+                            format!("its inputs are {}", backticked(ports.fields.keys()))
                         });
                     }
                     self.diagnostics.push(diagnostic);
@@ -1025,14 +1023,8 @@ impl<'a> Checker<'a> {
             if let Some(s) = did_you_mean(text, names.iter().copied()) {
                 diagnostic = diagnostic.with_help(format!("did you mean `{s}`?"));
             } else {
-                diagnostic = diagnostic.with_help(format!(
-                    "expected one of {}",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                diagnostic =
+                    diagnostic.with_help(format!("expected one of {}", backticked(&names)));
             }
         }
         self.diagnostics.push(diagnostic);
@@ -1094,13 +1086,7 @@ impl<'a> Checker<'a> {
                                     case.span,
                                     format!("`{}` is not a value of `{}`", case.value, verb.id),
                                 )
-                                .with_help(format!(
-                                    "its values are {}",
-                                    all.iter()
-                                        .map(|v| format!("`{v}`"))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                ));
+                                .with_help(format!("its values are {}", backticked(&all)));
                                 if let Some(s) = did_you_mean(&case.value, all.iter().copied()) {
                                     diagnostic = diagnostic.with_replacement(
                                         format!("use `{s}`"),
@@ -1133,14 +1119,7 @@ impl<'a> Checker<'a> {
                                     *span,
                                     format!("defaultHandle `{case}` is not one of the cases"),
                                 )
-                                .with_help(format!(
-                                    "the cases are {}",
-                                    cases
-                                        .iter()
-                                        .map(|v| format!("`{v}`"))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                )),
+                                .with_help(format!("the cases are {}", backticked(&cases))),
                             );
                         }
                     }
@@ -1174,11 +1153,7 @@ impl<'a> Checker<'a> {
                                 format!(
                                     "switch `{}` has no branch for {} and no `defaultHandle`",
                                     step.id.value,
-                                    uncovered
-                                        .iter()
-                                        .map(|v| format!("`{v}`"))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
+                                    backticked(&uncovered)
                                 ),
                             )
                             .with_help("add the branches, or a `defaultHandle` naming a case"),
@@ -1233,12 +1208,9 @@ impl<'a> Checker<'a> {
                         .with_replacement(format!("use `{s}`"), handle.span, scalar_source(s));
                 }
                 None => {
-                    let mut list: Vec<String> = handles.iter().map(|h| format!("`{h}`")).collect();
-                    if allow_default {
-                        list.push("`default`".into());
-                    }
-                    diagnostic =
-                        diagnostic.with_help(format!("its handles are {}", list.join(", ")));
+                    let default = allow_default.then_some("default");
+                    let list = backticked(handles.iter().copied().chain(default));
+                    diagnostic = diagnostic.with_help(format!("its handles are {list}"));
                 }
             }
             self.diagnostics.push(diagnostic);
@@ -1271,11 +1243,7 @@ impl<'a> Checker<'a> {
                             format!(
                                 "gate `{}` has no branch for {}",
                                 step.id.value,
-                                uncovered
-                                    .iter()
-                                    .map(|h| format!("`{h}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                backticked(&uncovered)
                             ),
                         )
                         .with_help("cover every handle in `branches`, or add `default: <step>`"),

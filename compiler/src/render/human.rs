@@ -68,11 +68,20 @@ const MAX_DRAWN_LINE: usize = 400;
 /// Characters shown on each side of the primary span of a long line.
 const EXCERPT_CONTEXT: usize = 40;
 
+/// Whether any line a span of the diagnostic covers (not only the lines its
+/// ends are on) is too long to draw.
 fn touches_long_line(source: &SourceFile, diagnostic: &Diagnostic) -> bool {
+    // ariadne draws a position in the trailing line breaks on the last line
+    // with text, so such positions count as that line.
+    let content_end = source.text().trim_end_matches(['\n', '\r']).len();
+    let line_of = |offset: usize| source.line_index(offset.min(content_end));
     std::iter::once(diagnostic.span)
         .chain(diagnostic.labels.iter().map(|l| l.span))
-        .flat_map(|span| [span.start, span.end])
-        .any(|offset| source.line_text(source.line_index(offset)).len() > MAX_DRAWN_LINE)
+        .any(|span| {
+            let first = line_of(span.start.min(span.end));
+            let last = line_of(span.start.max(span.end));
+            (first..=last).any(|line| source.line_text(line).len() > MAX_DRAWN_LINE)
+        })
 }
 
 /// The location and a window of the primary span's line, with carets under
