@@ -105,6 +105,17 @@ impl Diagnostic {
         )
     }
 
+    /// "did you mean `name`?" with a fix that writes `name` over `span`,
+    /// quoted when YAML needs it.
+    pub fn with_suggestion(self, name: &str, span: Span) -> Diagnostic {
+        self.with_help(format!("did you mean `{name}`?"))
+            .with_replacement(
+                format!("use `{name}`"),
+                span,
+                crate::yaml::scalar_source(name),
+            )
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

@@ -133,10 +133,10 @@ fn render(file: &SourceFile, diagnostics: &[Diagnostic]) -> String {
     out
 }
 
-#[test]
-fn ok_cases_check_clean() {
+/// Every file checks with no diagnostic at all; the failure lists them.
+fn assert_clean(paths: Vec<PathBuf>, what: &str) {
     let mut failures = Vec::new();
-    for path in cases(&corpus().join("ok")) {
+    for path in paths {
         let reports = check(&path);
         if !reports.is_empty() {
             failures.push(format!(
@@ -148,9 +148,14 @@ fn ok_cases_check_clean() {
     }
     assert!(
         failures.is_empty(),
-        "ok cases with diagnostics:\n{}",
+        "{what} with diagnostics:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn ok_cases_check_clean() {
+    assert_clean(cases(&corpus().join("ok")), "ok cases");
 }
 
 #[test]
@@ -192,22 +197,7 @@ fn err_cases_match_their_snapshots() {
 #[test]
 fn bundled_examples_check_clean() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut failures = Vec::new();
     let all = cases(&examples);
     assert!(all.len() >= 3, "the examples are missing");
-    for path in all {
-        let reports = check(&path);
-        if !reports.is_empty() {
-            failures.push(format!(
-                "{}:\n{}",
-                path.display(),
-                render_all(&reports, &path)
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "examples with diagnostics:\n{}",
-        failures.join("\n")
-    );
+    assert_clean(all, "examples");
 }

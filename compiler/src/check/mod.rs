@@ -389,9 +389,7 @@ impl<'a> Checker<'a> {
                     format!("no installed plugin defines event type `{}`", event.value),
                 );
                 if let Some(s) = did_you_mean(&event.value, names.iter().copied()) {
-                    diagnostic = diagnostic
-                        .with_help(format!("did you mean `{s}`?"))
-                        .with_replacement(format!("use `{s}`"), event.span, scalar_source(s));
+                    diagnostic = diagnostic.with_suggestion(s, event.span);
                 }
                 self.diagnostics.push(diagnostic);
                 Type::Dyn
@@ -717,9 +715,7 @@ impl<'a> Checker<'a> {
                         format!("there is no trigger `{}`", id.value),
                     );
                     if let Some(s) = did_you_mean(&id.value, ids.iter().copied()) {
-                        diagnostic = diagnostic
-                            .with_help(format!("did you mean `{s}`?"))
-                            .with_replacement(format!("use `{s}`"), id.span, scalar_source(s));
+                        diagnostic = diagnostic.with_suggestion(s, id.span);
                     } else if ids.is_empty() {
                         diagnostic = diagnostic.with_help("declare it under `triggers:`");
                     }
@@ -1203,9 +1199,7 @@ impl<'a> Checker<'a> {
             );
             match did_you_mean(&handle.value, handles.iter().copied()) {
                 Some(s) => {
-                    diagnostic = diagnostic
-                        .with_help(format!("did you mean `{s}`?"))
-                        .with_replacement(format!("use `{s}`"), handle.span, scalar_source(s));
+                    diagnostic = diagnostic.with_suggestion(s, handle.span);
                 }
                 None => {
                     let default = allow_default.then_some("default");
