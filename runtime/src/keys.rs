@@ -153,6 +153,7 @@ pub(crate) fn io_cause(err: &io::Error) -> String {
     match err.kind() {
         io::ErrorKind::NotFound => "does not exist".to_string(),
         io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        io::ErrorKind::NotADirectory => "a component of the path is not a directory".to_string(),
         _ => err.to_string(),
     }
 }

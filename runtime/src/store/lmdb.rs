@@ -251,41 +251,31 @@ impl Shared {
         env.clear_stale_readers()
             .map_err(|err| StoreError::new(format!("store {}: {err}", here())))?;
 
-        let tables = {
-            let wtxn = env
-                .write_txn()
-                .map_err(|err| StoreError::new(format!("store {}: {err}", here())))?;
-            let setup = env.create_databases_and_commit(wtxn, |opener, wtxn| {
-                let mut tables = Vec::with_capacity(Table::ALL.len());
-                for table in Table::ALL {
-                    tables.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(table.name()))?);
-                }
-                let tables: [Database<'_, Bytes, Bytes>; Table::ALL.len()] = tables
-                    .try_into()
-                    .unwrap_or_else(|_| unreachable!("one database per table"));
-                check_format(wtxn, &tables)?;
-                let main = opener
-                    .open_database::<Bytes, Bytes>(wtxn, None)?
-                    .ok_or_else(|| SetupError::Refused("LMDB has no main database".into()))?;
-                for entry in main.iter(wtxn)? {
-                    let (name, _) = entry?;
-                    if !Table::ALL.iter().any(|t| t.name().as_bytes() == name) {
-                        return Err(SetupError::Refused(format!(
-                            "not a donmai store: it holds a database named {:?}",
-                            String::from_utf8_lossy(name)
-                        )));
-                    }
-                }
-                Ok(CommitOrAbort::<_, ()>::Commit(tables))
-            });
-            match setup {
-                Ok(CommitOrAbort::Commit(tables)) => tables,
-                Ok(CommitOrAbort::Abort(())) => unreachable!("setup never aborts by choice"),
+        let mut rounds = 0;
+        let tables = loop {
+            let failure = match setup(&env) {
+                Ok(tables) => break tables,
                 Err(SetupError::Refused(reason)) => {
                     return Err(StoreError::new(format!("store {}: {reason}", here())));
                 }
-                Err(SetupError::Lmdb(err)) => return Err(open_error(&dir, err)),
+                Err(SetupError::Lmdb(err)) => err,
+            };
+            // Another process may grow the map between our open and our
+            // first transaction, or the store may be full already.
+            let new_size = if is_map_resized(&failure) {
+                0
+            } else if is_map_full(&failure) && env.info().map_size < MAX_MAP_SIZE {
+                env.info().map_size.saturating_mul(2).min(MAX_MAP_SIZE)
+            } else {
+                return Err(open_error(&dir, failure));
+            };
+            rounds += 1;
+            if rounds > MAX_MAP_ROUNDS {
+                return Err(open_error(&dir, failure));
             }
+            // SAFETY: no transaction is open on this environment: it is not
+            // yet shared, and the failed setup transaction has ended.
+            unsafe { env.resize(new_size) }.map_err(|err| open_error(&dir, err))?;
         };
         // SAFETY: a `Database` is a plain handle (the environment's identity
         // and a table number) whose lifetime only keeps it from outliving the
@@ -339,6 +329,39 @@ impl Shared {
             // the file by the process that grew it.
             unsafe { env.resize(0) }.map_err(|err| self.error("cannot adopt the map size", err))
         })
+    }
+}
+
+/// Creates the tables, checks the format record and refuses foreign
+/// environments, in one transaction that commits only when all is well.
+fn setup(env: &Env<WithoutTls>) -> Result<[Database<'_, Bytes, Bytes>; Table::ALL.len()], SetupError> {
+    let wtxn = env.write_txn()?;
+    let setup = env.create_databases_and_commit(wtxn, |opener, wtxn| {
+        let mut tables = Vec::with_capacity(Table::ALL.len());
+        for table in Table::ALL {
+            tables.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(table.name()))?);
+        }
+        let tables: [Database<'_, Bytes, Bytes>; Table::ALL.len()] = tables
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one database per table"));
+        check_format(wtxn, &tables)?;
+        let main = opener
+            .open_database::<Bytes, Bytes>(wtxn, None)?
+            .ok_or_else(|| SetupError::Refused("LMDB has no main database".into()))?;
+        for entry in main.iter(wtxn)? {
+            let (name, _) = entry?;
+            if !Table::ALL.iter().any(|t| t.name().as_bytes() == name) {
+                return Err(SetupError::Refused(format!(
+                    "not a donmai store: it holds a database named {:?}",
+                    String::from_utf8_lossy(name)
+                )));
+            }
+        }
+        Ok(CommitOrAbort::<_, ()>::Commit(tables))
+    })?;
+    match setup {
+        CommitOrAbort::Commit(tables) => Ok(tables),
+        CommitOrAbort::Abort(()) => unreachable!("setup never aborts by choice"),
     }
 }
 
