@@ -292,33 +292,60 @@ pub struct AuditError {
 pub enum AuditErrorKind {
     /// The next entry in order is not the one expected (an entry was
     /// dropped, or entries were reordered).
-    Gap { expected: u64, found: u64 },
+    Gap {
+        expected: u64,
+        found: u64,
+    },
     /// An entry stored at one seq says it is another (entries were moved).
-    OutOfPlace { claimed: u64 },
+    OutOfPlace {
+        claimed: u64,
+    },
     /// A validly signed entry that does not link to its predecessor.
-    WrongPrevHash { expected: Hash, found: Hash },
+    WrongPrevHash {
+        expected: Hash,
+        found: Hash,
+    },
     /// The signature does not match the entry: the entry was changed.
-    BadSignature { key_id: String },
+    BadSignature {
+        key_id: String,
+    },
     /// Signed by a key the verifier does not trust.
-    UnknownKey { key_id: String },
+    UnknownKey {
+        key_id: String,
+    },
     /// The event the entry signs is not stored.
     EventMissing,
     /// The stored event is not the one the entry signed.
-    DigestMismatch { signed: Hash, stored: Hash },
+    DigestMismatch {
+        signed: Hash,
+        stored: Hash,
+    },
     /// An event is stored with no entry signing it.
     UnsignedEvent,
     /// The head record disagrees with the chain (entries cut off the tail
     /// without updating it, or added behind its back).
-    HeadMismatch { head: Option<ChainReport>, chain: ChainReport },
+    HeadMismatch {
+        head: Option<ChainReport>,
+        chain: ChainReport,
+    },
     /// The chain is shorter than an anchor says it was.
-    Truncated { anchor_length: u64, length: u64 },
+    Truncated {
+        anchor_length: u64,
+        length: u64,
+    },
     /// The entry at the anchor's length is not the one anchored: history
     /// was rewritten.
-    AnchorMismatch { anchored: Hash, found: Hash },
+    AnchorMismatch {
+        anchored: Hash,
+        found: Hash,
+    },
     /// Undecodable data.
     Malformed(String),
     Store(StoreError),
-    Io { path: PathBuf, message: String },
+    Io {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 impl AuditError {
@@ -393,10 +420,7 @@ impl fmt::Display for AuditError {
                     f,
                     "the head record ({head}) disagrees with the chain ({chain})"
                 ),
-                None => write!(
-                    f,
-                    "the chain ({chain}) has no head record: it was removed"
-                ),
+                None => write!(f, "the chain ({chain}) has no head record: it was removed"),
             },
             AuditErrorKind::Truncated {
                 anchor_length,
@@ -1049,7 +1073,9 @@ fn verify_export_file(
             let report = checker.report();
             let head_hash = unhex(&end.end.head_hash)
                 .and_then(|bytes| Hash::try_from(bytes).ok())
-                .ok_or_else(|| reader.malformed(None, "the closing headHash is not 32 bytes of hex"))?;
+                .ok_or_else(|| {
+                    reader.malformed(None, "the closing headHash is not 32 bytes of hex")
+                })?;
             if end.end.length != report.length || head_hash != report.head_hash {
                 return Err(reader.malformed(
                     None,
@@ -1068,7 +1094,8 @@ fn verify_export_file(
         let line: ExportEntry = serde_json::from_value(value)
             .map_err(|err| reader.malformed(None, format!("not an audit entry: {err}")))?;
         let seq = line.seq;
-        let entry = decode_export_entry(&line).map_err(|detail| reader.malformed(Some(seq), detail))?;
+        let entry =
+            decode_export_entry(&line).map_err(|detail| reader.malformed(Some(seq), detail))?;
         let event = match (line.event, line.event_hex) {
             (Some(text), None) => Some(text.into_bytes()),
             (None, Some(hex_text)) => Some(
@@ -1127,7 +1154,11 @@ mod tests {
         assert!(AuditEntry::decode(&longer).unwrap_err().contains("stray"));
         let mut other_version = bytes;
         other_version[0] = 9;
-        assert!(AuditEntry::decode(&other_version).unwrap_err().contains("version 9"));
+        assert!(
+            AuditEntry::decode(&other_version)
+                .unwrap_err()
+                .contains("version 9")
+        );
         assert!(AuditEntry::decode(&[]).unwrap_err().contains("version"));
     }
 

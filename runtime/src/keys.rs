@@ -124,7 +124,10 @@ pub fn load_or_create_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
             Ok(key)
         }
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => load_signing_key(path),
-        Err(err) => Err(KeyError::at(path, format!("cannot create: {}", io_cause(&err)))),
+        Err(err) => Err(KeyError::at(
+            path,
+            format!("cannot create: {}", io_cause(&err)),
+        )),
     }
 }
 
@@ -180,7 +183,7 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
         }
     }
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

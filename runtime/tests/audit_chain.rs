@@ -149,11 +149,21 @@ fn an_empty_chain_verifies() {
 #[test]
 fn a_changed_event_is_found() {
     both(|fixture| {
-        fixture.tamper(|txn| txn.put(Table::Events, &key(5), b"{\"forged\":true}").unwrap());
+        fixture.tamper(|txn| {
+            txn.put(Table::Events, &key(5), b"{\"forged\":true}")
+                .unwrap()
+        });
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(5));
-        assert!(matches!(err.kind, AuditErrorKind::DigestMismatch { .. }), "{err}");
-        assert!(err.to_string().starts_with("audit entry 5: the stored event"), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::DigestMismatch { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("audit entry 5: the stored event"),
+            "{err}"
+        );
     });
 }
 
@@ -170,7 +180,10 @@ fn a_changed_entry_is_found() {
         });
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(5));
-        assert!(matches!(err.kind, AuditErrorKind::BadSignature { .. }), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::BadSignature { .. }),
+            "{err}"
+        );
     });
     both(|fixture| {
         let mut entry = fixture.entry(3);
@@ -178,7 +191,10 @@ fn a_changed_entry_is_found() {
         fixture.tamper(|txn| txn.put(Table::Audit, &key(3), &entry.encode()).unwrap());
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(3));
-        assert!(matches!(err.kind, AuditErrorKind::BadSignature { .. }), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::BadSignature { .. }),
+            "{err}"
+        );
     });
     both(|fixture| {
         fixture.tamper(|txn| txn.put(Table::Audit, &key(7), b"\x01garbage").unwrap());
@@ -221,7 +237,10 @@ fn a_dropped_entry_is_found() {
         });
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(4));
-        assert!(matches!(err.kind, AuditErrorKind::BadSignature { .. }), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::BadSignature { .. }),
+            "{err}"
+        );
     });
 }
 
@@ -285,7 +304,10 @@ fn a_tail_cut_that_leaves_the_head_record_is_found() {
     both(|fixture| {
         truncate(&fixture, 3, false);
         let err = failure(fixture.verify());
-        assert!(matches!(err.kind, AuditErrorKind::HeadMismatch { .. }), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::HeadMismatch { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("cut off the tail"), "{err}");
     });
     both(|fixture| {
@@ -320,7 +342,10 @@ fn entries_by_an_untrusted_key_are_found() {
         let stranger = TrustedKeys::new().with(generate_signing_key().unwrap().verifying_key());
         let err = fixture.read(|txn| failure(audit::verify(txn, &stranger)));
         assert_eq!(err.seq, Some(1));
-        assert!(matches!(err.kind, AuditErrorKind::UnknownKey { .. }), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::UnknownKey { .. }),
+            "{err}"
+        );
     });
 }
 
@@ -342,7 +367,10 @@ fn a_forger_with_another_key_is_caught_by_pinned_keys() {
         // ...pinning the honest key does not.
         let err = fixture.read(|txn| failure(audit::verify(txn, &honest)));
         assert_eq!(err.seq, Some(6));
-        assert!(matches!(err.kind, AuditErrorKind::UnknownKey { .. }), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::UnknownKey { .. }),
+            "{err}"
+        );
     });
 }
 
@@ -357,7 +385,10 @@ fn history_rewritten_with_the_real_key_breaks_the_anchor() {
         assert_eq!(fixture.verify().unwrap().length, EVENTS);
         let err = failure(fixture.verify_anchored(&published));
         assert_eq!(err.seq, Some(EVENTS));
-        assert!(matches!(err.kind, AuditErrorKind::AnchorMismatch { .. }), "{err}");
+        assert!(
+            matches!(err.kind, AuditErrorKind::AnchorMismatch { .. }),
+            "{err}"
+        );
     });
 }
 
@@ -437,7 +468,10 @@ fn an_export_verifies_offline() {
         assert_eq!(exported, fixture.verify().unwrap());
         let embedded = audit::export_keys(&path).unwrap();
         assert_eq!(embedded, fixture.trusted());
-        assert_eq!(audit::verify_export(&path, &fixture.trusted()).unwrap(), exported);
+        assert_eq!(
+            audit::verify_export(&path, &fixture.trusted()).unwrap(),
+            exported
+        );
         let anchor = fixture.anchors[6];
         assert_eq!(
             audit::verify_export_anchored(&path, &fixture.trusted(), &anchor).unwrap(),
@@ -445,9 +479,19 @@ fn an_export_verifies_offline() {
         );
         let text = lines(&path);
         assert_eq!(text.len() as u64, EVENTS + 2);
-        assert!(text[0].starts_with(r#"{"format":"donmai-audit-export","version":1,"keys":[{"keyId":"ed25519:"#));
-        assert!(text[1].contains(r#""event":"{\"run\":\"r1\""#), "{}", text[1]);
-        assert!(text.last().unwrap().starts_with(r#"{"end":{"length":10,"headHash":""#));
+        assert!(text[0].starts_with(
+            r#"{"format":"donmai-audit-export","version":1,"keys":[{"keyId":"ed25519:"#
+        ));
+        assert!(
+            text[1].contains(r#""event":"{\"run\":\"r1\""#),
+            "{}",
+            text[1]
+        );
+        assert!(
+            text.last()
+                .unwrap()
+                .starts_with(r#"{"end":{"length":10,"headHash":""#)
+        );
     });
 }
 
@@ -460,7 +504,9 @@ fn binary_events_export_as_hex() {
     export_to(&fixture, &path);
     assert!(lines(&path)[EVENTS as usize + 1].contains(r#""eventHex":"ff00fe""#));
     assert_eq!(
-        audit::verify_export(&path, &fixture.trusted()).unwrap().length,
+        audit::verify_export(&path, &fixture.trusted())
+            .unwrap()
+            .length,
         EVENTS + 1
     );
 }
@@ -484,26 +530,51 @@ fn tampered_exports_are_found_with_their_line() {
     // Entry 5 is on line 6 (the header is line 1).
     let err = check(&|text| text[5] = text[5].replace(r#"\"n\":5"#, r#"\"n\":50"#));
     assert_eq!((err.seq, err.line), (Some(5), Some(6)));
-    assert!(matches!(err.kind, AuditErrorKind::DigestMismatch { .. }), "{err}");
-    assert!(err.to_string().starts_with("audit entry 5 (line 6):"), "{err}");
+    assert!(
+        matches!(err.kind, AuditErrorKind::DigestMismatch { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("audit entry 5 (line 6):"),
+        "{err}"
+    );
 
     let err = check(&|text| {
         text.remove(5);
     });
     assert_eq!(err.seq, Some(5));
-    assert_eq!(err.kind, AuditErrorKind::Gap { expected: 5, found: 6 });
+    assert_eq!(
+        err.kind,
+        AuditErrorKind::Gap {
+            expected: 5,
+            found: 6
+        }
+    );
 
     let err = check(&|text| text.swap(5, 6));
     assert_eq!(err.seq, Some(5));
-    assert_eq!(err.kind, AuditErrorKind::Gap { expected: 5, found: 6 });
+    assert_eq!(
+        err.kind,
+        AuditErrorKind::Gap {
+            expected: 5,
+            found: 6
+        }
+    );
 
     let err = check(&|text| {
         let sig_at = text[3].find(r#""sig":""#).unwrap() + 7;
-        let flipped = if &text[3][sig_at..sig_at + 1] == "0" { "1" } else { "0" };
+        let flipped = if &text[3][sig_at..sig_at + 1] == "0" {
+            "1"
+        } else {
+            "0"
+        };
         text[3].replace_range(sig_at..sig_at + 1, flipped);
     });
     assert_eq!(err.seq, Some(3));
-    assert!(matches!(err.kind, AuditErrorKind::BadSignature { .. }), "{err}");
+    assert!(
+        matches!(err.kind, AuditErrorKind::BadSignature { .. }),
+        "{err}"
+    );
 
     // Cut short: the closing line is gone.
     let err = check(&|text| text.truncate(8));
@@ -530,7 +601,10 @@ fn tampered_exports_are_found_with_their_line() {
     text.truncate(9);
     text.push(format!(
         r#"{{"end":{{"length":8,"headHash":"{}"}}}}"#,
-        kept.head_hash.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        kept.head_hash
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     ));
     write_lines(&tampered, &text);
     assert_eq!(audit::verify_export(&tampered, &keys).unwrap(), kept);

@@ -19,7 +19,10 @@ enum Op {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Write { ops: Vec<Op>, abort: bool },
+    Write {
+        ops: Vec<Op>,
+        abort: bool,
+    },
     Read(Vec<Op>),
     /// Drop the durable store and open it again.
     Reopen,
@@ -44,11 +47,17 @@ fn table() -> impl Strategy<Value = Table> {
 /// Short keys over a tiny alphabet (with the extreme bytes, for ordering),
 /// so that puts, deletes and prefixes hit each other often.
 fn key() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(proptest::sample::select(vec![0u8, b'a', b'b', b'/', 0xff]), 1..5)
+    proptest::collection::vec(
+        proptest::sample::select(vec![0u8, b'a', b'b', b'/', 0xff]),
+        1..5,
+    )
 }
 
 fn prefix() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(proptest::sample::select(vec![0u8, b'a', b'b', b'/', 0xff]), 0..3)
+    proptest::collection::vec(
+        proptest::sample::select(vec![0u8, b'a', b'b', b'/', 0xff]),
+        0..3,
+    )
 }
 
 fn value() -> impl Strategy<Value = Vec<u8>> {

@@ -52,7 +52,10 @@ fn garbage_data_files_are_refused() {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("data.mdb"), &garbage).unwrap();
         let message = open_error(root.path());
-        assert!(message.contains(&root.path().display().to_string()), "{message}");
+        assert!(
+            message.contains(&root.path().display().to_string()),
+            "{message}"
+        );
         assert!(
             message.contains("not an LMDB data file"),
             "{} bytes of garbage: {message}",

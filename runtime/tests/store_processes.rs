@@ -68,7 +68,13 @@ fn read_u64(txn: &dyn donmai_runtime::store::ReadTxn, table: Table, key: &[u8]) 
 fn count(dir: &Path, arg: &str) {
     let (writer, transactions) = arg.split_once(':').expect("writer:transactions");
     let transactions: u64 = transactions.parse().unwrap();
-    let store = HeedStore::open_with(dir, &HeedOptions { map_size: SMALL_MAP }).unwrap();
+    let store = HeedStore::open_with(
+        dir,
+        &HeedOptions {
+            map_size: SMALL_MAP,
+        },
+    )
+    .unwrap();
     let signer = AuditSigner::for_store(dir).unwrap();
     let padding = vec![b'.'; 2000];
     for i in 0..transactions {
@@ -95,7 +101,13 @@ fn concurrent_processes_serialize_their_transactions() {
     let dir = root.path();
     // The parent keeps the store open with a small map throughout, so it
     // must adopt the sizes the children grow the map to.
-    let store = HeedStore::open_with(dir, &HeedOptions { map_size: SMALL_MAP }).unwrap();
+    let store = HeedStore::open_with(
+        dir,
+        &HeedOptions {
+            map_size: SMALL_MAP,
+        },
+    )
+    .unwrap();
     let mut children: Vec<Child> = (0..WRITERS)
         .map(|writer| spawn("count", dir, &format!("{writer}:{TRANSACTIONS}")))
         .collect();
@@ -107,7 +119,10 @@ fn concurrent_processes_serialize_their_transactions() {
         store
             .read(&mut |txn| {
                 let now = read_u64(txn, Table::Meta, b"count").unwrap_or(0);
-                assert!(now >= last_seen, "the counter went back from {last_seen} to {now}");
+                assert!(
+                    now >= last_seen,
+                    "the counter went back from {last_seen} to {now}"
+                );
                 last_seen = now;
                 Ok(())
             })
@@ -119,7 +134,11 @@ fn concurrent_processes_serialize_their_transactions() {
     }
     for child in children {
         let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "a writer failed: {:?}", output.status);
+        assert!(
+            output.status.success(),
+            "a writer failed: {:?}",
+            output.status
+        );
         assert!(String::from_utf8_lossy(&output.stdout).contains("@@ done"));
     }
 
@@ -190,7 +209,11 @@ fn crash_writer(dir: &Path, arg: &str) {
         store
             .write(&mut |txn: &mut dyn WriteTxn| {
                 for part in 0..KEYS_PER_TRANSACTION {
-                    txn.put(Table::Steps, crash_key(n, part).as_bytes(), &crash_value(n, part))?;
+                    txn.put(
+                        Table::Steps,
+                        crash_key(n, part).as_bytes(),
+                        &crash_value(n, part),
+                    )?;
                     if Some(n) == freeze_at && part == KEYS_PER_TRANSACTION / 2 {
                         // Half written: wait here for the kill.
                         report(&format!("inside {n}"));
@@ -220,10 +243,10 @@ fn run_and_kill(dir: &Path, freeze_at: Option<u64>, delay: Duration) -> Option<u
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if let Some(report) = line.strip_prefix("@@ ") {
-                if sender.send(report.to_string()).is_err() {
-                    break;
-                }
+            if let Some(report) = line.strip_prefix("@@ ")
+                && sender.send(report.to_string()).is_err()
+            {
+                break;
             }
         }
     });
@@ -246,7 +269,10 @@ fn run_and_kill(dir: &Path, freeze_at: Option<u64>, delay: Duration) -> Option<u
         if freeze_at.is_none() && started.elapsed() >= delay {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the writer stalled");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the writer stalled"
+        );
     }
     // SIGKILL on Unix: no unwinding, no destructors, no abort of the
     // transaction.
@@ -271,7 +297,10 @@ fn check_after_crash(store: &HeedStore, reported: Option<u64>) -> u64 {
         .read(&mut |txn| {
             let stored = read_u64(txn, Table::Meta, b"last").expect("at least one commit");
             if let Some(reported) = reported {
-                assert!(stored >= reported, "commit {reported} was reported but lost");
+                assert!(
+                    stored >= reported,
+                    "commit {reported} was reported but lost"
+                );
             }
             let entries = scan_all(txn, Table::Steps, b"t/")?;
             assert_eq!(entries.len() as u64, (stored + 1) * KEYS_PER_TRANSACTION);
@@ -285,7 +314,12 @@ fn check_after_crash(store: &HeedStore, reported: Option<u64>) -> u64 {
                 }
             }
             assert!(
-                scan_all(txn, Table::Steps, format!("t/{:08}/", stored + 1).as_bytes())?.is_empty(),
+                scan_all(
+                    txn,
+                    Table::Steps,
+                    format!("t/{:08}/", stored + 1).as_bytes()
+                )?
+                .is_empty(),
                 "part of the interrupted transaction is visible"
             );
             let keys = TrustedKeys::from_store(txn).unwrap();
@@ -321,7 +355,11 @@ fn killed_writers_leave_only_whole_transactions() {
         let store = HeedStore::open(dir).unwrap();
         let stored = check_after_crash(&store, reported);
         if let Some(frozen) = freeze_at {
-            assert_eq!(stored + 1, frozen, "the frozen transaction must not be visible");
+            assert_eq!(
+                stored + 1,
+                frozen,
+                "the frozen transaction must not be visible"
+            );
         }
         store
             .write(&mut |txn| txn.put(Table::Runs, b"parent", &stored.to_be_bytes()))

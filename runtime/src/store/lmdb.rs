@@ -41,11 +41,7 @@ pub const DEFAULT_MAP_SIZE: usize = 1 << 30;
 
 /// The map never grows past this. On 64-bit targets 1 TiB is far below the
 /// 128 TiB of user address space; past it the store is surely runaway.
-const MAX_MAP_SIZE: usize = if usize::BITS >= 64 {
-    1 << 40
-} else {
-    1 << 30
-};
+const MAX_MAP_SIZE: usize = if usize::BITS >= 64 { 1 << 40 } else { 1 << 30 };
 
 /// Room for tables added by later format versions without reopening.
 const MAX_TABLES: u32 = 32;
@@ -108,7 +104,9 @@ static OPEN_STORES: Mutex<BTreeMap<PathBuf, Arc<Shared>>> = Mutex::new(BTreeMap:
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded state stays consistent across a panic (plain counters and
     // a map updated in single steps), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl HeedStore {
@@ -140,7 +138,10 @@ impl HeedStore {
 
     /// The current size of the memory map in bytes.
     pub fn map_size(&self) -> usize {
-        self.shared().env.info().map_size
+        let shared = self.shared();
+        // Through the gate: a resize must not change the size mid-read.
+        let _pass = shared.gate.pass(shared, TxnKind::Read);
+        shared.env.info().map_size
     }
 
     fn shared(&self) -> &Shared {
@@ -283,6 +284,11 @@ impl Shared {
         // together and lends the handles out only through `&Shared`, so none
         // can be used after the environment closes.
         let tables: [RawTable; Table::ALL.len()] = unsafe { std::mem::transmute(tables) };
+        // LMDB syncs its files but not the directory that names them: make
+        // a newly created store's files survive a power cut.
+        if let Ok(handle) = std::fs::File::open(&dir) {
+            let _ = handle.sync_all();
+        }
         Ok(Shared {
             dir,
             tables,
@@ -334,7 +340,9 @@ impl Shared {
 
 /// Creates the tables, checks the format record and refuses foreign
 /// environments, in one transaction that commits only when all is well.
-fn setup(env: &Env<WithoutTls>) -> Result<[Database<'_, Bytes, Bytes>; Table::ALL.len()], SetupError> {
+fn setup(
+    env: &Env<WithoutTls>,
+) -> Result<[Database<'_, Bytes, Bytes>; Table::ALL.len()], SetupError> {
     let wtxn = env.write_txn()?;
     let setup = env.create_databases_and_commit(wtxn, |opener, wtxn| {
         let mut tables = Vec::with_capacity(Table::ALL.len());
@@ -365,7 +373,10 @@ fn setup(env: &Env<WithoutTls>) -> Result<[Database<'_, Bytes, Bytes>; Table::AL
     }
 }
 
-fn check_format(wtxn: &mut RwTxn<'_>, tables: &[Database<'_, Bytes, Bytes>]) -> Result<(), SetupError> {
+fn check_format(
+    wtxn: &mut RwTxn<'_>,
+    tables: &[Database<'_, Bytes, Bytes>],
+) -> Result<(), SetupError> {
     let meta = tables[Table::Meta as usize];
     match meta.get(wtxn, FORMAT_KEY)? {
         Some(bytes) => {
@@ -476,18 +487,22 @@ struct GatePass<'a> {
 }
 
 impl MapGate {
-    fn enter(&self, shared: &Shared, kind: TxnKind) -> StoreResult<GatePass<'_>> {
+    /// Lets a write transaction in, unless this thread already has one on
+    /// the store: LMDB would wait for it forever.
+    fn enter_write(&self, shared: &Shared) -> StoreResult<GatePass<'_>> {
         let id = store_id(shared);
-        let nested = HELD.with(|held| {
-            let held = held.borrow();
-            if kind == TxnKind::Write && held.contains(&(id, TxnKind::Write)) {
-                return Err(shared.error(
-                    "cannot start a write transaction",
-                    "this thread already has one open on the store (writes cannot nest)",
-                ));
-            }
-            Ok(held.iter().any(|(store, _)| *store == id))
-        })?;
+        if HELD.with(|held| held.borrow().contains(&(id, TxnKind::Write))) {
+            return Err(shared.error(
+                "cannot start a write transaction",
+                "this thread already has one open on the store (writes cannot nest)",
+            ));
+        }
+        Ok(self.pass(shared, TxnKind::Write))
+    }
+
+    fn pass(&self, shared: &Shared, kind: TxnKind) -> GatePass<'_> {
+        let id = store_id(shared);
+        let nested = HELD.with(|held| held.borrow().iter().any(|(store, _)| *store == id));
         let mut state = lock(&self.state);
         // A thread already inside must not wait for a resize that is itself
         // waiting for that thread to leave.
@@ -497,7 +512,7 @@ impl MapGate {
         state.open_txns += 1;
         drop(state);
         HELD.with(|held| held.borrow_mut().push((id, kind)));
-        Ok(GatePass { gate: self })
+        GatePass { gate: self }
     }
 
     /// Runs `resize` once no transaction of this process is open. When
@@ -595,7 +610,8 @@ fn scan(
     prefix: &[u8],
     visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
 ) -> StoreResult<()> {
-    let fail = |err: heed::Error| shared.error(&format!("cannot scan the {} table", table.name()), err);
+    let fail =
+        |err: heed::Error| shared.error(&format!("cannot scan the {} table", table.name()), err);
     if prefix.len() > MAX_KEY_LEN {
         // No stored key is that long, so none starts with it.
         return Ok(());
@@ -687,8 +703,10 @@ impl WriteTxn for HeedWriteTxn<'_> {
             .map_err(|err| {
                 // Deleting can split pages too, so it can fill the map.
                 self.map_full |= is_map_full(&err);
-                self.shared
-                    .error(&format!("cannot delete from the {} table", table.name()), err)
+                self.shared.error(
+                    &format!("cannot delete from the {} table", table.name()),
+                    err,
+                )
             })
     }
 }
@@ -705,7 +723,7 @@ impl Store for HeedStore {
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
         let shared = self.shared();
         for _ in 0..MAX_MAP_ROUNDS {
-            let pass = shared.gate.enter(shared, TxnKind::Read)?;
+            let pass = shared.gate.pass(shared, TxnKind::Read);
             match shared.env.read_txn() {
                 Ok(txn) => {
                     let txn = HeedReadTxn { shared, txn };
@@ -735,7 +753,7 @@ impl Store for HeedStore {
         let shared = self.shared();
         for _ in 0..MAX_MAP_ROUNDS {
             let retry = {
-                let _pass = shared.gate.enter(shared, TxnKind::Write)?;
+                let _pass = shared.gate.enter_write(shared)?;
                 let map_size = shared.env.info().map_size;
                 let txn = match shared.env.write_txn() {
                     Ok(txn) => txn,
@@ -1004,7 +1022,10 @@ mod tests {
         });
         store
             .read(&mut |txn| {
-                assert_eq!(txn.get(Table::Meta, b"count")?, Some(200u32.to_be_bytes().to_vec()));
+                assert_eq!(
+                    txn.get(Table::Meta, b"count")?,
+                    Some(200u32.to_be_bytes().to_vec())
+                );
                 assert_eq!(scan_all(txn, Table::Steps, b"")?.len(), 200);
                 Ok(())
             })
