@@ -59,3 +59,59 @@ fn commit_rates() {
     measure("100 puts + 100 audit entries per txn", 100, true, budget);
     measure("1000 puts per txn", 1000, false, budget);
 }
+
+#[test]
+#[ignore = "a measurement, not a check; run on purpose"]
+fn audit_rates() {
+    use donmai_runtime::audit::TrustedKeys;
+    const ENTRIES: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = HeedStore::open(dir.path()).unwrap();
+    let signer = AuditSigner::for_store(dir.path()).unwrap();
+    let event = br#"{"run":"r-0001","event":"step.finished","step":"deploy","attempt":1}"#;
+    let started = Instant::now();
+    for _ in 0..ENTRIES / 1000 {
+        store
+            .write(&mut |txn| {
+                for _ in 0..1000 {
+                    audit::append(txn, &signer, event)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let appended = started.elapsed().as_secs_f64();
+    let keys = TrustedKeys::new().with(signer.verifying_key());
+    let started = Instant::now();
+    store
+        .read(&mut |txn| {
+            let report = audit::verify(txn, &keys).unwrap();
+            assert_eq!(report.length, ENTRIES);
+            Ok(())
+        })
+        .unwrap();
+    let verified = started.elapsed().as_secs_f64();
+    let path = dir.path().join("audit.jsonl");
+    let started = Instant::now();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    store
+        .read(&mut |txn| {
+            audit::export(txn, &mut out).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    drop(out);
+    let exported = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    audit::verify_export(&path, &keys).unwrap();
+    let verified_export = started.elapsed().as_secs_f64();
+    let per_second = |seconds: f64| ENTRIES as f64 / seconds;
+    println!(
+        "audit, {ENTRIES} entries: append {:.0}/s (1000 per txn), verify {:.0}/s, \
+         export {:.0}/s, verify export {:.0}/s",
+        per_second(appended),
+        per_second(verified),
+        per_second(exported),
+        per_second(verified_export),
+    );
+}

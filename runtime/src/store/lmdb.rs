@@ -753,12 +753,12 @@ impl Store for HeedStore {
         let shared = self.shared();
         for _ in 0..MAX_MAP_ROUNDS {
             let retry = {
-                let _pass = shared.gate.enter_write(shared)?;
+                let pass = shared.gate.enter_write(shared)?;
                 let map_size = shared.env.info().map_size;
                 let txn = match shared.env.write_txn() {
                     Ok(txn) => txn,
                     Err(err) if is_map_resized(&err) => {
-                        drop(_pass);
+                        drop(pass);
                         shared.adopt_map_size()?;
                         continue;
                     }
