@@ -11,3 +11,4 @@
 pub mod plan;
 #[cfg(feature = "engine")]
 pub mod store;
+pub mod verify;
