@@ -293,10 +293,9 @@ impl fmt::Display for VerifyErrorKind {
                 API_VERSIONS.join(" or ")
             ),
             K::NotSorted { what } => write!(f, "{what} must be sorted without duplicates"),
-            K::IndexOutOfRange { what, index, len } => write!(
-                f,
-                "{what} index {index} is out of range (there are {len})"
-            ),
+            K::IndexOutOfRange { what, index, len } => {
+                write!(f, "{what} index {index} is out of range (there are {len})")
+            }
             K::InvertedSourceRange { start, end } => {
                 write!(f, "source range {start}..{end} ends before it starts")
             }
@@ -324,10 +323,9 @@ impl fmt::Display for VerifyErrorKind {
                 verb_kind_name(*found),
                 verb_kind_name(*expected)
             ),
-            K::ConditionWithoutRoute { verb } => write!(
-                f,
-                "condition verb `{verb}` names no output to route by"
-            ),
+            K::ConditionWithoutRoute { verb } => {
+                write!(f, "condition verb `{verb}` names no output to route by")
+            }
             K::NoHandles => f.write_str("the step has no handles, so it cannot have branches"),
             K::NextOnRoutingStep => {
                 f.write_str("the step routes by its handles, so it cannot have `next`")
@@ -340,11 +338,9 @@ impl fmt::Display for VerifyErrorKind {
                     write!(f, " (its handles are {})", backticked(allowed))
                 }
             }
-            K::HandlesNotCovered { handles } => write!(
-                f,
-                "no branch for {} and no default",
-                backticked(handles)
-            ),
+            K::HandlesNotCovered { handles } => {
+                write!(f, "no branch for {} and no default", backticked(handles))
+            }
             K::DefaultNotAllowed => {
                 f.write_str("only a switch condition can have a default handle")
             }
@@ -358,7 +354,11 @@ impl fmt::Display for VerifyErrorKind {
                 f.write_str("a group or loop cannot run level 0, the workflow itself")
             }
             K::LevelCycle { levels } => {
-                write!(f, "levels run each other in a cycle: {}", levels.join(" → "))
+                write!(
+                    f,
+                    "levels run each other in a cycle: {}",
+                    levels.join(" → ")
+                )
             }
             K::ZeroIterations => f.write_str("a loop must allow at least one iteration"),
             K::TooDeep { what, limit } => write!(f, "{what} nest deeper than {limit} levels"),
@@ -447,7 +447,11 @@ impl At<'_> {
     }
 
     /// Attaches this location and `part` to a failed check.
-    fn check(&self, part: impl FnOnce() -> Option<String>, result: Check) -> Result<(), VerifyError> {
+    fn check(
+        &self,
+        part: impl FnOnce() -> Option<String>,
+        result: Check,
+    ) -> Result<(), VerifyError> {
         result.map_err(|kind| self.fail(part(), kind))
     }
 }
@@ -563,10 +567,7 @@ impl<'p> Verifier<'p> {
             ));
         }
         if let Some(key) = verb.idempotency_key {
-            at.check(
-                || Some("idempotency key".into()),
-                self.expr_index(key),
-            )?;
+            at.check(|| Some("idempotency key".into()), self.expr_index(key))?;
         }
         Ok(())
     }
@@ -684,7 +685,10 @@ impl<'p> Verifier<'p> {
             unique(what, entries.iter().map(|(name, _)| name.as_str())),
         )?;
         for (name, template) in entries {
-            at.check(|| Some(format!("{what} `{name}`")), self.template(template, 1))?;
+            at.check(
+                || Some(format!("{what} `{name}`")),
+                self.template(template, 1),
+            )?;
         }
         Ok(())
     }
@@ -760,7 +764,10 @@ impl<'p> Verifier<'p> {
         at.check(|| Some("source".into()), self.source(&step.source))?;
         self.named_templates(&at, "input", &step.inputs)?;
         for (i, target) in step.next.iter().enumerate() {
-            at.check(|| Some(format!("next[{i}]")), in_range("step", *target, steps))?;
+            at.check(
+                || Some(format!("next[{i}]")),
+                in_range("step", *target, steps),
+            )?;
         }
         at.check(
             || Some("next".into()),
@@ -807,7 +814,10 @@ impl<'p> Verifier<'p> {
         if let Some(retry) = &step.retry {
             let part = || Some("retry".into());
             if !applies {
-                return Err(at.fail(part(), VerifyErrorKind::PolicyNotAllowed { policy: "retry" }));
+                return Err(at.fail(
+                    part(),
+                    VerifyErrorKind::PolicyNotAllowed { policy: "retry" },
+                ));
             }
             if retry.max_attempts == 0 {
                 return Err(at.fail(part(), VerifyErrorKind::ZeroAttempts));
@@ -886,7 +896,7 @@ impl<'p> Verifier<'p> {
                         return Err(VerifyErrorKind::NextOnRoutingStep);
                     }
                     self.handles_known(step, handles, true)?;
-                    self.handles_covered(step, handles)?;
+                    self.handles_covered(step, handles, true)?;
                 }
                 if let OnTimeout::Branch(target) = gate.on_timeout {
                     in_range("step", target, level.steps.len())?;
@@ -951,7 +961,8 @@ impl<'p> Verifier<'p> {
                 }
                 Ok(())
             }
-            None => self.handles_covered(step, cases),
+            // Without a default handle, a `default` branch is never taken.
+            None => self.handles_covered(step, cases, false),
         }
     }
 
@@ -974,10 +985,11 @@ impl<'p> Verifier<'p> {
         Ok(())
     }
 
-    /// Every handle has a branch, or a `default` branch catches the rest.
-    fn handles_covered(&self, step: &StepDef, handles: &[String]) -> Check {
+    /// Every handle has a branch, or (`default_catches`) a `default` branch
+    /// catches the rest.
+    fn handles_covered(&self, step: &StepDef, handles: &[String], default_catches: bool) -> Check {
         let branched: HashSet<&str> = step.branches.iter().map(|(h, _)| h.as_str()).collect();
-        if branched.contains("default") {
+        if default_catches && branched.contains("default") {
             return Ok(());
         }
         let uncovered: Vec<String> = handles
@@ -1011,7 +1023,11 @@ impl<'p> Verifier<'p> {
         for (ix, (step, actual)) in steps.iter().zip(&predecessors).enumerate() {
             if let (StepKind::Trigger { .. }, Some(&from)) = (&step.kind, actual.first()) {
                 let from = steps[from as usize].id.clone();
-                return Err(fail(ix, None, VerifyErrorKind::TriggerHasPredecessor { from }));
+                return Err(fail(
+                    ix,
+                    None,
+                    VerifyErrorKind::TriggerHasPredecessor { from },
+                ));
             }
             if step.predecessors != *actual {
                 return Err(fail(
@@ -1046,10 +1062,7 @@ impl<'p> Verifier<'p> {
             seen_at[start] = 0;
             let cycle_start = loop {
                 let current = *path.last().unwrap_or(&start);
-                let Some(&back) = predecessors[current]
-                    .iter()
-                    .find(|&&p| !done[p as usize])
-                else {
+                let Some(&back) = predecessors[current].iter().find(|&&p| !done[p as usize]) else {
                     break 0; // unreachable by the invariant; report what we have
                 };
                 let back = back as usize;
@@ -1147,7 +1160,11 @@ impl<'p> Verifier<'p> {
                             .collect();
                         names.push(levels[callee].name.clone());
                         return Err(VerifyError {
-                            location: Self::step_location(level as LevelIx, &levels[level], step as StepIx),
+                            location: Self::step_location(
+                                level as LevelIx,
+                                &levels[level],
+                                step as StepIx,
+                            ),
                             part: None,
                             kind: VerifyErrorKind::LevelCycle { levels: names },
                         });

@@ -569,9 +569,7 @@ impl<'a> Reader<'a> {
     }
 
     fn named_templates(&mut self, what: &'static str) -> Result<Vec<(String, ValueTemplate)>> {
-        self.list(what, 3, |r| {
-            Ok((r.string("a key")?, r.template(1)?))
-        })
+        self.list(what, 3, |r| Ok((r.string("a key")?, r.template(1)?)))
     }
 
     fn template(&mut self, depth: usize) -> Result<ValueTemplate> {
@@ -769,7 +767,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_every_width() {
-        for value in [0, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let bytes = encode_varint(value);
             let mut r = reader(&bytes);
             assert_eq!(r.varint("v"), Ok(value));
@@ -781,14 +789,23 @@ mod tests {
     #[test]
     fn varints_refuse_overlong_forms_and_overflow() {
         let kind = |bytes: &[u8]| reader(bytes).varint("v").unwrap_err().kind;
-        assert_eq!(kind(&[0x80, 0x00]), PlanErrorKind::OverlongVarint { what: "v" });
-        assert_eq!(kind(&[0x81, 0x80, 0x00]), PlanErrorKind::OverlongVarint { what: "v" });
+        assert_eq!(
+            kind(&[0x80, 0x00]),
+            PlanErrorKind::OverlongVarint { what: "v" }
+        );
+        assert_eq!(
+            kind(&[0x81, 0x80, 0x00]),
+            PlanErrorKind::OverlongVarint { what: "v" }
+        );
         let mut eleven = vec![0xff; 9];
         eleven.push(0x02);
         assert_eq!(kind(&eleven), PlanErrorKind::VarintOverflow { what: "v" });
         let mut ten_continued = vec![0xff; 10];
         ten_continued.push(0x01);
-        assert_eq!(kind(&ten_continued), PlanErrorKind::VarintOverflow { what: "v" });
+        assert_eq!(
+            kind(&ten_continued),
+            PlanErrorKind::VarintOverflow { what: "v" }
+        );
         assert!(matches!(kind(&[0x80]), PlanErrorKind::Truncated { .. }));
         let error = reader(&[0xff, 0xff]).varint("v").unwrap_err();
         assert_eq!(error.offset, 0, "a cut varint is reported where it starts");
@@ -820,12 +837,14 @@ mod tests {
     fn counts_are_checked_before_allocating() {
         let mut bytes = encode_varint(u64::MAX);
         bytes.extend_from_slice(&[0; 16]);
-        let error = reader(&bytes)
-            .list("steps", 13, |r| r.u8("x"))
-            .unwrap_err();
+        let error = reader(&bytes).list("steps", 13, |r| r.u8("x")).unwrap_err();
         assert!(matches!(
             error.kind,
-            PlanErrorKind::CountTooLarge { count: u64::MAX, available: 16, .. }
+            PlanErrorKind::CountTooLarge {
+                count: u64::MAX,
+                available: 16,
+                ..
+            }
         ));
     }
 }

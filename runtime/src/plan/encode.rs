@@ -29,15 +29,29 @@ pub fn encode_body(plan: &Plan) -> Vec<u8> {
     // In the order of `Section::BODY`, which the decoder expects.
     let sections = [
         (Section::Header, section(|w| w.header(&plan.header))),
-        (Section::Constants, section(|w| w.list(&plan.constants, Writer::constant))),
-        (Section::Verbs, section(|w| w.list(&plan.verbs, Writer::verb))),
-        (Section::Exprs, section(|w| w.list(&plan.exprs, Writer::expr))),
-        (Section::Levels, section(|w| w.list(&plan.levels, Writer::level))),
-        (Section::Sources, section(|w| w.list(&plan.sources, Writer::source_file))),
+        (
+            Section::Constants,
+            section(|w| w.list(&plan.constants, Writer::constant)),
+        ),
+        (
+            Section::Verbs,
+            section(|w| w.list(&plan.verbs, Writer::verb)),
+        ),
+        (
+            Section::Exprs,
+            section(|w| w.list(&plan.exprs, Writer::expr)),
+        ),
+        (
+            Section::Levels,
+            section(|w| w.list(&plan.levels, Writer::level)),
+        ),
+        (
+            Section::Sources,
+            section(|w| w.list(&plan.sources, Writer::source_file)),
+        ),
     ];
     let total: usize = sections.iter().map(|(_, bytes)| bytes.len()).sum();
-    let mut body =
-        Vec::with_capacity(PREAMBLE_LEN + TABLE_ENTRY_LEN * sections.len() + total);
+    let mut body = Vec::with_capacity(PREAMBLE_LEN + TABLE_ENTRY_LEN * sections.len() + total);
     body.extend_from_slice(&MAGIC);
     body.extend_from_slice(&plan.header.format_version.to_le_bytes());
     body.extend_from_slice(&(sections.len() as u16).to_le_bytes());

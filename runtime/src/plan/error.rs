@@ -19,7 +19,10 @@ pub enum PlanErrorKind {
     /// The file does not start with the `.dplan` magic bytes.
     BadMagic,
     /// A plan of a format version this build does not read.
-    UnsupportedVersion { found: u16, supported: u16 },
+    UnsupportedVersion {
+        found: u16,
+        supported: u16,
+    },
     /// The file ends inside a fixed-width field.
     Truncated {
         what: &'static str,
@@ -41,17 +44,31 @@ pub enum PlanErrorKind {
         available: u64,
     },
     /// The section table does not list exactly the sections of this version.
-    SectionCount { found: u16, expected: u16 },
+    SectionCount {
+        found: u16,
+        expected: u16,
+    },
     /// The section table lists an unknown id, or a known one out of order.
-    UnexpectedSection { found: u8, expected: Section },
+    UnexpectedSection {
+        found: u8,
+        expected: Section,
+    },
     /// A section is longer than what its contents use.
-    UnreadBytes { count: u64 },
-    InvalidUtf8 { what: &'static str },
+    UnreadBytes {
+        count: u64,
+    },
+    InvalidUtf8 {
+        what: &'static str,
+    },
     /// A varint with more bytes than its value needs: every plan has exactly
     /// one encoding, so that its hash identifies it.
-    OverlongVarint { what: &'static str },
+    OverlongVarint {
+        what: &'static str,
+    },
     /// A varint beyond 64 bits.
-    VarintOverflow { what: &'static str },
+    VarintOverflow {
+        what: &'static str,
+    },
     /// A number that does not fit the field it is read into.
     ValueTooLarge {
         what: &'static str,
@@ -59,20 +76,35 @@ pub enum PlanErrorKind {
         max: u64,
     },
     /// A tag byte (enum variant, option, bool) that names nothing.
-    BadTag { what: &'static str, tag: u8 },
+    BadTag {
+        what: &'static str,
+        tag: u8,
+    },
     /// Predicates or value templates nested deeper than the format allows.
-    TooDeep { what: &'static str, limit: usize },
+    TooDeep {
+        what: &'static str,
+        limit: usize,
+    },
     /// The body does not hash to the hash stored after it: the file is
     /// damaged or was modified.
-    HashMismatch { stored: PlanId, computed: PlanId },
+    HashMismatch {
+        stored: PlanId,
+        computed: PlanId,
+    },
     /// Bytes after the hash that are not a signature block.
-    TrailingBytes { count: u64 },
+    TrailingBytes {
+        count: u64,
+    },
     /// The plan carries no signature, and a signed one was required.
     Unsigned,
     /// The plan is signed by a key that is not among the trusted ones.
-    UntrustedKey { key_id: KeyId },
+    UntrustedKey {
+        key_id: KeyId,
+    },
     /// The signature does not verify with the trusted key of its key id.
-    BadSignature { key_id: KeyId },
+    BadSignature {
+        key_id: KeyId,
+    },
 }
 
 impl PlanError {
@@ -98,9 +130,9 @@ impl fmt::Display for PlanError {
 impl fmt::Display for PlanErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlanErrorKind::BadMagic => {
-                f.write_str("not a donmai plan (the file does not start with the .dplan magic bytes)")
-            }
+            PlanErrorKind::BadMagic => f.write_str(
+                "not a donmai plan (the file does not start with the .dplan magic bytes)",
+            ),
             PlanErrorKind::UnsupportedVersion { found, supported } => write!(
                 f,
                 "plan format version {found} is not supported (this build reads version {supported}); rebuild the plan with a matching donmaic"
@@ -164,7 +196,10 @@ impl fmt::Display for PlanErrorKind {
             ),
             PlanErrorKind::Unsigned => f.write_str("the plan is not signed"),
             PlanErrorKind::UntrustedKey { key_id } => {
-                write!(f, "the plan is signed by key {key_id}, which is not trusted")
+                write!(
+                    f,
+                    "the plan is signed by key {key_id}, which is not trusted"
+                )
             }
             PlanErrorKind::BadSignature { key_id } => write!(
                 f,

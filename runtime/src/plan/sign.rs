@@ -60,14 +60,24 @@ impl DecodedPlan {
     /// Checks the plan's signature against the trusted keys and returns the
     /// id of the key that signed it.
     pub fn check_signature(&self, trusted: &TrustedKeys) -> Result<KeyId, PlanError> {
-        let fail = |kind| Err(PlanError::new(Section::Signature, self.signature_offset(), kind));
+        let fail = |kind| {
+            Err(PlanError::new(
+                Section::Signature,
+                self.signature_offset(),
+                kind,
+            ))
+        };
         let Some(signature) = self.signature() else {
             return fail(PlanErrorKind::Unsigned);
         };
         let key_id = signature.key_id;
         let message = signed_message(&self.id());
         // Two keys may share an id prefix; any of them may have signed.
-        let mut candidates = trusted.keys.iter().filter(|(id, _)| *id == key_id).peekable();
+        let mut candidates = trusted
+            .keys
+            .iter()
+            .filter(|(id, _)| *id == key_id)
+            .peekable();
         if candidates.peek().is_none() {
             return fail(PlanErrorKind::UntrustedKey { key_id });
         }
@@ -100,7 +110,9 @@ impl TrustedKeys {
     }
 
     /// Reads each public key file with [`load_verifying_key`].
-    pub fn load<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<TrustedKeys, KeyError> {
+    pub fn load<P: AsRef<Path>>(
+        paths: impl IntoIterator<Item = P>,
+    ) -> Result<TrustedKeys, KeyError> {
         let mut trusted = TrustedKeys::new();
         for path in paths {
             trusted.insert(load_verifying_key(path)?);
