@@ -66,7 +66,10 @@ fn refused(bytes: &[u8]) -> PlanError {
 #[test]
 fn a_file_that_is_not_a_plan_has_bad_magic() {
     let error = refused(b"PK\x03\x04 this is a zip file");
-    assert_eq!(error, PlanError::new(Section::Preamble, 0, PlanErrorKind::BadMagic));
+    assert_eq!(
+        error,
+        PlanError::new(Section::Preamble, 0, PlanErrorKind::BadMagic)
+    );
     assert_eq!(refused(b"{\"json\": true}").kind, PlanErrorKind::BadMagic);
     assert_eq!(
         error.to_string(),
@@ -88,13 +91,23 @@ fn text_mode_transfers_break_the_magic() {
 fn an_empty_or_cut_preamble_is_truncated() {
     let error = refused(b"");
     assert_eq!(error.section, Section::Preamble);
-    assert!(matches!(error.kind, PlanErrorKind::Truncated { what: "the magic bytes", .. }));
+    assert!(matches!(
+        error.kind,
+        PlanErrorKind::Truncated {
+            what: "the magic bytes",
+            ..
+        }
+    ));
     let bytes = encode(&sample_plan());
     let error = refused(&bytes[..9]);
     assert_eq!(error.offset, 8);
     assert!(matches!(
         error.kind,
-        PlanErrorKind::Truncated { what: "the format version", needed: 2, available: 1 }
+        PlanErrorKind::Truncated {
+            what: "the format version",
+            needed: 2,
+            available: 1
+        }
     ));
 }
 
@@ -108,10 +121,17 @@ fn another_format_version_is_named() {
         PlanError::new(
             Section::Preamble,
             8,
-            PlanErrorKind::UnsupportedVersion { found: 7, supported: 1 }
+            PlanErrorKind::UnsupportedVersion {
+                found: 7,
+                supported: 1
+            }
         )
     );
-    assert!(error.to_string().contains("plan format version 7 is not supported"));
+    assert!(
+        error
+            .to_string()
+            .contains("plan format version 7 is not supported")
+    );
 }
 
 #[test]
@@ -120,7 +140,14 @@ fn the_section_table_must_list_the_six_sections_in_order() {
     bytes[10] = 5;
     assert_eq!(
         refused(&bytes),
-        PlanError::new(Section::Preamble, 10, PlanErrorKind::SectionCount { found: 5, expected: 6 })
+        PlanError::new(
+            Section::Preamble,
+            10,
+            PlanErrorKind::SectionCount {
+                found: 5,
+                expected: 6
+            }
+        )
     );
 
     let mut bytes = encode(&sample_plan());
@@ -131,7 +158,10 @@ fn the_section_table_must_list_the_six_sections_in_order() {
         PlanError::new(
             Section::SectionTable,
             verbs_entry as u64,
-            PlanErrorKind::UnexpectedSection { found: 9, expected: Section::Verbs }
+            PlanErrorKind::UnexpectedSection {
+                found: 9,
+                expected: Section::Verbs
+            }
         )
     );
 
@@ -142,7 +172,13 @@ fn the_section_table_must_list_the_six_sections_in_order() {
     bytes.copy_within(b..b + TABLE_ENTRY_LEN, a);
     bytes[b..b + TABLE_ENTRY_LEN].copy_from_slice(&first);
     let error = refused(&bytes);
-    assert_eq!(error.kind, PlanErrorKind::UnexpectedSection { found: 2, expected: Section::Header });
+    assert_eq!(
+        error.kind,
+        PlanErrorKind::UnexpectedSection {
+            found: 2,
+            expected: Section::Header
+        }
+    );
 }
 
 #[test]
@@ -155,7 +191,11 @@ fn a_section_length_past_the_end_of_the_file() {
     assert_eq!(error.offset, levels_entry as u64 + 1);
     assert!(matches!(
         error.kind,
-        PlanErrorKind::LengthPastEnd { what: "the section length", length: u64::MAX, .. }
+        PlanErrorKind::LengthPastEnd {
+            what: "the section length",
+            length: u64::MAX,
+            ..
+        }
     ));
 }
 
@@ -168,11 +208,18 @@ fn a_cut_file_is_truncated_at_the_hash() {
     assert_eq!(error.offset, body_end as u64);
     assert!(matches!(
         error.kind,
-        PlanErrorKind::Truncated { what: "the plan hash", needed: 32, available: 5 }
+        PlanErrorKind::Truncated {
+            what: "the plan hash",
+            needed: 32,
+            available: 5
+        }
     ));
     // Cut inside a section, the section lengths point past the end.
     let error = refused(&bytes[..body_end - 10]);
-    assert!(matches!(error.kind, PlanErrorKind::LengthPastEnd { .. }), "{error}");
+    assert!(
+        matches!(error.kind, PlanErrorKind::LengthPastEnd { .. }),
+        "{error}"
+    );
 }
 
 #[test]
@@ -188,7 +235,11 @@ fn a_changed_body_does_not_match_its_hash() {
     };
     assert_eq!(stored, plan_id(&encode(&sample_plan())).expect("id"));
     assert_eq!(computed, plan_hash(&bytes[..body_end]));
-    assert!(error.to_string().contains("the file is damaged or was modified"));
+    assert!(
+        error
+            .to_string()
+            .contains("the file is damaged or was modified")
+    );
 }
 
 #[test]
@@ -198,20 +249,34 @@ fn bytes_after_the_hash_must_be_a_signature_block() {
     bytes.extend_from_slice(b"xyz");
     assert_eq!(
         refused(&bytes),
-        PlanError::new(Section::Signature, end, PlanErrorKind::TrailingBytes { count: 3 })
+        PlanError::new(
+            Section::Signature,
+            end,
+            PlanErrorKind::TrailingBytes { count: 3 }
+        )
     );
 
     let signed = sign(&encode(&sample_plan()), &signing_key(1)).expect("signs");
     let error = refused(&signed[..signed.len() - 1]);
     assert_eq!(error.section, Section::Signature);
     assert_eq!(error.offset, end);
-    assert!(matches!(error.kind, PlanErrorKind::Truncated { what: "the signature block", .. }));
+    assert!(matches!(
+        error.kind,
+        PlanErrorKind::Truncated {
+            what: "the signature block",
+            ..
+        }
+    ));
 
     let mut longer = signed.clone();
     longer.push(0);
     assert_eq!(
         refused(&longer),
-        PlanError::new(Section::Signature, signed.len() as u64, PlanErrorKind::TrailingBytes { count: 1 })
+        PlanError::new(
+            Section::Signature,
+            signed.len() as u64,
+            PlanErrorKind::TrailingBytes { count: 1 }
+        )
     );
 }
 
@@ -226,7 +291,9 @@ fn invalid_utf8_is_reported_at_the_first_bad_byte() {
         PlanError::new(
             Section::Header,
             section_start(0) + 3,
-            PlanErrorKind::InvalidUtf8 { what: "the api version" }
+            PlanErrorKind::InvalidUtf8 {
+                what: "the api version"
+            }
         )
     );
     assert_eq!(
@@ -245,7 +312,11 @@ fn a_string_longer_than_its_section_is_refused() {
     assert_eq!(error.offset, section_start(0));
     assert_eq!(
         error.kind,
-        PlanErrorKind::LengthPastEnd { what: "the api version", length: 127, available: 1 }
+        PlanErrorKind::LengthPastEnd {
+            what: "the api version",
+            length: 127,
+            available: 1
+        }
     );
 }
 
@@ -271,7 +342,12 @@ fn absurd_counts_are_refused_before_allocating() {
     let error = refused(&with_section(4, levels));
     assert_eq!(
         error.kind,
-        PlanErrorKind::CountTooLarge { what: "levels", count: 3, min_item_bytes: 5, available: 10 }
+        PlanErrorKind::CountTooLarge {
+            what: "levels",
+            count: 3,
+            min_item_bytes: 5,
+            available: 10
+        }
     );
 }
 
@@ -283,12 +359,21 @@ fn an_unknown_tag_is_named() {
         PlanError::new(
             Section::Constants,
             section_start(1) + 2,
-            PlanErrorKind::BadTag { what: "a constant", tag: 9 }
+            PlanErrorKind::BadTag {
+                what: "a constant",
+                tag: 9
+            }
         )
     );
     // Options and bools are 0 or 1, nothing else.
     let error = refused(&with_section(0, vec![0, 0, 2, 0, 0]));
-    assert_eq!(error.kind, PlanErrorKind::BadTag { what: "the plan version", tag: 2 });
+    assert_eq!(
+        error.kind,
+        PlanErrorKind::BadTag {
+            what: "the plan version",
+            tag: 2
+        }
+    );
 }
 
 #[test]
@@ -297,7 +382,11 @@ fn a_fixed_width_field_cut_short_is_truncated() {
     assert_eq!(error.offset, section_start(1) + 2);
     assert_eq!(
         error.kind,
-        PlanErrorKind::Truncated { what: "an int constant", needed: 8, available: 3 }
+        PlanErrorKind::Truncated {
+            what: "an int constant",
+            needed: 8,
+            available: 3
+        }
     );
 }
 
@@ -306,7 +395,11 @@ fn bytes_a_section_does_not_use_are_refused() {
     let error = refused(&with_section(1, vec![1, 0, 0xaa, 0xbb]));
     assert_eq!(
         error,
-        PlanError::new(Section::Constants, section_start(1) + 2, PlanErrorKind::UnreadBytes { count: 2 })
+        PlanError::new(
+            Section::Constants,
+            section_start(1) + 2,
+            PlanErrorKind::UnreadBytes { count: 2 }
+        )
     );
 }
 
@@ -329,7 +422,11 @@ fn numbers_have_one_encoding_only() {
     let error = refused(&with_section(2, verb));
     assert_eq!(
         error.kind,
-        PlanErrorKind::ValueTooLarge { what: "a plugin major version", value: 1 << 32, max: u32::MAX as u64 }
+        PlanErrorKind::ValueTooLarge {
+            what: "a plugin major version",
+            value: 1 << 32,
+            max: u32::MAX as u64
+        }
     );
 }
 
@@ -357,36 +454,56 @@ fn nested_not(depth: usize) -> Predicate {
 fn templates_nest_at_most_128_deep() {
     let mut plan = sample_plan();
     plan.levels[1].outputs[0].1 = nested_list(128);
-    assert_eq!(decode(&encode(&plan)).expect("128 is allowed").plan(), &plan);
+    assert_eq!(
+        decode(&encode(&plan)).expect("128 is allowed").plan(),
+        &plan
+    );
     plan.levels[1].outputs[0].1 = nested_list(129);
     let error = refused(&encode(&plan));
     assert_eq!(error.section, Section::Levels);
-    assert_eq!(error.kind, PlanErrorKind::TooDeep { what: "value templates", limit: 128 });
+    assert_eq!(
+        error.kind,
+        PlanErrorKind::TooDeep {
+            what: "value templates",
+            limit: 128
+        }
+    );
 }
 
 #[test]
 fn predicates_nest_at_most_5_deep() {
     let mut plan = sample_plan();
-    let StepKind::Loop { until, .. } = &mut plan.levels[0].steps[support::sample::ITERATE as usize].kind
+    let StepKind::Loop { until, .. } =
+        &mut plan.levels[0].steps[support::sample::ITERATE as usize].kind
     else {
         panic!("the sample's `iterate` step is a loop");
     };
     *until = Some(nested_not(5));
     assert_eq!(decode(&encode(&plan)).expect("5 is allowed").plan(), &plan);
-    let StepKind::Loop { until, .. } = &mut plan.levels[0].steps[support::sample::ITERATE as usize].kind
+    let StepKind::Loop { until, .. } =
+        &mut plan.levels[0].steps[support::sample::ITERATE as usize].kind
     else {
         unreachable!()
     };
     *until = Some(nested_not(6));
     let error = refused(&encode(&plan));
     assert_eq!(error.section, Section::Levels);
-    assert_eq!(error.kind, PlanErrorKind::TooDeep { what: "predicates", limit: 5 });
+    assert_eq!(
+        error.kind,
+        PlanErrorKind::TooDeep {
+            what: "predicates",
+            limit: 5
+        }
+    );
 }
 
 #[test]
 fn plan_id_checks_the_hash_without_reading_sections() {
     // Garbage sections with a correct hash: the frame is fine.
     let file = with_section(1, vec![0xff]);
-    assert_eq!(plan_id(&file), Ok(plan_hash(&file[..file.len() - HASH_LEN])));
+    assert_eq!(
+        plan_id(&file),
+        Ok(plan_hash(&file[..file.len() - HASH_LEN]))
+    );
     assert!(decode(&file).is_err());
 }
