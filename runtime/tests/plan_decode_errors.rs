@@ -5,46 +5,7 @@ mod support;
 
 use donmai_runtime::plan::wire::{HASH_LEN, PREAMBLE_LEN, TABLE_ENTRY_LEN};
 use donmai_runtime::plan::*;
-use support::{sample_plan, signing_key};
-
-const TABLE_END: usize = PREAMBLE_LEN + 6 * TABLE_ENTRY_LEN;
-
-/// The six section payloads of an encoded body.
-fn sections_of(body: &[u8]) -> Vec<Vec<u8>> {
-    let mut start = TABLE_END;
-    (0..6)
-        .map(|i| {
-            let entry = PREAMBLE_LEN + TABLE_ENTRY_LEN * i;
-            let mut length = [0; 8];
-            length.copy_from_slice(&body[entry + 1..entry + 9]);
-            let end = start + u64::from_le_bytes(length) as usize;
-            let section = body[start..end].to_vec();
-            start = end;
-            section
-        })
-        .collect()
-}
-
-/// A body with these section payloads, then its correct hash.
-fn file_with_sections(sections: &[Vec<u8>]) -> Vec<u8> {
-    let mut body = b"\x89DPLAN\r\n".to_vec();
-    body.extend_from_slice(&1u16.to_le_bytes());
-    body.extend_from_slice(&6u16.to_le_bytes());
-    for (i, section) in sections.iter().enumerate() {
-        body.push(i as u8 + 1);
-        body.extend_from_slice(&(section.len() as u64).to_le_bytes());
-    }
-    for section in sections {
-        body.extend_from_slice(section);
-    }
-    rehash(body)
-}
-
-fn rehash(mut body: Vec<u8>) -> Vec<u8> {
-    let id = plan_hash(&body);
-    body.extend_from_slice(id.as_bytes());
-    body
-}
+use support::{TABLE_END, file_with_sections, sample_plan, sections_of, signing_key};
 
 /// The sample plan's sections with section `index` replaced.
 fn with_section(index: usize, payload: Vec<u8>) -> Vec<u8> {

@@ -13,6 +13,48 @@ use donmai_runtime::plan::*;
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 
+/// Where the sections start in every plan of this format version.
+pub const TABLE_END: usize = wire::PREAMBLE_LEN + 6 * wire::TABLE_ENTRY_LEN;
+
+/// The six section payloads of an encoded body (or file).
+pub fn sections_of(body: &[u8]) -> Vec<Vec<u8>> {
+    let mut start = TABLE_END;
+    (0..6)
+        .map(|i| {
+            let entry = wire::PREAMBLE_LEN + wire::TABLE_ENTRY_LEN * i;
+            let mut length = [0; 8];
+            length.copy_from_slice(&body[entry + 1..entry + 9]);
+            let end = start + u64::from_le_bytes(length) as usize;
+            let section = body[start..end].to_vec();
+            start = end;
+            section
+        })
+        .collect()
+}
+
+/// A well-framed unsigned file with these section payloads (which need not
+/// decode) and the correct hash: what reaches the section readers.
+pub fn file_with_sections(sections: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = wire::MAGIC.to_vec();
+    body.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    body.extend_from_slice(&(sections.len() as u16).to_le_bytes());
+    for (i, section) in sections.iter().enumerate() {
+        body.push(i as u8 + 1);
+        body.extend_from_slice(&(section.len() as u64).to_le_bytes());
+    }
+    for section in sections {
+        body.extend_from_slice(section);
+    }
+    with_hash(body)
+}
+
+/// `body` followed by its hash.
+pub fn with_hash(mut body: Vec<u8>) -> Vec<u8> {
+    let id = plan_hash(&body);
+    body.extend_from_slice(id.as_bytes());
+    body
+}
+
 /// A signing key made from a fixed seed: tests are reproducible.
 pub fn signing_key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
