@@ -93,3 +93,31 @@ proptest! {
         prop_assert_eq!(reverified.id(), verified.id());
     }
 }
+
+/// Seeds for the `plan` fuzz target (fuzz/README.md): the bodies of the
+/// sample plan and of generated plans (the target appends the hash), plus
+/// a signed file. Run by hand:
+/// `DONMAI_PLAN_SEEDS=<folder> cargo test -p donmai-runtime --test plan_roundtrip -- --ignored write_fuzz_seeds`
+#[test]
+#[ignore = "writes files; run by hand to seed the fuzzer"]
+fn write_fuzz_seeds() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    let dir = std::env::var_os("DONMAI_PLAN_SEEDS").expect("set DONMAI_PLAN_SEEDS to a folder");
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).expect("create the seed folder");
+    let write = |name: String, bytes: &[u8]| std::fs::write(dir.join(name), bytes).expect("write");
+    let sample = sample_plan();
+    write("sample-body".into(), &encode_body(&sample));
+    let signed = sign(&encode(&sample), &support::signing_key(1)).expect("signs");
+    write("sample-signed".into(), &signed);
+    let mut runner = TestRunner::deterministic();
+    for i in 0..64 {
+        let plan = valid_plan()
+            .new_tree(&mut runner)
+            .expect("a plan")
+            .current();
+        write(format!("generated-{i:02}"), &encode_body(&plan));
+    }
+}
