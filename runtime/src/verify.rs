@@ -29,7 +29,7 @@ use crate::plan::limits::{MAX_PREDICATE_DEPTH, MAX_PREDICATE_LEAVES, MAX_TEMPLAT
 use crate::plan::{
     Constant, DecodedPlan, DefaultRoute, ExprCode, ExprIx, FORMAT_VERSION, Level, LevelIx,
     OnTimeout, Plan, PlanId, Port, Predicate, PredicateOp, SourceRef, StepDef, StepIx, StepKind,
-    TemplatePart, ValueTemplate, VerbKind, VerbRef, encode_body, plan_hash,
+    TemplatePart, TriggerIx, ValueTemplate, VerbIx, VerbKind, VerbRef, encode_body, plan_hash,
 };
 
 /// The `apiVersion`s a plan may have been compiled from.
@@ -100,7 +100,7 @@ pub struct VerifyError {
 pub enum Location {
     Header,
     Verb {
-        verb: u32,
+        verb: VerbIx,
         name: String,
     },
     Expr {
@@ -115,7 +115,7 @@ pub enum Location {
     Trigger {
         level: LevelIx,
         level_name: String,
-        trigger: u32,
+        trigger: TriggerIx,
         id: String,
     },
     Step {
