@@ -15,3 +15,4 @@ pub mod keys;
 pub mod plan;
 #[cfg(feature = "engine")]
 pub mod store;
+pub mod verify;

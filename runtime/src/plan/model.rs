@@ -107,6 +107,10 @@ pub struct VerbRef {
     /// The output field a condition routes by (bool: handles `yes`/`no`;
     /// enum: the case names), when the verb routes.
     pub route_by: Option<String>,
+    /// The cases of a switch condition (the values of its `route_by` enum, in
+    /// manifest order); empty for a boolean condition and for other verbs.
+    /// The verifier checks `branches` and `defaultHandle` against them.
+    pub route_cases: Vec<String>,
     /// A gate verb's named handles, in manifest order.
     pub handles: Vec<String>,
     /// Event types a gate or trigger verb waits for.
