@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn formats_rfc3339_with_milliseconds() {
         assert_eq!(rfc3339(VIRTUAL_EPOCH_MS), "2026-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(VIRTUAL_EPOCH_MS + 1_234), "2026-01-01T00:00:01.234Z");
+        assert_eq!(
+            rfc3339(VIRTUAL_EPOCH_MS + 1_234),
+            "2026-01-01T00:00:01.234Z"
+        );
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert!(rfc3339(u64::MAX).starts_with('@'));
     }

@@ -59,9 +59,7 @@ impl Engine {
             self.sweep_leases(now, &mut report)?;
             self.expire_signals(now, &mut report)?;
         }
-        if now >= self.last_heartbeat().saturating_add((self.config().lease_ttl_ms / 3).max(1)) {
-            self.heartbeat(now)?;
-        }
+        self.heartbeat(now)?;
         self.fire_due_timers(now, &mut report)?;
         self.match_signals(&mut report)?;
         self.commit()?;
@@ -84,7 +82,9 @@ impl Engine {
             })
         })?;
         for id in stale {
-            let Some(id) = RunId::parse(&id) else { continue };
+            let Some(id) = RunId::parse(&id) else {
+                continue;
+            };
             if self.config().adopt_stale_runs {
                 // `adopt` also releases the lease of a run that ended, and
                 // never takes a run of another plan.
@@ -98,13 +98,27 @@ impl Engine {
 
     fn expire_signals(&mut self, now: u64, report: &mut TickReport) -> Result<(), EngineError> {
         let retention = self.config().signal_retention_ms;
+        let is_old = |value: &[u8]| {
+            records::decode::<SignalRecord>("signal", value)
+                .map_or(true, |s| now >= s.at.saturating_add(retention))
+        };
+        // Read first: most sweeps find nothing and need no write.
+        let mut any = false;
+        self.store_handle().read(&mut |txn| {
+            any = false;
+            txn.scan(Table::Signals, b"", &mut |_, value| {
+                any = is_old(value);
+                !any
+            })
+        })?;
+        if !any {
+            return Ok(());
+        }
         let mut expired = 0;
         self.store_handle().write(&mut |txn| {
             expired = 0;
             for (key, value) in scan_all(txn, Table::Signals, b"")? {
-                let old = records::decode::<SignalRecord>("signal", &value)
-                    .map_or(true, |s| now >= s.at.saturating_add(retention));
-                if old {
+                if is_old(&value) {
                     txn.delete(Table::Signals, &key)?;
                     expired += 1;
                 }
@@ -261,9 +275,11 @@ impl Engine {
         Ok(false)
     }
 
+    /// Renews the leases this engine has not written for a third of their
+    /// time to live (every commit renews the leases of the runs it touches).
     fn heartbeat(&mut self, now: u64) -> Result<(), EngineError> {
-        self.set_last_heartbeat(now);
-        let held = self.held_runs();
+        let renew_after = (self.config().lease_ttl_ms / 3).max(1);
+        let held = self.leases_due(now.saturating_sub(renew_after));
         if held.is_empty() {
             return Ok(());
         }
@@ -291,6 +307,11 @@ impl Engine {
             }
             Ok(())
         })?;
+        for run in &held {
+            if !lost.contains(run) {
+                self.lease_renewed(run, now);
+            }
+        }
         for run in lost {
             self.drop_run(&run);
         }
@@ -325,7 +346,7 @@ impl GateMatcher {
         let listens = self.event_types.iter().any(|t| *t == signal.event_type);
         let eligible = listens
             && match &signal.run_id {
-            Some(run) => *run == self.run,
+                Some(run) => *run == self.run,
                 None => signal.seq > self.watermark,
             };
         eligible

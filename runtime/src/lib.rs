@@ -8,9 +8,6 @@
 //! the audit chain and the verb executors. The compiler depends on this crate
 //! without that feature.
 
-pub mod plan;
-#[cfg(feature = "engine")]
-pub mod store;
 #[cfg(feature = "engine")]
 pub mod clock;
 #[cfg(feature = "engine")]
@@ -19,3 +16,6 @@ pub mod engine;
 pub mod exec;
 #[cfg(feature = "engine")]
 pub mod governor;
+pub mod plan;
+#[cfg(feature = "engine")]
+pub mod store;

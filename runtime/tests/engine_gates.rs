@@ -22,9 +22,17 @@ struct GatePlan {
 }
 
 /// `start → ci (gate) → after`, the gate waiting for CI_DONE.
-fn gate_plan(on_timeout: OnTimeout, filter: Option<serde_json::Value>, verb: Option<VerbIx>) -> GatePlan {
+fn gate_plan(
+    on_timeout: OnTimeout,
+    filter: Option<serde_json::Value>,
+    verb: Option<VerbIx>,
+) -> GatePlan {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("linear@1:linear.issue.update", VerbKind::Action, SideEffect::ExternalWrite);
+    let act = b.verb(
+        "linear@1:linear.issue.update",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     let filter = filter.map(|value| {
         let value = b.value(value);
         Predicate::Leaf {
@@ -51,7 +59,12 @@ fn gate_plan(on_timeout: OnTimeout, filter: Option<serde_json::Value>, verb: Opt
     let after = b.action(0, "after", act);
     b.next(0, t, gate);
     b.next(0, gate, after);
-    GatePlan { builder: b, gate, after, act }
+    GatePlan {
+        builder: b,
+        gate,
+        after,
+        act,
+    }
 }
 
 fn count(h: &Harness, table: Table) -> usize {
@@ -74,11 +87,17 @@ fn a_signal_matching_the_filter_resumes_the_gate() {
     assert_eq!(idle.waiting_gates, 1);
     assert_eq!(idle.next_timer_ms, Some(h.now() + DAY_MS));
     // Another event type, then the right type with another sha: ignored.
-    h.signal("com.github.push", json!({"workflow_run": {"head_sha": "abc123"}}));
+    h.signal(
+        "com.github.push",
+        json!({"workflow_run": {"head_sha": "abc123"}}),
+    );
     h.signal(CI_DONE, json!({"workflow_run": {"head_sha": "zzz"}}));
     h.drive();
     assert_eq!(h.status(&run), "running");
-    h.signal(CI_DONE, json!({"workflow_run": {"head_sha": "abc123", "conclusion": "success"}}));
+    h.signal(
+        CI_DONE,
+        json!({"workflow_run": {"head_sha": "abc123", "conclusion": "success"}}),
+    );
     h.drive();
     assert_eq!(
         h.trace(&run),
@@ -138,7 +157,9 @@ fn the_first_subscribed_gate_wins_and_a_signal_resumes_one_gate() {
 fn a_signal_that_arrives_before_the_gate_subscribes_is_taken() {
     let mut p = gate_plan(OnTimeout::Error, None, None);
     // A wait before the gate, so the signal comes first.
-    let wait = p.builder.verb("core@1:core.wait", VerbKind::Action, SideEffect::ReadOnly);
+    let wait = p
+        .builder
+        .verb("core@1:core.wait", VerbKind::Action, SideEffect::ReadOnly);
     let b = &mut p.builder;
     let pause = b.action(0, "pause", wait);
     b.input(0, pause, "durationMs", json!(1000));
@@ -187,7 +208,11 @@ fn on_timeout_skip_skips_after_a_day() {
 fn on_timeout_skip_takes_a_verbs_timeout_handle() {
     let mut p = gate_plan(OnTimeout::Skip, None, None);
     let b = &mut p.builder;
-    let ci = b.verb("donmai@2:gate.ci_check", VerbKind::Gate, SideEffect::ReadOnly);
+    let ci = b.verb(
+        "donmai@2:gate.ci_check",
+        VerbKind::Gate,
+        SideEffect::ReadOnly,
+    );
     b.verb_mut(ci).handles = vec!["passed".into(), "failed".into(), "timeout".into()];
     b.verb_mut(ci).events = vec![CI_DONE.into()];
     let StepKind::Gate { verb, .. } = &mut b.step_mut(0, p.gate).kind else {
@@ -206,7 +231,10 @@ fn on_timeout_skip_takes_a_verbs_timeout_handle() {
     h.drive();
     h.advance(DAY_MS);
     let trace = h.trace(&run);
-    assert!(trace.contains(&"step.completed ci [timeout] -> null".to_string()), "{trace:?}");
+    assert!(
+        trace.contains(&"step.completed ci [timeout] -> null".to_string()),
+        "{trace:?}"
+    );
     assert!(trace.contains(&"step.skipped after (not on the branch taken)".to_string()));
     assert!(trace.contains(&"step.started escalate".to_string()));
 
@@ -214,10 +242,16 @@ fn on_timeout_skip_takes_a_verbs_timeout_handle() {
     let mut h = Harness::new(plan.clone(), ScriptedExecutor::echo(true));
     let run = h.start("start", json!({}));
     h.drive();
-    h.signal(CI_DONE, json!({"handle": "passed", "conclusion": "success"}));
+    h.signal(
+        CI_DONE,
+        json!({"handle": "passed", "conclusion": "success"}),
+    );
     h.drive();
     let trace = h.trace(&run);
-    assert!(trace.contains(&"gate.resumed ci [passed]".to_string()), "{trace:?}");
+    assert!(
+        trace.contains(&"gate.resumed ci [passed]".to_string()),
+        "{trace:?}"
+    );
     assert!(trace.contains(&"step.started after".to_string()));
 
     // No handle, no default route: the gate cannot route and says why.
@@ -357,7 +391,11 @@ fn a_timer_gate_waits_its_timeout_and_continues() {
 fn a_fixture_answers_a_gate_verb_with_its_handle() {
     let mut p = gate_plan(OnTimeout::Skip, None, None);
     let b = &mut p.builder;
-    let ci = b.verb("donmai@2:gate.ci_check", VerbKind::Gate, SideEffect::ReadOnly);
+    let ci = b.verb(
+        "donmai@2:gate.ci_check",
+        VerbKind::Gate,
+        SideEffect::ReadOnly,
+    );
     b.verb_mut(ci).handles = vec!["passed".into(), "failed".into()];
     let StepKind::Gate { verb, .. } = &mut b.step_mut(0, p.gate).kind else {
         unreachable!()
@@ -372,7 +410,8 @@ fn a_fixture_answers_a_gate_verb_with_its_handle() {
         "fixtures:\n  - verb: donmai@2:gate.ci_check\n    output: {conclusion: failure}\n    handle: failed\n  - verb: linear@1:linear.issue.update\n    output: {}\n",
     )
     .unwrap();
-    let executor = Arc::new(donmai_runtime::exec::CompositeExecutor::default().with_fixtures(fixtures));
+    let executor =
+        Arc::new(donmai_runtime::exec::CompositeExecutor::default().with_fixtures(fixtures));
     let mut h = Harness::new(p.builder.build(), executor);
     let run = h.start("start", json!({}));
     h.drive();
@@ -393,7 +432,11 @@ fn a_fixture_answers_a_gate_verb_with_its_handle() {
 fn a_gate_verbs_route_by_field_names_the_handle() {
     let mut p = gate_plan(OnTimeout::Skip, None, None);
     let b = &mut p.builder;
-    let exit = b.verb("donmai@2:agent.session.await_complete", VerbKind::Gate, SideEffect::ReadOnly);
+    let exit = b.verb(
+        "donmai@2:agent.session.await_complete",
+        VerbKind::Gate,
+        SideEffect::ReadOnly,
+    );
     b.verb_mut(exit).handles = vec!["success".into(), "fail".into()];
     b.verb_mut(exit).route_by = Some("verdict".into());
     let StepKind::Gate { verb, .. } = &mut b.step_mut(0, p.gate).kind else {
@@ -402,13 +445,17 @@ fn a_gate_verbs_route_by_field_names_the_handle() {
     *verb = Some(exit);
     b.step_mut(0, p.gate).next.clear();
     b.branch(0, p.gate, "success", p.after);
-    let mut h = Harness::new(p.builder.build(), ScriptedExecutor::new(true, |_, _| {
-        Ok(VerbOutcome::output(json(json!({}))))
-    }));
+    let mut h = Harness::new(
+        p.builder.build(),
+        ScriptedExecutor::new(true, |_, _| Ok(VerbOutcome::output(json(json!({}))))),
+    );
     let run = h.start("start", json!({}));
     h.drive();
     h.signal(CI_DONE, json!({"verdict": "success"}));
     h.drive();
-    assert!(h.trace(&run).contains(&r#"step.completed ci [success] -> {"verdict":"success"}"#.to_string()));
+    assert!(
+        h.trace(&run)
+            .contains(&r#"step.completed ci [success] -> {"verdict":"success"}"#.to_string())
+    );
     assert_eq!(h.status(&run), "completed");
 }

@@ -13,7 +13,11 @@ use serde_json::json;
 #[test]
 fn a_null_required_input_skips_and_the_skip_cascades() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let verb = b.verb("linear@1:linear.issue.update", VerbKind::Action, SideEffect::ExternalWrite);
+    let verb = b.verb(
+        "linear@1:linear.issue.update",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     b.verb_mut(verb).required_inputs = vec!["issueId".into()];
     let t = b.trigger("start");
     let a = b.action(0, "update", verb);
@@ -48,7 +52,11 @@ fn a_null_required_input_skips_and_the_skip_cascades() {
 #[test]
 fn an_optional_input_absorbs_null() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let verb = b.verb("linear@1:linear.comment.create", VerbKind::Action, SideEffect::ExternalWrite);
+    let verb = b.verb(
+        "linear@1:linear.comment.create",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     b.verb_mut(verb).required_inputs = vec!["issueId".into()];
     let t = b.trigger("start");
     let a = b.action(0, "comment", verb);
@@ -60,15 +68,26 @@ fn an_optional_input_absorbs_null() {
     let run = h.start("start", json!({}));
     h.drive();
     assert_eq!(h.status(&run), "completed");
-    assert_eq!(executor.calls()[0].input, r#"{"body":null,"issueId":"LIN-1"}"#);
+    assert_eq!(
+        executor.calls()[0].input,
+        r#"{"body":null,"issueId":"LIN-1"}"#
+    );
 }
 
 /// condition → yes: `a`, no: `b`; both lead to `join`.
 fn diamond(answer: bool) -> (Harness, donmai_runtime::engine::RunId) {
     let mut b = PlanBuilder::new("workflow/v2");
-    let cond = b.verb("linear@1:linear.issue.project_allowed", VerbKind::Condition, SideEffect::ReadOnly);
+    let cond = b.verb(
+        "linear@1:linear.issue.project_allowed",
+        VerbKind::Condition,
+        SideEffect::ReadOnly,
+    );
     b.verb_mut(cond).route_by = Some("allowed".into());
-    let act = b.verb("slack@1:slack.send_message", VerbKind::Action, SideEffect::ExternalWrite);
+    let act = b.verb(
+        "slack@1:slack.send_message",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     let t = b.trigger("start");
     let c = b.step(0, "allowed", StepKind::Condition { verb: cond });
     let yes = b.action(0, "yes_path", act);
@@ -80,11 +99,13 @@ fn diamond(answer: bool) -> (Harness, donmai_runtime::engine::RunId) {
     b.next(0, yes, join);
     b.next(0, no, join);
     let executor = ScriptedExecutor::new(true, move |call, _| {
-        Ok(VerbOutcome::output(if call.verb.kind == VerbKind::Condition {
-            json(json!({"allowed": answer}))
-        } else {
-            json(json!({"sent": call.step_id}))
-        }))
+        Ok(VerbOutcome::output(
+            if call.verb.kind == VerbKind::Condition {
+                json(json!({"allowed": answer}))
+            } else {
+                json(json!({"sent": call.step_id}))
+            },
+        ))
     });
     let mut h = Harness::new(b.build(), executor);
     let run = h.start("start", json!({}));
@@ -119,7 +140,11 @@ fn an_untaken_branch_skips_and_the_join_runs_once() {
 #[test]
 fn fan_out_then_join_waits_for_every_branch() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("slack@1:slack.send_message", VerbKind::Action, SideEffect::ExternalWrite);
+    let act = b.verb(
+        "slack@1:slack.send_message",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     let t = b.trigger("start");
     let left = b.action(0, "left", act);
     let right = b.action(0, "right", act);
@@ -143,9 +168,17 @@ fn fan_out_then_join_waits_for_every_branch() {
 #[test]
 fn switch_routes_by_case_and_default_handle() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let cond = b.verb("donmai@2:agent.classify_request", VerbKind::Condition, SideEffect::ReadOnly);
+    let cond = b.verb(
+        "donmai@2:agent.classify_request",
+        VerbKind::Condition,
+        SideEffect::ReadOnly,
+    );
     b.verb_mut(cond).route_by = Some("workType".into());
-    let act = b.verb("donmai@2:requester.respond", VerbKind::Action, SideEffect::InternalOnly);
+    let act = b.verb(
+        "donmai@2:requester.respond",
+        VerbKind::Action,
+        SideEffect::InternalOnly,
+    );
     let t = b.trigger("start");
     let c = b.step(0, "classify", StepKind::Condition { verb: cond });
     let research = b.action(0, "research", act);
@@ -162,13 +195,18 @@ fn switch_routes_by_case_and_default_handle() {
         ("qa", "dev", "research"),
     ] {
         let executor = ScriptedExecutor::new(true, move |call, _| {
-            Ok(VerbOutcome::output(json(json!({"workType": answer, "step": call.step_id}))))
+            Ok(VerbOutcome::output(json(
+                json!({"workType": answer, "step": call.step_id}),
+            )))
         });
         let mut h = Harness::new(plan.clone(), executor);
         let run = h.start("start", json!({}));
         h.drive();
         let trace = h.trace(&run);
-        assert!(trace.contains(&format!("step.started {ran}")), "{answer}: {trace:?}");
+        assert!(
+            trace.contains(&format!("step.started {ran}")),
+            "{answer}: {trace:?}"
+        );
         assert!(
             trace.contains(&format!("step.skipped {skipped} (not on the branch taken)")),
             "{answer}: {trace:?}"
@@ -179,7 +217,11 @@ fn switch_routes_by_case_and_default_handle() {
 #[test]
 fn a_condition_without_its_routing_field_fails_the_run() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let cond = b.verb("linear@1:linear.issue.project_allowed", VerbKind::Condition, SideEffect::ReadOnly);
+    let cond = b.verb(
+        "linear@1:linear.issue.project_allowed",
+        VerbKind::Condition,
+        SideEffect::ReadOnly,
+    );
     b.verb_mut(cond).route_by = Some("allowed".into());
     let t = b.trigger("start");
     let c = b.step(0, "allowed", StepKind::Condition { verb: cond });
@@ -199,7 +241,11 @@ fn a_condition_without_its_routing_field_fails_the_run() {
 #[test]
 fn only_the_fired_trigger_runs_and_a_shared_successor_still_runs() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("slack@1:slack.send_message", VerbKind::Action, SideEffect::ExternalWrite);
+    let act = b.verb(
+        "slack@1:slack.send_message",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     let web = b.trigger("webhook");
     let manual = b.trigger("manual");
     let only_web = b.action(0, "only_web", act);
@@ -231,11 +277,23 @@ fn only_the_fired_trigger_runs_and_a_shared_successor_still_runs() {
 
 fn group_plan(body_input: serde_json::Value) -> std::sync::Arc<Plan> {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("donmai@2:agent.dispatch_to_queue", VerbKind::Action, SideEffect::InternalOnly);
+    let act = b.verb(
+        "donmai@2:agent.dispatch_to_queue",
+        VerbKind::Action,
+        SideEffect::InternalOnly,
+    );
     let body = b.level("groups/dev.yaml@1");
     b.level_mut(body).inputs = vec![
-        Port { name: "goal".into(), ty: "string".into(), optional: false },
-        Port { name: "issueId".into(), ty: "string?".into(), optional: true },
+        Port {
+            name: "goal".into(),
+            ty: "string".into(),
+            optional: false,
+        },
+        Port {
+            name: "issueId".into(),
+            ty: "string?".into(),
+            optional: true,
+        },
     ];
     let entry = b.step(body, "in", StepKind::Trigger { trigger: 0 });
     let work = b.action(body, "work", act);
@@ -275,8 +333,14 @@ fn a_group_runs_its_level_and_outputs_its_interface() {
             "run.completed",
         ])
     );
-    assert_eq!(h.output(&run, "dev"), json!({"commit": {"sha": "abc"}, "summary": "done"}));
-    assert_eq!(h.output(&run, "dev/work"), json!({"ok": true, "step": "dev/work"}));
+    assert_eq!(
+        h.output(&run, "dev"),
+        json!({"commit": {"sha": "abc"}, "summary": "done"})
+    );
+    assert_eq!(
+        h.output(&run, "dev/work"),
+        json!({"ok": true, "step": "dev/work"})
+    );
 }
 
 #[test]
@@ -287,13 +351,20 @@ fn a_group_whose_required_interface_input_is_null_is_skipped() {
     h.drive();
     let trace = h.trace(&run);
     assert_eq!(trace[2], "step.skipped dev (required input `goal` is null)");
-    assert_eq!(trace[3], "step.skipped respond (every predecessor was skipped)");
+    assert_eq!(
+        trace[3],
+        "step.skipped respond (every predecessor was skipped)"
+    );
     assert!(executor.calls().is_empty());
 }
 
 fn loop_plan(until_value: serde_json::Value, max_iterations: u32) -> std::sync::Arc<Plan> {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("github@1:github.ci.rerun", VerbKind::Action, SideEffect::ExternalWrite);
+    let act = b.verb(
+        "github@1:github.ci.rerun",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     let body = b.level("groups/attempt.yaml@1");
     let entry = b.step(body, "in", StepKind::Trigger { trigger: 0 });
     let attempt = b.action(body, "attempt", act);
@@ -350,7 +421,11 @@ fn a_loop_stops_at_max_iterations_with_the_last_outputs() {
     let steps: Vec<String> = executor.calls().into_iter().map(|c| c.step).collect();
     assert_eq!(
         steps,
-        ["retries[1]/attempt", "retries[2]/attempt", "retries[3]/attempt"]
+        [
+            "retries[1]/attempt",
+            "retries[2]/attempt",
+            "retries[3]/attempt"
+        ]
     );
     // Each iteration is a new effect: its own idempotency key.
     let keys: std::collections::HashSet<String> =
@@ -385,7 +460,11 @@ fn a_loop_stops_at_max_iterations_with_the_last_outputs() {
 #[test]
 fn a_failure_inside_a_group_fails_the_group_and_the_run() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("donmai@2:agent.dispatch_to_queue", VerbKind::Action, SideEffect::InternalOnly);
+    let act = b.verb(
+        "donmai@2:agent.dispatch_to_queue",
+        VerbKind::Action,
+        SideEffect::InternalOnly,
+    );
     let body = b.level("groups/dev.yaml@1");
     let entry = b.step(body, "in", StepKind::Trigger { trigger: 0 });
     let work = b.action(body, "work", act);
@@ -406,8 +485,14 @@ fn a_failure_inside_a_group_fails_the_group_and_the_run() {
     let run = h.start("start", json!({}));
     h.drive();
     let trace = h.trace(&run);
-    assert!(trace.contains(&"step.failed dev/work boom: it broke".to_string()), "{trace:?}");
-    assert!(trace.contains(&"step.failed dev boom: `dev/work` failed: it broke".to_string()), "{trace:?}");
+    assert!(
+        trace.contains(&"step.failed dev/work boom: it broke".to_string()),
+        "{trace:?}"
+    );
+    assert!(
+        trace.contains(&"step.failed dev boom: `dev/work` failed: it broke".to_string()),
+        "{trace:?}"
+    );
     assert_eq!(
         trace.last().unwrap(),
         "run.failed boom: `dev` failed: `dev/work` failed: it broke"
@@ -418,7 +503,11 @@ fn a_failure_inside_a_group_fails_the_group_and_the_run() {
 #[test]
 fn malformed_graphs_are_refused_before_running() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("slack@1:slack.send_message", VerbKind::Action, SideEffect::ExternalWrite);
+    let act = b.verb(
+        "slack@1:slack.send_message",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     let t = b.trigger("start");
     let x = b.action(0, "x", act);
     let y = b.action(0, "y", act);
@@ -438,7 +527,10 @@ fn malformed_graphs_are_refused_before_running() {
     .err()
     .unwrap();
     assert!(matches!(err, EngineError::Plan(_)));
-    assert_eq!(err.to_string(), "the plan cannot run: level `main`: the steps form a cycle");
+    assert_eq!(
+        err.to_string(),
+        "the plan cannot run: level `main`: the steps form a cycle"
+    );
 
     let mut b = PlanBuilder::new("workflow/v2");
     let t = b.trigger("start");
@@ -462,7 +554,11 @@ fn malformed_graphs_are_refused_before_running() {
 #[test]
 fn expressions_fail_the_step_until_the_vm_is_wired() {
     let mut b = PlanBuilder::new("workflow/v2");
-    let act = b.verb("slack@1:slack.send_message", VerbKind::Action, SideEffect::ExternalWrite);
+    let act = b.verb(
+        "slack@1:slack.send_message",
+        VerbKind::Action,
+        SideEffect::ExternalWrite,
+    );
     b.plan.exprs.push(ExprCode {
         code: vec![],
         max_stack: 0,
@@ -473,7 +569,9 @@ fn expressions_fail_the_step_until_the_vm_is_wired() {
     });
     let t = b.trigger("start");
     let x = b.action(0, "x", act);
-    b.step_mut(0, x).inputs.push(("text".into(), ValueTemplate::Expr(0)));
+    b.step_mut(0, x)
+        .inputs
+        .push(("text".into(), ValueTemplate::Expr(0)));
     b.next(0, t, x);
     let mut h = Harness::new(b.build(), ScriptedExecutor::echo(true));
     let run = h.start("start", json!({}));

@@ -32,12 +32,19 @@ impl Engine {
         self.last_sweep_ms = Some(now);
     }
 
-    pub(crate) fn last_heartbeat(&self) -> u64 {
-        self.last_heartbeat_ms
+    /// Held runs whose lease was last renewed at or before `before`.
+    pub(crate) fn leases_due(&self, before: u64) -> Vec<RunId> {
+        self.runs
+            .values()
+            .filter(|r| r.stored_rev.is_some() && r.lease_renewed_at <= before)
+            .map(|r| r.id.clone())
+            .collect()
     }
 
-    pub(crate) fn set_last_heartbeat(&mut self, now: u64) {
-        self.last_heartbeat_ms = now;
+    pub(crate) fn lease_renewed(&mut self, run: &RunId, now: u64) {
+        if let Some(run) = self.runs.get_mut(run) {
+            run.lease_renewed_at = now;
+        }
     }
 
     pub(crate) fn signal_cursor(&self) -> u64 {
@@ -59,19 +66,15 @@ impl Engine {
             .is_some_and(|r| r.is_active() && r.stored_rev.is_some())
     }
 
-    pub(crate) fn held_runs(&self) -> Vec<RunId> {
-        self.runs
-            .values()
-            .filter(|r| r.stored_rev.is_some())
-            .map(|r| r.id.clone())
-            .collect()
-    }
-
     pub(crate) fn drop_run(&mut self, run: &RunId) {
         self.runs.remove(run);
     }
 
-    pub(crate) fn adopt_run(&mut self, run: &RunId, takeover: Takeover) -> Result<bool, EngineError> {
+    pub(crate) fn adopt_run(
+        &mut self,
+        run: &RunId,
+        takeover: Takeover,
+    ) -> Result<bool, EngineError> {
         self.adopt(run, takeover)
     }
 
@@ -81,7 +84,12 @@ impl Engine {
     }
 
     /// The matcher of a gate attempt that is still waiting in memory.
-    pub(crate) fn waiting_gate(&self, run: &RunId, path: &str, attempt: u32) -> Option<GateMatcher> {
+    pub(crate) fn waiting_gate(
+        &self,
+        run: &RunId,
+        path: &str,
+        attempt: u32,
+    ) -> Option<GateMatcher> {
         let state = self.runs.get(run)?;
         let (frame, step) = state.locate(path)?;
         let step = state.step(frame, step);

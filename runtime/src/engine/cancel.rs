@@ -26,8 +26,17 @@ impl Engine {
                 );
             }
             self.runs.insert(id.clone(), run);
-            self.commit()?;
-            return Ok(active);
+            return match self.commit() {
+                Ok(()) => Ok(active),
+                // Someone else ended the run first (an operator elsewhere).
+                Err(EngineError::Conflict(_))
+                    if super::query::run_info(self.store.as_ref(), id)?
+                        .is_some_and(|info| info.run.status.is_terminal()) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            };
         }
         let now = self.clock.now_ms();
         let mut outcome: Option<Result<Event, EngineError>> = None;
@@ -63,7 +72,10 @@ impl Engine {
                     }
                     if let Some(at) = wait.subscribed_at {
                         for event_type in &wait.event_types {
-                            txn.delete(Table::Gates, &records::gate_key(event_type, at, id, &path))?;
+                            txn.delete(
+                                Table::Gates,
+                                &records::gate_key(event_type, at, id, &path),
+                            )?;
                         }
                     }
                 }
@@ -73,14 +85,23 @@ impl Engine {
                     txn.put(Table::Steps, &key, &records::encode(&step))?;
                 }
             }
-            let mut event = Event::new(EventType::RunCancelled, id.as_str(), record.next_event, rfc3339(now));
+            let mut event = Event::new(
+                EventType::RunCancelled,
+                id.as_str(),
+                record.next_event,
+                rfc3339(now),
+            );
             event.reason = Some(REASON.to_string());
             record.next_event += 1;
             record.rev += 1;
             record.status = RunStatus::Cancelled;
             record.cancelled_by_operator = true;
             record.ended_at = Some(now);
-            txn.put(Table::Runs, &records::run_key(id), &records::encode(&record))?;
+            txn.put(
+                Table::Runs,
+                &records::run_key(id),
+                &records::encode(&record),
+            )?;
             let encoded = event.encode();
             txn.put(Table::Events, &records::event_key(id, event.seq), &encoded)?;
             if let Some(hook) = hook {

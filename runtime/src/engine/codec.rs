@@ -113,12 +113,9 @@ pub fn decode(json: &serde_json::Value) -> Result<Value, String> {
             }
         }
         serde_json::Value::String(s) => Value::string(s.as_str()),
-        serde_json::Value::Array(items) => Value::list(
-            items
-                .iter()
-                .map(decode)
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        serde_json::Value::Array(items) => {
+            Value::list(items.iter().map(decode).collect::<Result<Vec<_>, _>>()?)
+        }
         serde_json::Value::Object(entries) => {
             if let (1, Some((tag, inner))) = (entries.len(), entries.iter().next()) {
                 if tag.starts_with('$') {
@@ -230,7 +227,10 @@ mod tests {
         odd_keys.insert(MapKey::String("$ref".into()), Value::Int(1));
         let mut plain = MapEntries::new();
         plain.insert(MapKey::String("a".into()), Value::Double(2.0));
-        plain.insert(MapKey::String("b".into()), Value::Map(odd_keys.clone().into()));
+        plain.insert(
+            MapKey::String("b".into()),
+            Value::Map(odd_keys.clone().into()),
+        );
         let values = [
             Value::Null,
             Value::Bool(true),

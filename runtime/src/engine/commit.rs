@@ -207,6 +207,7 @@ impl Engine {
                     let ended = match self.runs.get_mut(&p.run) {
                         Some(run) => {
                             run.stored_rev = Some(run.record.rev);
+                            run.lease_renewed_at = now;
                             run.record.status.is_terminal()
                         }
                         None => false,
@@ -262,9 +263,10 @@ fn check_claim(
         (None, None) => None,
         (Some(expected), Some(bytes)) => match records::decode::<RunRecord>("run", bytes) {
             Ok(record) if record.rev == expected => None,
-            Ok(record) if record.status.is_terminal() => {
-                Some(format!("run {run} was {} elsewhere", record.status.as_str()))
-            }
+            Ok(record) if record.status.is_terminal() => Some(format!(
+                "run {run} was {} elsewhere",
+                record.status.as_str()
+            )),
             Ok(_) => Some(format!("run {run} was changed by another process")),
             Err(e) => Some(e),
         },

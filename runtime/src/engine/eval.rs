@@ -9,9 +9,7 @@
 
 use super::EngineError;
 use crate::plan::model::{Constant, ExprIx, Plan, TemplatePart, ValueTemplate};
-use donmai_stdlib::value::{
-    MapEntries, MapKey, Value, format_duration, format_timestamp,
-};
+use donmai_stdlib::value::{MapEntries, MapKey, Value, format_duration, format_timestamp};
 
 /// The roots an expression may read, for one evaluation. Until the VM is
 /// wired into [`eval_expr`] nothing reads them outside tests.
@@ -93,7 +91,10 @@ pub(crate) fn eval_map(
 ) -> Result<Value, EngineError> {
     let mut map = MapEntries::new();
     for (key, value) in entries {
-        map.insert(MapKey::String(key.as_str().into()), eval_template(scope, value)?);
+        map.insert(
+            MapKey::String(key.as_str().into()),
+            eval_template(scope, value)?,
+        );
     }
     Ok(Value::map(map))
 }

@@ -37,19 +37,31 @@ fn process_alive(pid: u32) -> bool {
 impl Engine {
     pub(super) fn init_store(&self) -> Result<(), EngineError> {
         let mut found: Option<Vec<u8>> = None;
-        self.store.write(&mut |txn| {
+        self.store.read(&mut |txn| {
             found = txn.get(Table::Meta, records::META_FORMAT)?;
-            if found.is_none() {
-                txn.put(Table::Meta, records::META_FORMAT, records::FORMAT.as_bytes())?;
-            }
             Ok(())
         })?;
+        if found.is_none() {
+            self.store.write(&mut |txn| {
+                found = txn.get(Table::Meta, records::META_FORMAT)?;
+                if found.is_none() {
+                    txn.put(
+                        Table::Meta,
+                        records::META_FORMAT,
+                        records::FORMAT.as_bytes(),
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
         match found {
-            Some(format) if format != records::FORMAT.as_bytes() => Err(EngineError::Damaged(format!(
-                "the store holds engine format `{}`; this engine reads format {}",
-                String::from_utf8_lossy(&format),
-                records::FORMAT
-            ))),
+            Some(format) if format != records::FORMAT.as_bytes() => {
+                Err(EngineError::Damaged(format!(
+                    "the store holds engine format `{}`; this engine reads format {}",
+                    String::from_utf8_lossy(&format),
+                    records::FORMAT
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -145,15 +157,17 @@ impl Engine {
             Ok(())
         })?;
         if mismatch && takeover == Takeover::Any {
-            return Err(EngineError::PlanMismatch { run: id.to_string() });
+            return Err(EngineError::PlanMismatch {
+                run: id.to_string(),
+            });
         }
         if !claimed {
             return Ok(false);
         }
-        let run = self.load_run(id)?;
+        let mut run = self.load_run(id)?;
+        run.lease_renewed_at = now;
         self.queue_unfinished(&run);
         self.runs.insert(id.clone(), run);
-        self.last_heartbeat_ms = self.last_heartbeat_ms.min(now);
         Ok(true)
     }
 
@@ -194,7 +208,15 @@ impl Engine {
         let mut run = self.new_run_state(id.clone(), record);
         run.stored_rev = Some(stored_rev);
         let root = super::run::trigger_root(&self.plan, &payload);
-        self.build_frame(&mut run, &mut steps, 0, None, String::new(), String::new(), root);
+        self.build_frame(
+            &mut run,
+            &mut steps,
+            0,
+            None,
+            String::new(),
+            String::new(),
+            root,
+        );
         self.recount(&mut run);
         Ok(run)
     }
@@ -334,8 +356,22 @@ impl Engine {
                         }
                         _ => {}
                     },
+                    StepStatus::Retrying if state.rec.wait.is_none() => {
+                        self.work.push_back(Work::Start(
+                            run.id.clone(),
+                            run.generation,
+                            f,
+                            step,
+                            state.rec.attempt + 1,
+                        ));
+                    }
                     StepStatus::Waiting => {
-                        if state.rec.wait.as_ref().is_some_and(|w| w.subscribed_at.is_some()) {
+                        if state
+                            .rec
+                            .wait
+                            .as_ref()
+                            .is_some_and(|w| w.subscribed_at.is_some())
+                        {
                             self.fresh_gates.push((
                                 run.id.clone(),
                                 frame.path(step),

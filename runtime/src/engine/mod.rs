@@ -116,7 +116,10 @@ impl StepStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            StepStatus::Completed | StepStatus::Skipped | StepStatus::Failed | StepStatus::Cancelled
+            StepStatus::Completed
+                | StepStatus::Skipped
+                | StepStatus::Failed
+                | StepStatus::Cancelled
         )
     }
 }
@@ -144,11 +147,18 @@ pub enum EngineError {
     Plan(String),
     /// A compiled expression was reached; the bytecode VM is wired into
     /// `engine/eval.rs` at merge.
-    ExpressionNotWired { expr: u32 },
-    UnknownTrigger { trigger: String, known: Vec<String> },
+    ExpressionNotWired {
+        expr: u32,
+    },
+    UnknownTrigger {
+        trigger: String,
+        known: Vec<String>,
+    },
     UnknownRun(String),
     /// A run was started under another plan than this engine's.
-    PlanMismatch { run: String },
+    PlanMismatch {
+        run: String,
+    },
     /// The lease or the run changed under this engine (another process took
     /// the run over, or cancelled it); the run was reloaded or dropped.
     Conflict(String),
@@ -302,7 +312,6 @@ pub struct Engine {
     /// The last signal sequence number matched against waiting gates.
     signal_cursor: u64,
     last_sweep_ms: Option<u64>,
-    last_heartbeat_ms: u64,
     sink: Option<EventSink>,
     hook: Option<Box<dyn EventHook>>,
     stats: Stats,
@@ -362,7 +371,6 @@ impl Engine {
             fresh_gates: Vec::new(),
             signal_cursor: 0,
             last_sweep_ms: None,
-            last_heartbeat_ms: 0,
             sink: None,
             hook: None,
             stats: Stats::default(),

@@ -175,7 +175,9 @@ fn leaf(actual: &Value, op: Op, expected: &Value) -> bool {
         Op::Neq => actual != expected,
         Op::In => match expected {
             Value::List(items) => items.iter().any(|item| item == actual),
-            Value::Map(entries) => MapKey::from_value(actual).is_some_and(|k| entries.contains_key(&k)),
+            Value::Map(entries) => {
+                MapKey::from_value(actual).is_some_and(|k| entries.contains_key(&k))
+            }
             _ => false,
         },
         Op::Contains => match (actual, expected) {
@@ -195,7 +197,10 @@ fn leaf(actual: &Value, op: Op, expected: &Value) -> bool {
             _ => false,
         },
         Op::Lt => order(actual, expected) == Some(Ordering::Less),
-        Op::Lte => matches!(order(actual, expected), Some(Ordering::Less | Ordering::Equal)),
+        Op::Lte => matches!(
+            order(actual, expected),
+            Some(Ordering::Less | Ordering::Equal)
+        ),
         Op::Gt => order(actual, expected) == Some(Ordering::Greater),
         Op::Gte => matches!(
             order(actual, expected),
@@ -265,7 +270,11 @@ mod tests {
         }
         let all = Filter::All(vec![
             leaf_filter("run.n", Op::Eq, serde_json::json!(3)),
-            Filter::Not(Box::new(leaf_filter("run.sha", Op::Eq, serde_json::json!("x")))),
+            Filter::Not(Box::new(leaf_filter(
+                "run.sha",
+                Op::Eq,
+                serde_json::json!("x"),
+            ))),
         ]);
         assert!(all.matches(&subject));
         assert!(!Filter::Any(vec![]).matches(&subject));

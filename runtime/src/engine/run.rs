@@ -10,7 +10,9 @@ use super::records::{
     TimerRecord, Wait,
 };
 use super::state::{Frame, RunState, StepState};
-use super::{Engine, EngineError, ErrorInfo, EventType, PendingCall, RunId, RunStatus, StepStatus, Work, hex};
+use super::{
+    Engine, EngineError, ErrorInfo, EventType, PendingCall, RunId, RunStatus, StepStatus, Work, hex,
+};
 use crate::clock::rfc3339;
 use crate::exec::core as core_verbs;
 use crate::exec::{ExecError, VerbCall, VerbOutcome, error_kind};
@@ -47,8 +49,14 @@ pub(super) fn trigger_root(plan: &Plan, payload: &Value) -> Value {
 pub(super) fn run_root(record: &RunRecord) -> Value {
     let mut run = MapEntries::new();
     run.insert(MapKey::from("id"), Value::string(record.id.as_str()));
-    run.insert(MapKey::from("workflow"), Value::string(record.workflow.as_str()));
-    run.insert(MapKey::from("trigger"), Value::string(record.trigger.as_str()));
+    run.insert(
+        MapKey::from("workflow"),
+        Value::string(record.workflow.as_str()),
+    );
+    run.insert(
+        MapKey::from("trigger"),
+        Value::string(record.trigger.as_str()),
+    );
     run.insert(
         MapKey::from("startedAt"),
         Value::string(rfc3339(record.started_at)),
@@ -107,7 +115,11 @@ pub(super) fn backoff_ms(policy: &RetryPolicy, attempt: u32) -> u64 {
 }
 
 /// The steps a completed step leads to.
-pub(super) fn taken_edges(def: &StepDef, handle: Option<&str>, route_to: Option<u32>) -> Vec<StepIx> {
+pub(super) fn taken_edges(
+    def: &StepDef,
+    handle: Option<&str>,
+    route_to: Option<u32>,
+) -> Vec<StepIx> {
     if let Some(target) = route_to {
         return vec![target];
     }
@@ -198,7 +210,9 @@ fn required_inputs<'p>(plan: &'p Plan, def: &'p StepDef) -> Vec<&'p str> {
             .iter()
             .map(String::as_str)
             .collect(),
-        StepKind::Gate { verb: Some(verb), .. } => plan.verbs[*verb as usize]
+        StepKind::Gate {
+            verb: Some(verb), ..
+        } => plan.verbs[*verb as usize]
             .required_inputs
             .iter()
             .map(String::as_str)
@@ -230,6 +244,7 @@ impl Engine {
             frames: Vec::new(),
             dirty: Vec::new(),
             touched: false,
+            lease_renewed_at: 0,
         }
     }
 
@@ -329,7 +344,12 @@ impl Engine {
                         .triggers
                         .get(trigger as usize)
                         .map_or("?", |t| t.id.as_str());
-                    self.skip(run, frame, ix, format!("trigger `{name}` did not start this run"));
+                    self.skip(
+                        run,
+                        frame,
+                        ix,
+                        format!("trigger `{name}` did not start this run"),
+                    );
                 }
                 StepKind::Trigger { .. } => {
                     let state = run.step_mut(frame, ix);
@@ -394,7 +414,13 @@ impl Engine {
 
     /// Begins attempt `attempt` (1 from `Pending`, later ones from
     /// `Retrying`).
-    pub(super) fn start_attempt(&mut self, run: &mut RunState, frame: u32, step: StepIx, attempt: u32) {
+    pub(super) fn start_attempt(
+        &mut self,
+        run: &mut RunState,
+        frame: u32,
+        step: StepIx,
+        attempt: u32,
+    ) {
         let plan = Arc::clone(&self.plan);
         let def = Self::def(&plan, run, frame, step);
         let expected = if attempt <= 1 {
@@ -406,7 +432,8 @@ impl Engine {
             return;
         }
         if run.step(frame, step).rec.input.is_none() {
-            let input = self.scope_eval(run, frame, None, None, |scope| eval_map(scope, &def.inputs));
+            let input =
+                self.scope_eval(run, frame, None, None, |scope| eval_map(scope, &def.inputs));
             let input = match input {
                 Ok(input) => input,
                 Err(error) => {
@@ -423,7 +450,8 @@ impl Engine {
                 .into_iter()
                 .find(|name| crate::exec::field(&input, name).is_null());
             let state = run.step_mut(frame, step);
-            state.rec.input_hash = Some(input_hash(&state.rec.step_id, &input, &self.plan_hash_hex));
+            state.rec.input_hash =
+                Some(input_hash(&state.rec.step_id, &input, &self.plan_hash_hex));
             state.rec.input = Some(input);
             if let Some(name) = missing {
                 self.skip(run, frame, step, format!("required input `{name}` is null"));
@@ -451,7 +479,9 @@ impl Engine {
             StepKind::Action { verb } | StepKind::Condition { verb } => {
                 self.begin_call(run, frame, step, *verb, attempt)
             }
-            StepKind::Gate { verb, gate } => self.enter_gate(run, frame, step, *verb, gate, attempt),
+            StepKind::Gate { verb, gate } => {
+                self.enter_gate(run, frame, step, *verb, gate, attempt)
+            }
             StepKind::Group { level } | StepKind::Loop { level, .. } => {
                 self.open_child(run, frame, step, *level, 1)
             }
@@ -474,11 +504,18 @@ impl Engine {
         let key = match verb.idempotency_key {
             Some(expr) => {
                 let mut step_root = MapEntries::new();
-                step_root.insert(MapKey::from("id"), Value::string(state.rec.step_id.as_str()));
+                step_root.insert(
+                    MapKey::from("id"),
+                    Value::string(state.rec.step_id.as_str()),
+                );
                 let step_root = Value::map(step_root);
-                let value = self.scope_eval(run, frame, state.rec.input.as_ref(), Some(&step_root), |scope| {
-                    eval_expr(scope, expr)
-                })?;
+                let value = self.scope_eval(
+                    run,
+                    frame,
+                    state.rec.input.as_ref(),
+                    Some(&step_root),
+                    |scope| eval_expr(scope, expr),
+                )?;
                 match value {
                     Value::String(text) => text.to_string(),
                     other => other.to_canonical_json(),
@@ -495,7 +532,14 @@ impl Engine {
         Ok(())
     }
 
-    fn begin_call(&mut self, run: &mut RunState, frame: u32, step: StepIx, verb: VerbIx, attempt: u32) {
+    fn begin_call(
+        &mut self,
+        run: &mut RunState,
+        frame: u32,
+        step: StepIx,
+        verb: VerbIx,
+        attempt: u32,
+    ) {
         let plan = Arc::clone(&self.plan);
         let verb_ref = &plan.verbs[verb as usize];
         if core_verbs::is_core(verb_ref) && verb_ref.verb == core_verbs::WAIT {
@@ -569,10 +613,12 @@ impl Engine {
             step_id: &state.rec.step_id,
         });
         match def.timeout_ms {
-            Some(limit) if self.clock.now_ms().saturating_sub(started) > limit => Err(ExecError::new(
-                error_kind::TIMEOUT,
-                format!("the call took longer than its timeoutMs ({limit} ms)"),
-            )),
+            Some(limit) if self.clock.now_ms().saturating_sub(started) > limit => {
+                Err(ExecError::new(
+                    error_kind::TIMEOUT,
+                    format!("the call took longer than its timeoutMs ({limit} ms)"),
+                ))
+            }
             _ => result,
         }
     }
@@ -640,7 +686,8 @@ impl Engine {
                 started_at: state.rec.started_at.unwrap_or_default(),
                 completed_at: Some(self.clock.now_ms()),
             };
-            let key = records::attempt_key(&run.id, &run.frames[frame as usize].path(step), attempt);
+            let key =
+                records::attempt_key(&run.id, &run.frames[frame as usize].path(step), attempt);
             self.batch.put(Table::Steps, key, records::encode(&record));
             self.touch(run);
         }
@@ -679,7 +726,12 @@ impl Engine {
     }
 
     fn begin_sleep(&mut self, run: &mut RunState, frame: u32, step: StepIx) {
-        let input = run.step(frame, step).rec.input.clone().unwrap_or(Value::Null);
+        let input = run
+            .step(frame, step)
+            .rec
+            .input
+            .clone()
+            .unwrap_or(Value::Null);
         let duration = match crate::exec::field(&input, "durationMs") {
             Value::Int(ms) if ms >= 0 => ms as u64,
             other => {
@@ -689,7 +741,9 @@ impl Engine {
                     step,
                     ErrorInfo::new(
                         error_kind::INVALID_INPUT,
-                        format!("core@1:core.wait: `durationMs` must be a non-negative int, not {other}"),
+                        format!(
+                            "core@1:core.wait: `durationMs` must be a non-negative int, not {other}"
+                        ),
                     ),
                     false,
                 );
@@ -807,9 +861,13 @@ impl Engine {
         let filter = match &gate.filter {
             None => None,
             Some(predicate) => {
-                let resolved = self.scope_eval(run, frame, run.step(frame, step).rec.input.as_ref(), None, |scope| {
-                    predicate::resolve(scope, predicate)
-                });
+                let resolved = self.scope_eval(
+                    run,
+                    frame,
+                    run.step(frame, step).rec.input.as_ref(),
+                    None,
+                    |scope| predicate::resolve(scope, predicate),
+                );
                 match resolved {
                     Ok(filter) => Some(filter),
                     Err(error) => {
@@ -829,7 +887,10 @@ impl Engine {
             self.emit(run, EventType::GateTimedOut, |e| {
                 e.step_id = Some(step_id);
                 e.attempt = Some(attempt);
-                e.reason = Some("the gate's filter resolved to nothing: every value it compares with is null".into());
+                e.reason = Some(
+                    "the gate's filter resolved to nothing: every value it compares with is null"
+                        .into(),
+                );
             });
             self.gate_timeout_path(run, frame, step);
             return;
@@ -890,8 +951,12 @@ impl Engine {
         let timeout = gate.timeout_ms.or(def.timeout_ms);
         match &gate.on_timeout {
             OnTimeout::Skip => {
-                let has_timeout_handle = verb
-                    .is_some_and(|v| plan.verbs[v as usize].handles.iter().any(|h| h == "timeout"));
+                let has_timeout_handle = verb.is_some_and(|v| {
+                    plan.verbs[v as usize]
+                        .handles
+                        .iter()
+                        .any(|h| h == "timeout")
+                });
                 if has_timeout_handle {
                     self.complete(run, frame, step, Value::Null, Some("timeout".into()), None);
                 } else {
@@ -952,7 +1017,13 @@ impl Engine {
     }
 
     /// The step's timer fired (the governor removed it from the store).
-    pub(super) fn on_timer(&mut self, run: &mut RunState, frame: u32, step: StepIx, kind: TimerKind) {
+    pub(super) fn on_timer(
+        &mut self,
+        run: &mut RunState,
+        frame: u32,
+        step: StepIx,
+        kind: TimerKind,
+    ) {
         if let Some(wait) = run.step_mut(frame, step).rec.wait.as_mut() {
             wait.timer = None;
         }
@@ -960,15 +1031,11 @@ impl Engine {
         self.touch(run);
         match kind {
             TimerKind::Retry => {
+                // Started in the same batch that consumes the timer: a
+                // commit must never leave a retrying step without either.
                 run.step_mut(frame, step).rec.wait = None;
                 let attempt = run.step(frame, step).rec.attempt + 1;
-                self.work.push_back(Work::Start(
-                    run.id.clone(),
-                    run.generation,
-                    frame,
-                    step,
-                    attempt,
-                ));
+                self.start_attempt(run, frame, step, attempt);
             }
             TimerKind::Sleep | TimerKind::TimerGate => {
                 run.step_mut(frame, step).rec.wait = None;
@@ -988,7 +1055,14 @@ impl Engine {
         }
     }
 
-    fn open_child(&mut self, run: &mut RunState, frame: u32, step: StepIx, level: LevelIx, iteration: u32) {
+    fn open_child(
+        &mut self,
+        run: &mut RunState,
+        frame: u32,
+        step: StepIx,
+        level: LevelIx,
+        iteration: u32,
+    ) {
         let plan = Arc::clone(&self.plan);
         let def = Self::def(&plan, run, frame, step);
         let parent = &run.frames[frame as usize];
@@ -997,7 +1071,12 @@ impl Engine {
             StepKind::Loop { .. } => format!("{}{}[{iteration}]/", parent.display_prefix, def.id),
             _ => format!("{}{}/", parent.display_prefix, def.id),
         };
-        let input = run.step(frame, step).rec.input.clone().unwrap_or(Value::Null);
+        let input = run
+            .step(frame, step)
+            .rec
+            .input
+            .clone()
+            .unwrap_or(Value::Null);
         let state = run.step_mut(frame, step);
         state.rec.iteration = iteration;
         run.mark(frame, step);
@@ -1029,7 +1108,9 @@ impl Engine {
         };
         let plan = Arc::clone(&self.plan);
         let level = &plan.levels[run.frames[frame as usize].level as usize];
-        let outputs = self.scope_eval(run, frame, None, None, |scope| eval_map(scope, &level.outputs));
+        let outputs = self.scope_eval(run, frame, None, None, |scope| {
+            eval_map(scope, &level.outputs)
+        });
         let outputs = match outputs {
             Ok(outputs) => outputs,
             Err(error) => {
@@ -1214,7 +1295,13 @@ impl Engine {
     }
 
     /// The step failed for good; so does every frame up to the run.
-    pub(super) fn fail_step(&mut self, run: &mut RunState, frame: u32, step: StepIx, error: ErrorInfo) {
+    pub(super) fn fail_step(
+        &mut self,
+        run: &mut RunState,
+        frame: u32,
+        step: StepIx,
+        error: ErrorInfo,
+    ) {
         let now = self.clock.now_ms();
         self.clear_wait(run, frame, step);
         let state = run.step_mut(frame, step);

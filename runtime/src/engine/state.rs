@@ -73,6 +73,8 @@ pub(crate) struct RunState {
     pub dirty: Vec<(u32, StepIx)>,
     /// Touched by the batch being built.
     pub touched: bool,
+    /// When this engine last wrote the run's lease.
+    pub lease_renewed_at: u64,
 }
 
 impl RunState {

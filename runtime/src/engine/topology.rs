@@ -56,7 +56,10 @@ pub(crate) fn analyse(plan: &Plan) -> Result<Topology, EngineError> {
             }
             for &t in step.next.iter().chain(step.branches.iter().map(|(_, t)| t)) {
                 in_level(t, "successor", &step.id)?;
-                if !level.steps[t as usize].predecessors.contains(&(ix as StepIx)) {
+                if !level.steps[t as usize]
+                    .predecessors
+                    .contains(&(ix as StepIx))
+                {
                     return Err(plan_error(format!(
                         "level `{}`: step `{}` leads to `{}`, which does not list it as a predecessor",
                         level.name, step.id, level.steps[t as usize].id
@@ -88,7 +91,10 @@ pub(crate) fn analyse(plan: &Plan) -> Result<Topology, EngineError> {
                     }
                     if let OnTimeout::Branch(t) = gate.on_timeout {
                         in_level(t, "timeout branch", &step.id)?;
-                        if !level.steps[t as usize].predecessors.contains(&(ix as StepIx)) {
+                        if !level.steps[t as usize]
+                            .predecessors
+                            .contains(&(ix as StepIx))
+                        {
                             return Err(plan_error(format!(
                                 "level `{}`: the timeout branch of `{}` leads to `{}`, which does not list it as a predecessor",
                                 level.name, step.id, level.steps[t as usize].id
@@ -97,7 +103,11 @@ pub(crate) fn analyse(plan: &Plan) -> Result<Topology, EngineError> {
                     }
                 }
                 StepKind::Group { level: child } => check_level(plan, *child, &step.id)?,
-                StepKind::Loop { level: child, until, .. } => {
+                StepKind::Loop {
+                    level: child,
+                    until,
+                    ..
+                } => {
                     check_level(plan, *child, &step.id)?;
                     if let Some(until) = until {
                         check_predicate(plan, until, 0)?;
@@ -217,7 +227,9 @@ fn check_acyclic(
     if seen == steps.len() {
         Ok(())
     } else {
-        Err(plan_error(format!("level `{level}`: the steps form a cycle")))
+        Err(plan_error(format!(
+            "level `{level}`: the steps form a cycle"
+        )))
     }
 }
 

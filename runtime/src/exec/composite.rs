@@ -101,7 +101,11 @@ mod tests {
         }
     }
 
-    fn run(executor: &CompositeExecutor, verb: &VerbRef, input: serde_json::Value) -> Result<VerbOutcome, ExecError> {
+    fn run(
+        executor: &CompositeExecutor,
+        verb: &VerbRef,
+        input: serde_json::Value,
+    ) -> Result<VerbOutcome, ExecError> {
         let qualified = verb.qualified();
         let input = Value::from_json(&input);
         executor.execute(&VerbCall {

@@ -126,7 +126,12 @@ impl CoreExecutor {
             Value::String(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic()) => {
                 m.to_ascii_uppercase()
             }
-            other => return Err(invalid(call, format!("`method` is not an HTTP method: {other}"))),
+            other => {
+                return Err(invalid(
+                    call,
+                    format!("`method` is not an HTTP method: {other}"),
+                ));
+            }
         };
         let url = match call.input_field("url") {
             Value::String(url) => url.to_string(),
@@ -201,7 +206,9 @@ impl CoreExecutor {
             url,
             headers,
             body,
-            timeout: timeout.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT),
+            timeout: timeout
+                .map(Duration::from_millis)
+                .unwrap_or(DEFAULT_TIMEOUT),
             follow_redirects: true,
         };
         let response = self.http.send(&request)?;
@@ -219,7 +226,10 @@ impl CoreExecutor {
             .map(|(name, value)| (MapKey::from(name.as_str()), Value::string(value.as_str())))
             .collect();
         let output: MapEntries = [
-            (MapKey::from("status"), Value::Int(i64::from(response.status))),
+            (
+                MapKey::from("status"),
+                Value::Int(i64::from(response.status)),
+            ),
             (MapKey::from("headers"), Value::map(headers)),
             (MapKey::from("body"), body),
         ]

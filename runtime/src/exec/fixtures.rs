@@ -193,7 +193,10 @@ impl Parser<'_> {
             return Vec::new();
         }
         let Some(root) = parsed.documents.first() else {
-            self.error(Span::at(0), "the fixtures file is empty; expected `fixtures:`");
+            self.error(
+                Span::at(0),
+                "the fixtures file is empty; expected `fixtures:`",
+            );
             return Vec::new();
         };
         if parsed.documents.len() > 1 {
@@ -248,7 +251,10 @@ impl Parser<'_> {
         }
         let verb = match item.get("verb") {
             None => {
-                self.error(item.span, "missing `verb` (e.g. `linear@1:linear.issue.update`)");
+                self.error(
+                    item.span,
+                    "missing `verb` (e.g. `linear@1:linear.issue.update`)",
+                );
                 None
             }
             Some(node) => match node.as_str() {
@@ -264,7 +270,10 @@ impl Parser<'_> {
         };
         let when = item.get("when").and_then(|node| {
             if node.as_map().is_none() {
-                self.error(node.span, "`when` must be a mapping of input names to values");
+                self.error(
+                    node.span,
+                    "`when` must be a mapping of input names to values",
+                );
                 return None;
             }
             self.value(node)
@@ -382,7 +391,12 @@ mod tests {
         }
     }
 
-    fn call<'a>(verb: &'a VerbRef, qualified: &'a str, input: &'a Value, attempt: u32) -> VerbCall<'a> {
+    fn call<'a>(
+        verb: &'a VerbRef,
+        qualified: &'a str,
+        input: &'a Value,
+        attempt: u32,
+    ) -> VerbCall<'a> {
         VerbCall {
             verb,
             qualified,
@@ -417,24 +431,37 @@ fixtures:
         let fixtures = Fixtures::parse("f.yaml", FILE).unwrap();
         let v = verb("linear", "linear.issue.update");
         let q = v.qualified();
-        let matching = input(serde_json::json!({"issueId": "LIN-1", "meta": {"n": 1.0, "x": 2}, "x": 1}));
+        let matching =
+            input(serde_json::json!({"issueId": "LIN-1", "meta": {"n": 1.0, "x": 2}, "x": 1}));
         let out = fixtures.execute(&call(&v, &q, &matching, 1)).unwrap();
         assert_eq!(out.handle.as_deref(), Some("success"));
         assert_eq!(out.output.to_json(), serde_json::json!({"success": true}));
 
         let other = input(serde_json::json!({"issueId": "LIN-2"}));
         let err = fixtures.execute(&call(&v, &q, &other, 1)).unwrap_err();
-        assert_eq!((err.kind.as_str(), err.message.as_str()), ("network", "flaky"));
+        assert_eq!(
+            (err.kind.as_str(), err.message.as_str()),
+            ("network", "flaky")
+        );
         let out = fixtures.execute(&call(&v, &q, &other, 2)).unwrap();
         assert_eq!(out.output.to_json(), serde_json::json!({"success": false}));
 
         let unknown = verb("linear", "linear.comment.create");
         let uq = unknown.qualified();
-        let err = fixtures.execute(&call(&unknown, &uq, &other, 1)).unwrap_err();
+        let err = fixtures
+            .execute(&call(&unknown, &uq, &other, 1))
+            .unwrap_err();
         assert_eq!(err.kind, error_kind::NO_FIXTURE);
-        assert!(err.message.contains("linear@1:linear.comment.create"), "{err}");
+        assert!(
+            err.message.contains("linear@1:linear.comment.create"),
+            "{err}"
+        );
         assert!(err.message.contains("LIN-2"), "{err}");
-        assert!(fixtures.resolve_gate(&call(&unknown, &uq, &other, 1)).is_none());
+        assert!(
+            fixtures
+                .resolve_gate(&call(&unknown, &uq, &other, 1))
+                .is_none()
+        );
     }
 
     #[test]

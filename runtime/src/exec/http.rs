@@ -156,10 +156,9 @@ impl HttpClient {
 fn transport_error(url: &str, error: ureq::Error) -> ExecError {
     let url = truncate_for_message(url);
     match error {
-        ureq::Error::Timeout(which) => ExecError::new(
-            error_kind::TIMEOUT,
-            format!("{url}: timed out ({which})"),
-        ),
+        ureq::Error::Timeout(which) => {
+            ExecError::new(error_kind::TIMEOUT, format!("{url}: timed out ({which})"))
+        }
         ureq::Error::BadUri(reason) => ExecError::new(
             error_kind::INVALID_INPUT,
             format!("`{url}` is not a valid URL: {reason}"),
@@ -299,14 +298,20 @@ mod tests {
 
     #[test]
     fn plugin_answers_are_read_per_protocol() {
-        let ok = plugin_answer("p@1:v", &response(200, r#"{"output":{"a":1},"handle":"yes"}"#))
-            .unwrap();
+        let ok = plugin_answer(
+            "p@1:v",
+            &response(200, r#"{"output":{"a":1},"handle":"yes"}"#),
+        )
+        .unwrap();
         assert_eq!(ok.handle.as_deref(), Some("yes"));
         assert_eq!(ok.output.to_json(), serde_json::json!({"a": 1}));
 
         let reported = plugin_answer(
             "p@1:v",
-            &response(503, r#"{"error":{"kind":"rate_limited","message":"slow down"}}"#),
+            &response(
+                503,
+                r#"{"error":{"kind":"rate_limited","message":"slow down"}}"#,
+            ),
         )
         .unwrap_err();
         assert_eq!(reported.kind, "rate_limited");
@@ -325,8 +330,10 @@ mod tests {
     fn json_content_types() {
         let mut r = response(200, "{}");
         assert!(r.is_json());
-        r.headers
-            .insert("content-type".into(), "application/problem+json; charset=utf-8".into());
+        r.headers.insert(
+            "content-type".into(),
+            "application/problem+json; charset=utf-8".into(),
+        );
         assert!(r.is_json());
         r.headers.insert("content-type".into(), "text/plain".into());
         assert!(!r.is_json());

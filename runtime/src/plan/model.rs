@@ -260,15 +260,26 @@ pub enum DefaultRoute {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
     /// Entry point: runs when its trigger fires; its output is the payload.
-    Trigger { trigger: TriggerIx },
+    Trigger {
+        trigger: TriggerIx,
+    },
     /// Routes by the verb's `route_by` output (`yes`/`no` or a switch case).
-    Condition { verb: VerbIx },
-    Action { verb: VerbIx },
+    Condition {
+        verb: VerbIx,
+    },
+    Action {
+        verb: VerbIx,
+    },
     /// Waits for a signal, a timer or a webhook.
-    Gate { verb: Option<VerbIx>, gate: GateDef },
+    Gate {
+        verb: Option<VerbIx>,
+        gate: GateDef,
+    },
     /// Runs another level with the step's inputs as its interface inputs;
     /// the step's output is the level's interface outputs.
-    Group { level: LevelIx },
+    Group {
+        level: LevelIx,
+    },
     /// Runs a level repeatedly, at most `max_iterations` times, until `until`
     /// holds over the last iteration's outputs (`output.<field>`).
     Loop {

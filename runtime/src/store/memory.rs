@@ -24,12 +24,7 @@ fn get(tables: &Tables, table: Table, key: &[u8]) -> Option<Vec<u8>> {
     tables.get(&table)?.get(key).cloned()
 }
 
-fn scan(
-    tables: &Tables,
-    table: Table,
-    prefix: &[u8],
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-) {
+fn scan(tables: &Tables, table: Table, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
     let Some(entries) = tables.get(&table) else {
         return;
     };

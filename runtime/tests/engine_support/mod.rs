@@ -162,7 +162,9 @@ impl PlanBuilder {
 
     pub fn input(&mut self, level: LevelIx, step: StepIx, name: &str, value: serde_json::Value) {
         let template = self.value(value);
-        self.step_mut(level, step).inputs.push((name.into(), template));
+        self.step_mut(level, step)
+            .inputs
+            .push((name.into(), template));
     }
 
     fn link(&mut self, level: LevelIx, from: StepIx, to: StepIx) {
@@ -179,7 +181,9 @@ impl PlanBuilder {
     }
 
     pub fn branch(&mut self, level: LevelIx, from: StepIx, handle: &str, to: StepIx) {
-        self.step_mut(level, from).branches.push((handle.into(), to));
+        self.step_mut(level, from)
+            .branches
+            .push((handle.into(), to));
         self.link(level, from, to);
     }
 
@@ -285,7 +289,12 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(plan: Arc<Plan>, executor: Arc<dyn VerbExecutor>) -> Harness {
-        Harness::with_store(plan, executor, Arc::new(MemoryStore::new()), VirtualClock::default())
+        Harness::with_store(
+            plan,
+            executor,
+            Arc::new(MemoryStore::new()),
+            VirtualClock::default(),
+        )
     }
 
     pub fn with_store(
@@ -327,7 +336,9 @@ impl Harness {
     }
 
     pub fn start(&mut self, trigger: &str, payload: serde_json::Value) -> RunId {
-        self.engine.start_run(trigger, json(payload)).expect("the run starts")
+        self.engine
+            .start_run(trigger, json(payload))
+            .expect("the run starts")
     }
 
     pub fn drive(&mut self) -> donmai_runtime::engine::Idle {
