@@ -95,17 +95,14 @@ impl Engine {
                 true
             })
         })?;
+        let candidates: Vec<RunId> = candidates
+            .iter()
+            .filter_map(|id| RunId::parse(id))
+            .filter(|id| !self.runs.contains_key(id))
+            .collect();
         let mut taken = Vec::new();
-        for id in candidates {
-            let Some(id) = RunId::parse(&id) else {
-                continue;
-            };
-            if self.runs.contains_key(&id) {
-                continue;
-            }
-            if self.adopt(&id, takeover)? {
-                taken.push(id);
-            }
+        for chunk in candidates.chunks(1_000) {
+            taken.extend(self.adopt_many(chunk, takeover)?);
         }
         Ok(taken)
     }
@@ -117,10 +114,16 @@ impl Engine {
         if self.runs.contains_key(id) {
             return Ok(true);
         }
+        Ok(!self
+            .adopt_many(std::slice::from_ref(id), takeover)?
+            .is_empty())
+    }
+
+    /// Claims the leases of `ids` in one write transaction (a resume of
+    /// thousands of runs is one commit per chunk, not one per run), then
+    /// loads the runs it got.
+    fn adopt_many(&mut self, ids: &[RunId], takeover: Takeover) -> Result<Vec<RunId>, EngineError> {
         let now = self.clock.now_ms();
-        let mut claimed = false;
-        let mut mismatch = false;
-        let lease_key = records::lease_key(id);
         let ours = records::encode(&LeaseRecord {
             owner: self.owner.clone(),
             heartbeat_at: now,
@@ -128,47 +131,44 @@ impl Engine {
             host: self.host.clone(),
         });
         let plan_hash = self.plan_hash_hex.clone();
+        let mut claimed: Vec<RunId> = Vec::new();
         let this = &*self;
-        self.store.write(&mut |txn| {
-            claimed = false;
-            mismatch = false;
-            let record = match txn.get(Table::Runs, &records::run_key(id))? {
-                Some(bytes) => records::decode::<RunRecord>("run", &bytes).ok(),
-                None => None,
-            };
-            let lease = txn
-                .get(Table::Leases, &lease_key)?
-                .and_then(|bytes| records::decode::<LeaseRecord>("lease", &bytes).ok());
-            let Some(record) = record.filter(|r| !r.status.is_terminal()) else {
-                if lease.is_some() {
-                    txn.delete(Table::Leases, &lease_key)?;
+        this.store.write(&mut |txn| {
+            claimed.clear();
+            for id in ids {
+                if this.runs.contains_key(id) {
+                    continue;
                 }
-                return Ok(());
-            };
-            if record.plan_hash != plan_hash {
-                mismatch = true;
-                return Ok(());
+                let lease_key = records::lease_key(id);
+                let record = match txn.get(Table::Runs, &records::run_key(id))? {
+                    Some(bytes) => records::decode::<RunRecord>("run", &bytes).ok(),
+                    None => None,
+                };
+                let lease = txn
+                    .get(Table::Leases, &lease_key)?
+                    .and_then(|bytes| records::decode::<LeaseRecord>("lease", &bytes).ok());
+                let Some(record) = record.filter(|r| !r.status.is_terminal()) else {
+                    if lease.is_some() {
+                        txn.delete(Table::Leases, &lease_key)?;
+                    }
+                    continue;
+                };
+                // A run of another plan is left to an engine of that plan.
+                if record.plan_hash != plan_hash || !this.may_take(lease.as_ref(), takeover, now) {
+                    continue;
+                }
+                txn.put(Table::Leases, &lease_key, &ours)?;
+                claimed.push(id.clone());
             }
-            if !this.may_take(lease.as_ref(), takeover, now) {
-                return Ok(());
-            }
-            txn.put(Table::Leases, &lease_key, &ours)?;
-            claimed = true;
             Ok(())
         })?;
-        if mismatch && takeover == Takeover::Any {
-            return Err(EngineError::PlanMismatch {
-                run: id.to_string(),
-            });
+        for id in &claimed {
+            let mut run = self.load_run(id)?;
+            run.lease_renewed_at = now;
+            self.queue_unfinished(&run);
+            self.runs.insert(id.clone(), run);
         }
-        if !claimed {
-            return Ok(false);
-        }
-        let mut run = self.load_run(id)?;
-        run.lease_renewed_at = now;
-        self.queue_unfinished(&run);
-        self.runs.insert(id.clone(), run);
-        Ok(true)
+        Ok(claimed)
     }
 
     fn load_run(&mut self, id: &RunId) -> Result<RunState, EngineError> {

@@ -155,10 +155,6 @@ pub enum EngineError {
         known: Vec<String>,
     },
     UnknownRun(String),
-    /// A run was started under another plan than this engine's.
-    PlanMismatch {
-        run: String,
-    },
     /// The lease or the run changed under this engine (another process took
     /// the run over, or cancelled it); the run was reloaded or dropped.
     Conflict(String),
@@ -187,10 +183,6 @@ impl fmt::Display for EngineError {
                 }
             ),
             EngineError::UnknownRun(run) => write!(f, "no run `{run}` in the store"),
-            EngineError::PlanMismatch { run } => write!(
-                f,
-                "run `{run}` was started with another plan; resume it with the plan it started with"
-            ),
             EngineError::Conflict(message) => write!(f, "conflict: {message}"),
             EngineError::Damaged(message) => write!(f, "damaged store: {message}"),
             EngineError::Random(message) => write!(f, "random source: {message}"),
