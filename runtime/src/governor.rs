@@ -73,10 +73,11 @@ impl Engine {
         self.store_handle().read(&mut |txn| {
             stale.clear();
             txn.scan(Table::Leases, b"", &mut |key, value| {
-                if let Ok(lease) = records::decode::<LeaseRecord>("lease", value) {
-                    if lease.owner != owner && now >= lease.heartbeat_at.saturating_add(ttl) {
-                        stale.push(String::from_utf8_lossy(key).into_owned());
-                    }
+                if let Ok(lease) = records::decode::<LeaseRecord>("lease", value)
+                    && lease.owner != owner
+                    && now >= lease.heartbeat_at.saturating_add(ttl)
+                {
+                    stale.push(String::from_utf8_lossy(key).into_owned());
                 }
                 true
             })
@@ -343,7 +344,7 @@ impl GateMatcher {
     /// none goes to gates of runs started before it arrived. Then the
     /// filter decides.
     pub fn accepts(&self, signal: &SignalRecord) -> bool {
-        let listens = self.event_types.iter().any(|t| *t == signal.event_type);
+        let listens = self.event_types.contains(&signal.event_type);
         let eligible = listens
             && match &signal.run_id {
                 Some(run) => *run == self.run,

@@ -389,10 +389,10 @@ fn crash_once(die_at: usize, crash: Crash, reference: &Outcome) -> bool {
             events: Default::default(),
         };
         result = h.engine.start_run("start", json(json!({"issue": "LIN-1"})));
-        if let Ok(run) = &result {
-            if let Err(e) = drive_to_end(&mut h, run) {
-                result = Err(e);
-            }
+        if let Ok(run) = &result
+            && let Err(e) = drive_to_end(&mut h, run)
+        {
+            result = Err(e);
         }
     }
     if !dying.died() {

@@ -459,3 +459,24 @@ fn a_gate_verbs_route_by_field_names_the_handle() {
     );
     assert_eq!(h.status(&run), "completed");
 }
+
+#[test]
+fn a_gate_with_nothing_to_wait_for_does_not_wait_forever() {
+    let mut p = gate_plan(OnTimeout::Skip, None, None);
+    let StepKind::Gate { gate, .. } = &mut p.builder.step_mut(0, p.gate).kind else {
+        unreachable!()
+    };
+    gate.event_types.clear();
+    gate.timeout_ms = None;
+    let mut h = Harness::new(p.builder.build(), ScriptedExecutor::echo(true));
+    let run = h.start("start", json!({}));
+    h.drive();
+    assert_eq!(
+        h.trace(&run)[3..5],
+        lines(&[
+            "gate.timed_out ci (the gate listens for no event type and has no timeout)",
+            "step.skipped ci (the gate timed out)",
+        ])
+    );
+    assert_eq!(h.status(&run), "completed");
+}

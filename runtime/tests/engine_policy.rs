@@ -428,3 +428,23 @@ fn idempotency_keys_are_stable_per_step_instance_and_distinct_across_runs() {
     let stored = h.engine.step_status(&first, "call").unwrap().unwrap();
     assert_eq!(stored.idempotency_key, Some(key(&first, "call")));
 }
+
+#[test]
+fn a_panicking_executor_fails_its_step_not_the_engine() {
+    let executor = ScriptedExecutor::new(false, |call, _| {
+        if call.step_id == "call" {
+            panic!("plugin bug");
+        }
+        Ok(VerbOutcome::output(json(json!({}))))
+    });
+    let mut h = Harness::new(retry_plan(None), executor);
+    let run = h.start("start", json!({}));
+    let other = h.start("start", json!({}));
+    h.drive();
+    assert_eq!(
+        h.trace(&run)[3],
+        "step.failed call panic: the executor of `linear@1:linear.issue.update` panicked: plugin bug"
+    );
+    assert_eq!(h.status(&run), "failed");
+    assert_eq!(h.status(&other), "failed");
+}

@@ -117,10 +117,10 @@ pub fn decode(json: &serde_json::Value) -> Result<Value, String> {
             Value::list(items.iter().map(decode).collect::<Result<Vec<_>, _>>()?)
         }
         serde_json::Value::Object(entries) => {
-            if let (1, Some((tag, inner))) = (entries.len(), entries.iter().next()) {
-                if tag.starts_with('$') {
-                    return decode_tagged(tag, inner);
-                }
+            if let (1, Some((tag, inner))) = (entries.len(), entries.iter().next())
+                && tag.starts_with('$')
+            {
+                return decode_tagged(tag, inner);
             }
             let mut map = MapEntries::new();
             for (key, value) in entries {

@@ -9,6 +9,7 @@ use super::state::RunState;
 use super::{Engine, EngineError, Event, EventType, RunId, Work};
 use crate::clock::rfc3339;
 use crate::store::{StoreError, Table};
+use std::collections::HashSet;
 
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -148,12 +149,16 @@ impl Engine {
                 writes,
             });
         }
-        let encoded_events: Vec<(Vec<u8>, Vec<u8>)> = batch
+        // Every event belongs to a touched run, so its run record and lease
+        // are checked in the same transaction.
+        let checked: HashSet<&str> = prepared.iter().map(|p| p.run.as_str()).collect();
+        let encoded_events: Vec<(Vec<u8>, Vec<u8>, &Event)> = batch
             .events
             .iter()
+            .filter(|event| checked.contains(event.run_id.as_str()))
             .filter_map(|event| {
                 let id = RunId::parse(&event.run_id)?;
-                Some((records::event_key(&id, event.seq), event.encode()))
+                Some((records::event_key(&id, event.seq), event.encode(), event))
             })
             .collect();
         let mut conflict: Option<String> = None;
@@ -191,7 +196,7 @@ impl Engine {
                     }
                 }
             }
-            for ((key, bytes), event) in encoded_events.iter().zip(&batch.events) {
+            for (key, bytes, event) in &encoded_events {
                 txn.put(Table::Events, key, bytes)?;
                 if let Some(hook) = hook {
                     hook.append(txn, event, bytes)?;

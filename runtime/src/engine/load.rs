@@ -87,10 +87,11 @@ impl Engine {
         self.store.read(&mut |txn| {
             candidates.clear();
             txn.scan(Table::Runs, b"", &mut |_, value| {
-                if let Ok(record) = records::decode::<RunRecord>("run", value) {
-                    if !record.status.is_terminal() && record.plan_hash == plan_hash {
-                        candidates.push(record.id);
-                    }
+                if let Ok(record) = records::decode::<RunRecord>("run", value)
+                    && !record.status.is_terminal()
+                    && record.plan_hash == plan_hash
+                {
+                    candidates.push(record.id);
                 }
                 true
             })
@@ -365,19 +366,18 @@ impl Engine {
                             state.rec.attempt + 1,
                         ));
                     }
-                    StepStatus::Waiting => {
+                    StepStatus::Waiting
                         if state
                             .rec
                             .wait
                             .as_ref()
-                            .is_some_and(|w| w.subscribed_at.is_some())
-                        {
-                            self.fresh_gates.push((
-                                run.id.clone(),
-                                frame.path(step),
-                                state.rec.attempt,
-                            ));
-                        }
+                            .is_some_and(|w| w.subscribed_at.is_some()) =>
+                    {
+                        self.fresh_gates.push((
+                            run.id.clone(),
+                            frame.path(step),
+                            state.rec.attempt,
+                        ));
                     }
                     _ => {}
                 }

@@ -64,6 +64,25 @@ pub(super) fn run_root(record: &RunRecord) -> Value {
     Value::map(run)
 }
 
+/// An executor that panics fails its call instead of taking the engine
+/// (and every other run it holds) down with it.
+fn contain_panic<T>(
+    call: &VerbCall<'_>,
+    body: impl FnOnce() -> Result<T, ExecError>,
+) -> Result<T, ExecError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(ExecError::new(
+            error_kind::PANIC,
+            format!("the executor of `{}` panicked: {message}", call.qualified),
+        ))
+    })
+}
+
 fn empty_map() -> Value {
     Value::map(MapEntries::new())
 }
@@ -602,7 +621,7 @@ impl Engine {
         let null = Value::Null;
         let started = self.clock.now_ms();
         self.stats.verb_calls += 1;
-        let result = self.executor.execute(&VerbCall {
+        let call = VerbCall {
             verb: verb_ref,
             qualified: &self.qualified[verb as usize],
             input: state.rec.input.as_ref().unwrap_or(&null),
@@ -611,7 +630,8 @@ impl Engine {
             timeout_ms: def.timeout_ms,
             run_id: run.id.as_str(),
             step_id: &state.rec.step_id,
-        });
+        };
+        let result = contain_panic(&call, || self.executor.execute(&call));
         match def.timeout_ms {
             Some(limit) if self.clock.now_ms().saturating_sub(started) > limit => {
                 Err(ExecError::new(
@@ -843,7 +863,7 @@ impl Engine {
             }
             let state = run.step(frame, step);
             let null = Value::Null;
-            let answer = self.executor.resolve_gate(&VerbCall {
+            let call = VerbCall {
                 verb: &plan.verbs[verb as usize],
                 qualified: &self.qualified[verb as usize],
                 input: state.rec.input.as_ref().unwrap_or(&null),
@@ -852,7 +872,10 @@ impl Engine {
                 timeout_ms: timeout,
                 run_id: run.id.as_str(),
                 step_id: &state.rec.step_id,
-            });
+            };
+            let answer = contain_panic(&call, || Ok(self.executor.resolve_gate(&call)))
+                .transpose()
+                .map(|answer| answer.and_then(|a| a));
             if let Some(answer) = answer {
                 self.finish_call(run, frame, step, attempt, answer, false);
                 return;
@@ -901,6 +924,16 @@ impl Engine {
         } else {
             gate.event_types.clone()
         };
+        if event_types.is_empty() && timeout.is_none() {
+            // Nothing could ever resume it: do not wait forever.
+            self.emit(run, EventType::GateTimedOut, |e| {
+                e.step_id = Some(step_id);
+                e.attempt = Some(attempt);
+                e.reason = Some("the gate listens for no event type and has no timeout".into());
+            });
+            self.gate_timeout_path(run, frame, step);
+            return;
+        }
         let path = run.frames[frame as usize].path(step);
         let gate_record = records::encode(&GateRecord {
             run: run.id.to_string(),

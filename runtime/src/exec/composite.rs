@@ -43,10 +43,10 @@ impl CompositeExecutor {
 
 impl VerbExecutor for CompositeExecutor {
     fn execute(&self, call: &VerbCall<'_>) -> Result<VerbOutcome, ExecError> {
-        if let Some(fixtures) = &self.fixtures {
-            if fixtures.find(call).is_some() {
-                return fixtures.execute(call);
-            }
+        if let Some(fixtures) = &self.fixtures
+            && fixtures.find(call).is_some()
+        {
+            return fixtures.execute(call);
         }
         if is_core(call.verb) {
             return self.core.execute(call);

@@ -121,6 +121,8 @@ pub mod error_kind {
     pub const EXPRESSION: &str = "expression";
     /// The step's routing found no way on (never retried).
     pub const ROUTING: &str = "routing";
+    /// The executor panicked (a bug in it); the call failed.
+    pub const PANIC: &str = "panic";
 }
 
 /// Runs verb calls. Implementations must be safe to call from the engine's

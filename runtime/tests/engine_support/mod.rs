@@ -406,10 +406,10 @@ pub fn trace_line(event: &Event) -> String {
     if let Some(handle) = &event.handle {
         line.push_str(&format!(" [{handle}]"));
     }
-    if event.kind == EventType::StepCompleted {
-        if let Some(output) = &event.output {
-            line.push_str(&format!(" -> {output}"));
-        }
+    if event.kind == EventType::StepCompleted
+        && let Some(output) = &event.output
+    {
+        line.push_str(&format!(" -> {output}"));
     }
     if let Some(reason) = &event.reason {
         line.push_str(&format!(" ({reason})"));
