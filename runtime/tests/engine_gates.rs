@@ -480,3 +480,39 @@ fn a_gate_with_nothing_to_wait_for_does_not_wait_forever() {
     );
     assert_eq!(h.status(&run), "completed");
 }
+
+#[test]
+fn across_engines_the_first_subscribed_gate_still_wins() {
+    let p = gate_plan(OnTimeout::Error, None, None);
+    let plan = p.builder.build();
+    let store: Arc<dyn donmai_runtime::store::Store> =
+        Arc::new(donmai_runtime::store::memory::MemoryStore::new());
+    let clock = donmai_runtime::clock::VirtualClock::default();
+    let mut a = Harness::with_store(
+        plan.clone(),
+        ScriptedExecutor::echo(true),
+        store.clone(),
+        clock.clone(),
+    );
+    let mut b = Harness::with_store(plan, ScriptedExecutor::echo(true), store, clock.clone());
+    let first = a.start("start", json!({}));
+    a.drive();
+    clock.advance_ms(1);
+    let second = b.start("start", json!({}));
+    b.drive();
+    // `b` sees the signal first, but its first match is `a`'s gate, held
+    // by a live engine: `b` leaves it, `a` takes it.
+    b.signal(CI_DONE, json!({"n": 1}));
+    b.drive();
+    assert_eq!(b.status(&second), "running");
+    assert_eq!(a.status(&first), "running");
+    a.drive();
+    assert_eq!(a.status(&first), "completed");
+    b.drive();
+    assert_eq!(b.status(&second), "running");
+    b.signal(CI_DONE, json!({"n": 2}));
+    a.drive();
+    b.drive();
+    assert_eq!(b.status(&second), "completed");
+    assert_eq!(b.output(&second, "ci"), json!({"n": 2}));
+}

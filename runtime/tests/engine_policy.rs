@@ -448,3 +448,9 @@ fn a_panicking_executor_fails_its_step_not_the_engine() {
     assert_eq!(h.status(&run), "failed");
     assert_eq!(h.status(&other), "failed");
 }
+
+#[test]
+fn an_engine_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<donmai_runtime::engine::Engine>();
+}

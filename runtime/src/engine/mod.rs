@@ -20,6 +20,39 @@
 //! outside has seen, and repeats at most calls whose intent was recorded —
 //! with the same idempotency key.
 //!
+//! Gates. On entry a gate resolves its filter (see [`Filter`] for the
+//! predicate semantics and when a filter is *empty*) and subscribes to its
+//! event types (`gateConfig.signalEventType`, else the verb's
+//! subscription), with a timer for its `timeoutMs` (the gate's, else the
+//! step's). An empty resolved filter, or a gate with no event type and no
+//! timeout, takes the timeout path at once. A signal resumes the first
+//! subscribed gate whose event type matches, whose filter holds over the
+//! signal's data, and whose run the signal may reach: a signal whose data
+//! has a string `runId` reaches only that run; one without reaches runs
+//! started before the signal arrived (a signal waits, unconsumed, for a gate
+//! that subscribes later, up to `signal_retention_ms`). The gate's output is
+//! the signal's data. Its handle, for a verb with named handles: the data's
+//! string `handle`, else the verb's `routeBy` field of the data (`yes`/`no`
+//! for a bool), else the step's default route; with none of these the step
+//! fails with a `routing` error naming the handles. In a dry run a fixture
+//! for the gate verb answers at once (output and `handle`) instead of a
+//! signal. On timeout: `skip` skips the step — or, when the verb has a
+//! `timeout` handle, completes it with output `null` on that handle;
+//! `error` fails the attempt with kind `timeout` (so `retry` may start a new
+//! attempt, which subscribes again); `branch:<id>` completes the gate with
+//! output `null` and routes to that step only. A `gateType: timer` gate
+//! waits its timeout and completes with `{}`.
+//!
+//! Policy. `retry` waits `initialMs · factor^(attempt-1)`, capped at `maxMs`
+//! (0: no cap), before the next attempt, for errors whose kind `retryOn`
+//! lists (all when empty); expression and routing errors are never retried.
+//! An action's `timeoutMs` bounds the executor call: executors apply it to
+//! their I/O, and a call that returns after it — by the engine's clock —
+//! fails with kind `timeout`. A step that fails for good fails its group or
+//! loop, and the run at once (there is no error route); the run's other
+//! open steps are cancelled. A loop runs its body with the same inputs each
+//! iteration; its step output is the last iteration's interface outputs.
+//!
 //! Concurrency: a run is advanced only by the holder of its lease
 //! (`Table::Leases`). Every commit re-checks, inside the transaction, that
 //! the lease is still its own and that the run's `rev` is the one it last
