@@ -1413,3 +1413,108 @@ impl Engine {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::model::{FORMAT_VERSION, Header, SourceRef};
+
+    fn plan(api_version: &str) -> Plan {
+        Plan {
+            header: Header {
+                format_version: FORMAT_VERSION,
+                api_version: api_version.into(),
+                name: "t".into(),
+                version: None,
+                project: None,
+                requires: vec![],
+            },
+            constants: vec![],
+            verbs: vec![],
+            exprs: vec![],
+            levels: vec![],
+            sources: vec![],
+        }
+    }
+
+    fn v(json: serde_json::Value) -> Value {
+        Value::from_json(&json)
+    }
+
+    #[test]
+    fn the_trigger_root_per_api_version() {
+        let payload = v(serde_json::json!({"issueId": "LIN-1"}));
+        assert_eq!(
+            trigger_root(&plan("workflow/v1"), &payload).to_json(),
+            serde_json::json!({"data": {"issueId": "LIN-1"}})
+        );
+        assert_eq!(
+            trigger_root(&plan("workflow/v2"), &payload).to_json(),
+            serde_json::json!({"issueId": "LIN-1", "data": {"issueId": "LIN-1"}})
+        );
+        let own_data = v(serde_json::json!({"data": 1}));
+        assert_eq!(
+            trigger_root(&plan("workflow/v2"), &own_data).to_json(),
+            serde_json::json!({"data": 1})
+        );
+        assert_eq!(
+            trigger_root(&plan("workflow/v2"), &Value::Null),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            initial_ms: 500,
+            factor: 3f64.to_bits(),
+            max_ms: 10_000,
+            retry_on: vec![],
+        };
+        let delays: Vec<u64> = (1..=5).map(|n| backoff_ms(&policy, n)).collect();
+        assert_eq!(delays, [500, 1_500, 4_500, 10_000, 10_000]);
+        let uncapped = RetryPolicy {
+            max_ms: 0,
+            factor: f64::NAN.to_bits(),
+            ..policy
+        };
+        assert_eq!(backoff_ms(&uncapped, 7), 500, "a broken factor counts as 1");
+        let huge = RetryPolicy {
+            max_ms: 0,
+            factor: 1e300f64.to_bits(),
+            ..uncapped
+        };
+        assert_eq!(backoff_ms(&huge, 100), u64::MAX);
+    }
+
+    #[test]
+    fn edges_taken_by_handle_default_and_timeout_branch() {
+        let def = StepDef {
+            id: "c".into(),
+            kind: StepKind::Trigger { trigger: 0 },
+            inputs: vec![],
+            next: vec![9],
+            branches: vec![("yes".into(), 1), ("no".into(), 2), ("default".into(), 3)],
+            default: Some(DefaultRoute::Branch),
+            retry: None,
+            timeout_ms: None,
+            predecessors: vec![],
+            source: SourceRef::default(),
+        };
+        assert_eq!(taken_edges(&def, Some("yes"), None), [1]);
+        assert_eq!(taken_edges(&def, Some("maybe"), None), [3]);
+        assert_eq!(taken_edges(&def, None, Some(5)), [5]);
+        let no_default = StepDef {
+            default: None,
+            ..def.clone()
+        };
+        assert!(taken_edges(&no_default, Some("maybe"), None).is_empty());
+        assert_eq!(taken_edges(&no_default, None, None), [9]);
+        let plain = StepDef {
+            branches: vec![],
+            ..def
+        };
+        assert_eq!(taken_edges(&plain, Some("yes"), None), [9]);
+    }
+}
