@@ -60,11 +60,15 @@ impl Engine {
         fill: impl FnOnce(&mut Event),
     ) {
         self.touch(run);
+        let now = self.clock.now_ms();
+        if self.at_cache.0 != now || self.at_cache.1.is_empty() {
+            self.at_cache = (now, rfc3339(now));
+        }
         let mut event = Event::new(
             kind,
             run.id.as_str(),
             run.record.next_event,
-            rfc3339(self.clock.now_ms()),
+            self.at_cache.1.clone(),
         );
         run.record.next_event += 1;
         fill(&mut event);

@@ -340,6 +340,9 @@ pub struct Engine {
     sink: Option<EventSink>,
     hook: Option<Box<dyn EventHook>>,
     stats: Stats,
+    /// The last event time and its RFC 3339 text: a batch's events mostly
+    /// share a millisecond.
+    at_cache: (u64, String),
 }
 
 impl Engine {
@@ -399,6 +402,7 @@ impl Engine {
             sink: None,
             hook: None,
             stats: Stats::default(),
+            at_cache: (0, String::new()),
         };
         engine.init_store()?;
         Ok(engine)
@@ -530,10 +534,11 @@ impl Engine {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        out.push(char::from(b"0123456789abcdef"[(byte >> 4) as usize]));
-        out.push(char::from(b"0123456789abcdef"[(byte & 15) as usize]));
+        out.push(DIGITS[(byte >> 4) as usize]);
+        out.push(DIGITS[(byte & 15) as usize]);
     }
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
