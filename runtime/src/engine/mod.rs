@@ -69,7 +69,7 @@ pub mod ids;
 mod load;
 mod predicate;
 pub mod query;
-pub mod records;
+pub(crate) mod records;
 mod run;
 mod state;
 mod topology;
