@@ -10,6 +10,14 @@
 
 #[cfg(feature = "engine")]
 pub mod audit;
+#[cfg(feature = "engine")]
+pub mod clock;
+#[cfg(feature = "engine")]
+pub mod engine;
+#[cfg(feature = "engine")]
+pub mod exec;
+#[cfg(feature = "engine")]
+pub mod governor;
 pub mod keys;
 pub mod plan;
 #[cfg(feature = "engine")]
