@@ -51,15 +51,30 @@ impl ReadTxn for Snapshot<'_> {
     }
 }
 
-/// Writes go to a copy that replaces the tables on commit, so a failed
-/// transaction leaves nothing behind.
-struct Transaction {
-    tables: Tables,
+/// Writes go straight into the tables while the lock is held, each one
+/// recording what it replaced, so a failed transaction is rolled back by
+/// replaying the log backwards: nothing is copied for a transaction that
+/// commits.
+struct Transaction<'a> {
+    tables: &'a mut Tables,
+    undo: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
 }
 
-impl ReadTxn for Transaction {
+impl Transaction<'_> {
+    fn roll_back(&mut self) {
+        while let Some((table, key, previous)) = self.undo.pop() {
+            let entries = self.tables.entry(table).or_default();
+            match previous {
+                Some(value) => entries.insert(key, value),
+                None => entries.remove(&key),
+            };
+        }
+    }
+}
+
+impl ReadTxn for Transaction<'_> {
     fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        Ok(get(&self.tables, table, key))
+        Ok(get(self.tables, table, key))
     }
 
     fn scan(
@@ -68,12 +83,12 @@ impl ReadTxn for Transaction {
         prefix: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> StoreResult<()> {
-        scan(&self.tables, table, prefix, visit);
+        scan(self.tables, table, prefix, visit);
         Ok(())
     }
 }
 
-impl WriteTxn for Transaction {
+impl WriteTxn for Transaction<'_> {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
         // The same limit as LMDB, so a test on this store cannot depend on a
         // key the durable store refuses.
@@ -84,18 +99,25 @@ impl WriteTxn for Transaction {
                 key.len()
             )));
         }
-        self.tables
+        let previous = self
+            .tables
             .entry(table)
             .or_default()
             .insert(key.to_vec(), value.to_vec());
+        self.undo.push((table, key.to_vec(), previous));
         Ok(())
     }
 
     fn delete(&mut self, table: Table, key: &[u8]) -> StoreResult<bool> {
-        Ok(self
+        let previous = self
             .tables
             .get_mut(&table)
-            .is_some_and(|entries| entries.remove(key).is_some()))
+            .and_then(|entries| entries.remove(key));
+        let found = previous.is_some();
+        if found {
+            self.undo.push((table, key.to_vec(), previous));
+        }
+        Ok(found)
     }
 }
 
@@ -108,11 +130,22 @@ impl Store for MemoryStore {
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let mut txn = Transaction {
-            tables: tables.clone(),
+            tables: &mut tables,
+            undo: Vec::new(),
         };
-        f(&mut txn)?;
-        *tables = txn.tables;
-        Ok(())
+        // A panic inside `f` must not leave half a transaction behind.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut txn)));
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                txn.roll_back();
+                Err(error)
+            }
+            Err(panic) => {
+                txn.roll_back();
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 }
 
