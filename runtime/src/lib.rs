@@ -8,6 +8,7 @@
 //! the audit chain and the verb executors. The compiler depends on this crate
 //! without that feature.
 
+pub mod bytecode;
 pub mod plan;
 #[cfg(feature = "engine")]
 pub mod store;
