@@ -19,7 +19,7 @@
 //! at least one step, and the VM counts loop exits against the steps spent;
 //! so every cycle costs fuel.
 
-use super::vm::{Instr, Op, PathField};
+use super::vm::{Instr, Op, PathField, StringTest};
 use super::{BytecodeError, Decoded, Instruction, MacroKind, RAISE_CODES, decode};
 use crate::plan::{ConstIx, Constant, ExprCode, SourceRef};
 use donmai_stdlib::builtins::{self, Builtin};
@@ -394,9 +394,13 @@ impl Loader<'_> {
                         format!("no overload of `{}` takes {argc} arguments", builtin.name),
                     ));
                 }
-                Instr::Call {
-                    builtin,
-                    argc: usize::from(*argc),
+                match (StringTest::of(builtin), *argc) {
+                    (Some(test), 2) => Instr::StringTest(test),
+                    _ if std::ptr::eq(builtin, &builtins::SIZE) && *argc == 1 => Instr::Size,
+                    _ => Instr::Call {
+                        builtin,
+                        argc: usize::from(*argc),
+                    },
                 }
             }
             Instruction::Cond { context } => Instr::Cond(*context),
@@ -689,7 +693,7 @@ impl<'a> Flow<'a> {
             | Instr::LoadRoot(_)
             | Instr::LoadLocal(_)
             | Instr::LoadRootPath { .. } => state.stack.push(Ty::Value),
-            Instr::SelectPath(_) | Instr::Neg => {
+            Instr::SelectPath(_) | Instr::Neg | Instr::Size => {
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
@@ -702,6 +706,11 @@ impl<'a> Flow<'a> {
                 state.stack.push(Ty::Bool);
             }
             Instr::Add | Instr::Sub | Instr::Mul | Instr::Div | Instr::Rem | Instr::Index => {
+                pop(&mut state, any, "a value")?;
+                pop(&mut state, any, "a value")?;
+                state.stack.push(Ty::Value);
+            }
+            Instr::StringTest(_) => {
                 pop(&mut state, any, "a value")?;
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Value);
@@ -862,6 +871,7 @@ fn effects(instr: &Instr) -> (usize, usize) {
         | Instr::Has(_)
         | Instr::Neg
         | Instr::Not
+        | Instr::Size
         | Instr::Cond(_)
         | Instr::JumpIfCond { .. }
         | Instr::MapKey => (1, 0),
@@ -879,6 +889,7 @@ fn effects(instr: &Instr) -> (usize, usize) {
         | Instr::Ne
         | Instr::In
         | Instr::Index
+        | Instr::StringTest(_)
         | Instr::Logic { .. } => (2, 0),
         Instr::NoOverload { argc, .. } | Instr::Call { argc, .. } => (*argc, 0),
         Instr::MakeList(len) => (*len, 0),

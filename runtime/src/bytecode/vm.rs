@@ -94,6 +94,11 @@ pub(crate) enum Instr {
         builtin: &'static Builtin,
         argc: usize,
     },
+    /// `size` with one argument, run in place (the table's implementation
+    /// on other types, for its error).
+    Size,
+    /// `startsWith`, `endsWith` or `contains` with two arguments, likewise.
+    StringTest(StringTest),
     Cond(CondContext),
     Try(u32),
     EndTry,
@@ -128,6 +133,36 @@ pub(crate) enum Instr {
     IterEnd(MacroKind),
 }
 
+/// The string predicates the VM runs without copying their operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StringTest {
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+impl StringTest {
+    pub(crate) fn of(builtin: &Builtin) -> Option<StringTest> {
+        if std::ptr::eq(builtin, &builtins::STARTS_WITH) {
+            Some(StringTest::StartsWith)
+        } else if std::ptr::eq(builtin, &builtins::ENDS_WITH) {
+            Some(StringTest::EndsWith)
+        } else if std::ptr::eq(builtin, &builtins::CONTAINS) {
+            Some(StringTest::Contains)
+        } else {
+            None
+        }
+    }
+
+    fn builtin(self) -> &'static Builtin {
+        match self {
+            StringTest::StartsWith => &builtins::STARTS_WITH,
+            StringTest::EndsWith => &builtins::ENDS_WITH,
+            StringTest::Contains => &builtins::CONTAINS,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Op {
     pub instr: Instr,
@@ -135,10 +170,54 @@ pub(crate) struct Op {
     pub steps: u8,
 }
 
+/// A stack or local slot: a value borrowed from the environment or the
+/// loaded constants for the whole run, or one the run computed. Borrowing
+/// keeps loads, constants and selections free of reference counting.
+enum Slot<'a> {
+    Ref(&'a Value),
+    Own(Value),
+}
+
+impl Slot<'_> {
+    #[inline]
+    fn get(&self) -> &Value {
+        match self {
+            Slot::Ref(value) => value,
+            Slot::Own(value) => value,
+        }
+    }
+
+    #[inline]
+    fn into_value(self) -> Value {
+        match self {
+            Slot::Ref(value) => value.clone(),
+            Slot::Own(value) => value,
+        }
+    }
+}
+
+/// What selecting through null gives, borrowed like any other value.
+static NULL: Value = Value::Null;
+
+/// The elements a macro iterates over.
+enum Items<'a> {
+    Ref(&'a [Value]),
+    Own(Arc<[Value]>),
+}
+
+impl Items<'_> {
+    fn as_slice(&self) -> &[Value] {
+        match self {
+            Items::Ref(items) => items,
+            Items::Own(items) => items,
+        }
+    }
+}
+
 /// One running macro.
-struct Frame {
+struct Frame<'a> {
     kind: MacroKind,
-    items: Arc<[Value]>,
+    items: Items<'a>,
     next: usize,
     /// `map`'s results, `filter`'s kept elements.
     acc: Vec<Value>,
@@ -161,18 +240,29 @@ struct Handler {
 /// first runs it no longer allocates for its stacks.
 #[derive(Default)]
 pub struct Machine {
-    stack: Vec<Value>,
-    locals: Vec<Value>,
-    frames: Vec<Frame>,
+    // Empty between runs; a run borrows their allocations (see `recycle`).
+    stack: Vec<Slot<'static>>,
+    locals: Vec<Slot<'static>>,
+    frames: Vec<Frame<'static>>,
     handlers: Vec<Handler>,
     /// Errors caught by `Try`, one per pending-error marker on the stack.
     errors: Vec<EvalError>,
+    /// Arguments of a builtin call, which takes them as one slice.
+    arguments: Vec<Value>,
 }
 
 impl std::fmt::Debug for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Machine").finish_non_exhaustive()
     }
+}
+
+/// Reuses an emptied vector's allocation for elements of another lifetime.
+/// Collecting an emptied `vec::IntoIter` into a vector of a same-sized type
+/// happens in place, so the capacity carries over without `unsafe`.
+fn recycle<T, U>(mut items: Vec<T>) -> Vec<U> {
+    items.clear();
+    items.into_iter().filter_map(|_| None).collect()
 }
 
 /// Evaluates `expr` once with a fresh [`Machine`].
@@ -199,25 +289,48 @@ fn no_such_overload(message: String) -> EvalError {
     EvalError::new(error_code::NO_SUCH_OVERLOAD, message)
 }
 
-/// The last `argc` values of the stack.
+fn underflow() -> EvalError {
+    broken("a stack underflow")
+}
+
+/// The two values on top of the stack.
 #[inline]
-fn args(stack: &[Value], argc: usize) -> Result<&[Value], EvalError> {
-    match stack.len().checked_sub(argc) {
-        Some(start) => Ok(&stack[start..]),
-        None => Err(broken("a stack underflow")),
+fn top_two<'s>(stack: &'s [Slot<'_>]) -> Result<(&'s Value, &'s Value), EvalError> {
+    match stack.len().checked_sub(2).and_then(|start| stack.get(start..)) {
+        Some([a, b]) => Ok((a.get(), b.get())),
+        _ => Err(underflow()),
     }
 }
 
-/// Replaces the top `argc` values by `value`.
+/// Replaces the top `argc` slots by `value`.
 #[inline]
-fn replace(stack: &mut Vec<Value>, argc: usize, value: Value) {
+fn replace(stack: &mut Vec<Slot<'_>>, argc: usize, value: Value) {
     stack.truncate(stack.len().saturating_sub(argc));
-    stack.push(value);
+    stack.push(Slot::Own(value));
 }
 
 #[inline]
-fn pop(stack: &mut Vec<Value>) -> Result<Value, EvalError> {
-    stack.pop().ok_or_else(|| broken("a stack underflow"))
+fn pop<'a>(stack: &mut Vec<Slot<'a>>) -> Result<Slot<'a>, EvalError> {
+    stack.pop().ok_or_else(underflow)
+}
+
+/// Calls `builtin` with copies of `values` (it takes one slice of values).
+fn call_with(
+    arguments: &mut Vec<Value>,
+    builtin: &Builtin,
+    values: &[&Value],
+    fuel: &mut Fuel,
+) -> Result<Value, EvalError> {
+    arguments.clear();
+    arguments.extend(values.iter().map(|v| (*v).clone()));
+    let outcome = builtin.call(arguments, fuel);
+    arguments.clear();
+    outcome
+}
+
+/// One step per 64 bytes scanned, as the builtin table charges.
+fn scan_steps(bytes: usize) -> u64 {
+    (bytes / 64) as u64
 }
 
 fn to_span(source: crate::plan::SourceRef) -> Span {
@@ -236,34 +349,57 @@ impl Machine {
         env: &dyn Env,
         fuel: &mut Fuel,
     ) -> Result<Value, EvalError> {
-        self.stack.reserve(expr.max_stack);
-        self.locals.resize(expr.locals, Value::Null);
-        self.frames.reserve(expr.max_frames);
-        let result = self.execute(expr, env, fuel);
-        // Release what the run referenced; keep the capacity.
-        self.stack.clear();
-        self.locals.clear();
-        self.frames.clear();
+        let mut stack = recycle(std::mem::take(&mut self.stack));
+        let mut locals = recycle(std::mem::take(&mut self.locals));
+        let mut frames = recycle(std::mem::take(&mut self.frames));
+        stack.reserve(expr.max_stack);
+        if expr.locals > 0 {
+            locals.resize_with(expr.locals, || Slot::Ref(&NULL));
+        }
+        frames.reserve(expr.max_frames);
+        let result = Run {
+            expr,
+            env,
+            stack: &mut stack,
+            locals: &mut locals,
+            frames: &mut frames,
+            handlers: &mut self.handlers,
+            errors: &mut self.errors,
+            arguments: &mut self.arguments,
+        }
+        .execute(fuel);
+        // Release what the run referenced; keep the allocations.
+        self.stack = recycle(stack);
+        self.locals = recycle(locals);
+        self.frames = recycle(frames);
         self.handlers.clear();
         self.errors.clear();
+        self.arguments.clear();
         result
     }
+}
 
-    fn execute(
-        &mut self,
-        expr: &VerifiedExpr,
-        env: &dyn Env,
-        fuel: &mut Fuel,
-    ) -> Result<Value, EvalError> {
-        let Machine {
-            stack,
-            locals,
-            frames,
-            handlers,
-            errors,
-        } = self;
+/// One evaluation: the machine's memory typed for the lifetime of the
+/// expression and the environment it borrows from.
+struct Run<'a, 'm> {
+    expr: &'a VerifiedExpr,
+    env: &'a dyn Env,
+    stack: &'m mut Vec<Slot<'a>>,
+    locals: &'m mut Vec<Slot<'a>>,
+    frames: &'m mut Vec<Frame<'a>>,
+    handlers: &'m mut Vec<Handler>,
+    errors: &'m mut Vec<EvalError>,
+    arguments: &'m mut Vec<Value>,
+}
+
+impl<'a> Run<'a, '_> {
+    fn here(&self, pc: usize) -> Span {
+        to_span(self.expr.span_at(self.expr.offset_of(pc)))
+    }
+
+    fn execute(&mut self, fuel: &mut Fuel) -> Result<Value, EvalError> {
+        let expr = self.expr;
         let ops = &expr.ops[..];
-        let here = |pc: usize| to_span(expr.span_at(expr.offset_of(pc)));
         // Loop exits are not charged (the tree walker charges nothing for
         // them), so they are bounded by the steps spent instead: each frame
         // is opened by a macro whose node entry cost a step. Verified code
@@ -279,12 +415,13 @@ impl Machine {
             if op.steps != 0
                 && let Err(e) = fuel.consume_steps(u64::from(op.steps))
             {
-                return Err(e.at(here(pc)));
+                return Err(e.at(self.here(pc)));
             }
+            let stack = &mut *self.stack;
             let raised: EvalError = 'raise: {
                 match &op.instr {
                     Instr::Nop => {}
-                    Instr::Return => return pop(stack),
+                    Instr::Return => return pop(stack).map(Slot::into_value),
                     Instr::Pop => {
                         pop(stack)?;
                     }
@@ -292,7 +429,7 @@ impl Machine {
                         pc = *target as usize;
                         continue 'run;
                     }
-                    Instr::JumpIfFalse(target) => match pop(stack)? {
+                    Instr::JumpIfFalse(target) => match pop(stack)?.get() {
                         Value::Bool(false) => {
                             pc = *target as usize;
                             continue 'run;
@@ -300,7 +437,7 @@ impl Machine {
                         Value::Bool(true) => {}
                         _ => return Err(broken("a jump on a non-bool")),
                     },
-                    Instr::JumpIfNotNull(target) => match stack.last() {
+                    Instr::JumpIfNotNull(target) => match stack.last().map(Slot::get) {
                         Some(Value::Null) => {
                             stack.pop();
                         }
@@ -308,55 +445,72 @@ impl Machine {
                             pc = *target as usize;
                             continue 'run;
                         }
-                        None => return Err(broken("a stack underflow")),
+                        None => return Err(underflow()),
                     },
                     Instr::Raise { code, message } => {
-                        break 'raise EvalError::new(*code, message.as_ref()).at(here(pc));
+                        break 'raise EvalError::new(code, message.as_ref()).at(self.here(pc));
                     }
                     Instr::NoOverload { builtin, argc } => {
-                        match builtin.call(args(stack, *argc)?, fuel) {
-                            Err(e) => break 'raise e.at(here(pc)),
-                            Ok(_) => return Err(broken("an overload for a NoOverload call")),
+                        match self.call(*builtin, *argc, fuel)? {
+                            Err(e) => break 'raise e.at(self.here(pc)),
+                            Ok(()) => return Err(broken("an overload for a NoOverload call")),
                         }
                     }
-                    Instr::Push(value) => stack.push(value.clone()),
+                    Instr::Push(value) => stack.push(Slot::Ref(value)),
                     Instr::PushString { value, len } => {
                         if let Err(e) = fuel.allocate(*len) {
-                            break 'raise e.at(here(pc));
+                            break 'raise e.at(self.here(pc));
                         }
-                        stack.push(value.clone());
+                        stack.push(Slot::Ref(value));
                     }
-                    Instr::LoadRoot(name) => match env.root(name) {
-                        Some(value) => stack.push(value.into_owned()),
-                        None => break 'raise unknown_variable(name).at(here(pc)),
+                    Instr::LoadRoot(name) => match self.env.root(name) {
+                        Some(Cow::Borrowed(value)) => stack.push(Slot::Ref(value)),
+                        Some(Cow::Owned(value)) => stack.push(Slot::Own(value)),
+                        None => break 'raise unknown_variable(name).at(self.here(pc)),
                     },
-                    Instr::LoadLocal(slot) => match locals.get(*slot) {
-                        Some(value) => stack.push(value.clone()),
+                    Instr::LoadLocal(slot) => match self.locals.get(*slot) {
+                        Some(Slot::Ref(value)) => stack.push(Slot::Ref(value)),
+                        Some(Slot::Own(value)) => stack.push(Slot::Own(value.clone())),
                         None => return Err(broken("a local slot out of range")),
                     },
                     Instr::LoadRootPath { root, path } => {
-                        let Some(value) = env.root(root) else {
-                            break 'raise unknown_variable(root).at(here(pc));
+                        let slot = match self.env.root(root) {
+                            Some(Cow::Borrowed(value)) => match select_path(value, path, expr) {
+                                Ok(selected) => Slot::Ref(selected),
+                                Err(e) => break 'raise e,
+                            },
+                            Some(Cow::Owned(value)) => match select_path(&value, path, expr) {
+                                Ok(selected) => Slot::Own(selected.clone()),
+                                Err(e) => break 'raise e,
+                            },
+                            None => break 'raise unknown_variable(root).at(self.here(pc)),
                         };
-                        match select_path(&value, path, expr) {
-                            Ok(selected) => stack.push(selected),
-                            Err(e) => break 'raise e,
-                        }
+                        stack.push(slot);
                     }
                     Instr::SelectPath(path) => {
                         let Some(top) = stack.last_mut() else {
-                            return Err(broken("a stack underflow"));
+                            return Err(underflow());
                         };
-                        match select_path(top, path, expr) {
-                            Ok(selected) => *top = selected,
-                            Err(e) => break 'raise e,
-                        }
+                        let selected = match top {
+                            Slot::Ref(value) => {
+                                let value: &'a Value = value;
+                                match select_path(value, path, expr) {
+                                    Ok(selected) => Slot::Ref(selected),
+                                    Err(e) => break 'raise e,
+                                }
+                            }
+                            Slot::Own(value) => match select_path(value, path, expr) {
+                                Ok(selected) => Slot::Own(selected.clone()),
+                                Err(e) => break 'raise e,
+                            },
+                        };
+                        *top = selected;
                     }
                     Instr::Has(key) => {
                         let Some(top) = stack.last_mut() else {
-                            return Err(broken("a stack underflow"));
+                            return Err(underflow());
                         };
-                        let found = match &*top {
+                        let found = match top.get() {
                             Value::Map(entries) => entries.contains_key(key),
                             Value::Null => false,
                             other => {
@@ -364,58 +518,73 @@ impl Machine {
                                     "`has` needs a map or object, not `{}`",
                                     other.type_name()
                                 ))
-                                .at(here(pc));
+                                .at(self.here(pc));
                             }
                         };
-                        *top = Value::Bool(found);
+                        *top = Slot::Own(Value::Bool(found));
                     }
-                    Instr::Add => {
-                        let outcome = match args(stack, 2)? {
-                            [Value::Int(a), Value::Int(b)] => a
+                    Instr::Add | Instr::Sub | Instr::Mul => {
+                        let (a, b) = top_two(stack)?;
+                        let outcome = match (&op.instr, a, b) {
+                            (Instr::Add, Value::Int(a), Value::Int(b)) => a
                                 .checked_add(*b)
                                 .map(Value::Int)
                                 .ok_or_else(|| EvalError::overflow("int addition")),
-                            pair => builtins::ADD.call(pair, fuel),
-                        };
-                        match outcome {
-                            Ok(value) => replace(stack, 2, value),
-                            Err(e) => break 'raise e.at(here(pc)),
-                        }
-                    }
-                    Instr::Sub => {
-                        let outcome = match args(stack, 2)? {
-                            [Value::Int(a), Value::Int(b)] => a
+                            (Instr::Sub, Value::Int(a), Value::Int(b)) => a
                                 .checked_sub(*b)
                                 .map(Value::Int)
                                 .ok_or_else(|| EvalError::overflow("int subtraction")),
-                            pair => builtins::SUBTRACT.call(pair, fuel),
-                        };
-                        match outcome {
-                            Ok(value) => replace(stack, 2, value),
-                            Err(e) => break 'raise e.at(here(pc)),
-                        }
-                    }
-                    Instr::Mul => {
-                        let outcome = match args(stack, 2)? {
-                            [Value::Int(a), Value::Int(b)] => a
+                            (Instr::Mul, Value::Int(a), Value::Int(b)) => a
                                 .checked_mul(*b)
                                 .map(Value::Int)
                                 .ok_or_else(|| EvalError::overflow("int multiplication")),
-                            pair => builtins::MULTIPLY.call(pair, fuel),
+                            (instr, a, b) => {
+                                let builtin = match instr {
+                                    Instr::Add => &builtins::ADD,
+                                    Instr::Sub => &builtins::SUBTRACT,
+                                    _ => &builtins::MULTIPLY,
+                                };
+                                call_with(self.arguments, builtin, &[a, b], fuel)
+                            }
                         };
                         match outcome {
                             Ok(value) => replace(stack, 2, value),
-                            Err(e) => break 'raise e.at(here(pc)),
+                            Err(e) => break 'raise e.at(self.here(pc)),
                         }
                     }
-                    Instr::Div => match call(stack, &builtins::DIVIDE, 2, fuel)? {
-                        Ok(()) => {}
-                        Err(e) => break 'raise e.at(here(pc)),
-                    },
-                    Instr::Rem => match call(stack, &builtins::REMAINDER, 2, fuel)? {
-                        Ok(()) => {}
-                        Err(e) => break 'raise e.at(here(pc)),
-                    },
+                    Instr::Div | Instr::Rem | Instr::In | Instr::Neg => {
+                        let (builtin, argc): (&Builtin, usize) = match &op.instr {
+                            Instr::Div => (&builtins::DIVIDE, 2),
+                            Instr::Rem => (&builtins::REMAINDER, 2),
+                            Instr::In => (&builtins::IN, 2),
+                            _ => (&builtins::NEGATE, 1),
+                        };
+                        // `x in list` compares in place; maps and errors go
+                        // through the table.
+                        if argc == 2 {
+                            let (needle, haystack) = top_two(stack)?;
+                            if let (Instr::In, Value::List(items)) = (&op.instr, haystack) {
+                                let mut found = false;
+                                for item in items.iter() {
+                                    match needle.equals_metered(item, fuel) {
+                                        Ok(true) => {
+                                            found = true;
+                                            break;
+                                        }
+                                        Ok(false) => {}
+                                        Err(e) => break 'raise e.at(self.here(pc)),
+                                    }
+                                }
+                                replace(stack, 2, Value::Bool(found));
+                                pc += 1;
+                                continue 'run;
+                            }
+                        }
+                        match self.call(builtin, argc, fuel)? {
+                            Ok(()) => {}
+                            Err(e) => break 'raise e.at(self.here(pc)),
+                        }
+                    }
                     Instr::Lt | Instr::Le | Instr::Gt | Instr::Ge => {
                         let (builtin, test): (&Builtin, fn(std::cmp::Ordering) -> bool) =
                             match &op.instr {
@@ -424,63 +593,121 @@ impl Machine {
                                 Instr::Gt => (&builtins::GREATER, std::cmp::Ordering::is_gt),
                                 _ => (&builtins::GREATER_EQUAL, std::cmp::Ordering::is_ge),
                             };
-                        let outcome = match args(stack, 2)? {
-                            [Value::Int(a), Value::Int(b)] => Ok(Value::Bool(test(a.cmp(b)))),
-                            pair => builtin.call(pair, fuel),
+                        let (a, b) = top_two(stack)?;
+                        let outcome = if orderable(a, b) {
+                            // Exactly the pairs the table's overloads take.
+                            builtins::compare(a, b, fuel)
+                                .map(|order| Value::Bool(order.is_some_and(test)))
+                        } else {
+                            call_with(self.arguments, builtin, &[a, b], fuel)
                         };
                         match outcome {
                             Ok(value) => replace(stack, 2, value),
-                            Err(e) => break 'raise e.at(here(pc)),
+                            Err(e) => break 'raise e.at(self.here(pc)),
                         }
                     }
                     Instr::Eq | Instr::Ne => {
-                        let outcome = match args(stack, 2)? {
-                            [a, b] => a.equals_metered(b, fuel),
-                            _ => return Err(broken("a stack underflow")),
-                        };
-                        match outcome {
+                        let (a, b) = top_two(stack)?;
+                        match a.equals_metered(b, fuel) {
                             Ok(equal) => {
                                 let want = matches!(op.instr, Instr::Eq);
                                 replace(stack, 2, Value::Bool(equal == want));
                             }
-                            Err(e) => break 'raise e.at(here(pc)),
+                            Err(e) => break 'raise e.at(self.here(pc)),
                         }
                     }
-                    Instr::In => match call(stack, &builtins::IN, 2, fuel)? {
-                        Ok(()) => {}
-                        Err(e) => break 'raise e.at(here(pc)),
-                    },
                     Instr::Index => {
-                        // Indexing null gives null, after both sides ran.
-                        if let [Value::Null, _] = args(stack, 2)? {
-                            replace(stack, 2, Value::Null);
-                        } else {
-                            match call(stack, builtins::index_operator(), 2, fuel)? {
-                                Ok(()) => {}
-                                Err(e) => break 'raise e.at(here(pc)),
+                        let n = stack.len();
+                        let indexed = match stack.get(n.wrapping_sub(2)..) {
+                            // Indexing null gives null, after both sides ran.
+                            Some([container, _]) if container.get().is_null() => {
+                                Some(Slot::Ref(&NULL))
                             }
+                            Some([Slot::Ref(Value::List(items)), index]) => match index.get() {
+                                Value::Int(i) => usize::try_from(*i)
+                                    .ok()
+                                    .and_then(|i| items.get(i))
+                                    .map(Slot::Ref),
+                                _ => None,
+                            },
+                            Some([_, _]) => None,
+                            _ => return Err(underflow()),
+                        };
+                        match indexed {
+                            Some(slot) => {
+                                stack.truncate(n - 2);
+                                stack.push(slot);
+                            }
+                            None => match self.call(builtins::index_operator(), 2, fuel)? {
+                                Ok(()) => {}
+                                Err(e) => break 'raise e.at(self.here(pc)),
+                            },
                         }
                     }
-                    Instr::Neg => match call(stack, &builtins::NEGATE, 1, fuel)? {
-                        Ok(()) => {}
-                        Err(e) => break 'raise e.at(here(pc)),
-                    },
                     Instr::Not => match stack.last_mut() {
-                        Some(Value::Bool(b)) => *b = !*b,
-                        Some(other) => {
-                            break 'raise no_such_overload(format!(
-                                "`!` needs a `bool`, not `{}`",
-                                other.type_name()
-                            ))
-                            .at(here(pc));
-                        }
-                        None => return Err(broken("a stack underflow")),
+                        Some(slot) => match slot.get() {
+                            Value::Bool(b) => *slot = Slot::Own(Value::Bool(!b)),
+                            other => {
+                                break 'raise no_such_overload(format!(
+                                    "`!` needs a `bool`, not `{}`",
+                                    other.type_name()
+                                ))
+                                .at(self.here(pc));
+                            }
+                        },
+                        None => return Err(underflow()),
                     },
-                    Instr::Call { builtin, argc } => match call(stack, builtin, *argc, fuel)? {
+                    Instr::Call { builtin, argc } => match self.call(builtin, *argc, fuel)? {
                         Ok(()) => {}
-                        Err(e) => break 'raise e.at(here(pc)),
+                        Err(e) => break 'raise e.at(self.here(pc)),
                     },
-                    Instr::Cond(context) => match stack.last() {
+                    Instr::Size => {
+                        let Some(top) = stack.last_mut() else {
+                            return Err(underflow());
+                        };
+                        let count = match top.get() {
+                            Value::String(s) => match fuel.consume_steps(scan_steps(s.len())) {
+                                Ok(()) => s.chars().count(),
+                                Err(e) => break 'raise e.at(self.here(pc)),
+                            },
+                            Value::List(items) => items.len(),
+                            Value::Map(entries) => entries.len(),
+                            _ => match self.call(&builtins::SIZE, 1, fuel)? {
+                                Ok(()) => {
+                                    pc += 1;
+                                    continue 'run;
+                                }
+                                Err(e) => break 'raise e.at(self.here(pc)),
+                            },
+                        };
+                        *top = Slot::Own(Value::Int(i64::try_from(count).unwrap_or(i64::MAX)));
+                    }
+                    Instr::StringTest(test) => {
+                        let (a, b) = top_two(stack)?;
+                        let outcome = match (a, b) {
+                            (Value::String(s), Value::String(part)) => {
+                                let (steps, holds) = match test {
+                                    StringTest::StartsWith => {
+                                        (scan_steps(part.len()), s.starts_with(&**part))
+                                    }
+                                    StringTest::EndsWith => {
+                                        (scan_steps(part.len()), s.ends_with(&**part))
+                                    }
+                                    StringTest::Contains => (
+                                        scan_steps(s.len() + part.len()),
+                                        s.contains(&**part),
+                                    ),
+                                };
+                                fuel.consume_steps(steps).map(|()| Value::Bool(holds))
+                            }
+                            (a, b) => call_with(self.arguments, test.builtin(), &[a, b], fuel),
+                        };
+                        match outcome {
+                            Ok(value) => replace(stack, 2, value),
+                            Err(e) => break 'raise e.at(self.here(pc)),
+                        }
+                    }
+                    Instr::Cond(context) => match stack.last().map(Slot::get) {
                         Some(Value::Bool(_)) => {}
                         Some(other) => {
                             break 'raise no_such_overload(format!(
@@ -488,23 +715,23 @@ impl Machine {
                                 context.subject(),
                                 other.type_name()
                             ))
-                            .at(here(pc));
+                            .at(self.here(pc));
                         }
-                        None => return Err(broken("a stack underflow")),
+                        None => return Err(underflow()),
                     },
-                    Instr::Try(target) => handlers.push(Handler {
+                    Instr::Try(target) => self.handlers.push(Handler {
                         target: *target as usize,
                         stack: stack.len(),
-                        errors: errors.len(),
-                        frames: frames.len(),
+                        errors: self.errors.len(),
+                        frames: self.frames.len(),
                     }),
                     Instr::EndTry => {
-                        if handlers.pop().is_none() {
+                        if self.handlers.pop().is_none() {
                             return Err(broken("an EndTry without a Try"));
                         }
                     }
                     Instr::JumpIfCond { decisive, target } => {
-                        if let Some(Value::Bool(b)) = stack.last()
+                        if let Some(Value::Bool(b)) = stack.last().map(Slot::get)
                             && b == decisive
                         {
                             pc = *target as usize;
@@ -515,90 +742,98 @@ impl Machine {
                         let right = pop(stack)?;
                         let left = pop(stack)?;
                         // Errors were caught left first, so the right's is on top.
-                        let right_error = pending_error(&right, errors)?;
-                        let left_error = pending_error(&left, errors)?;
-                        let decides = |v: &Value| matches!(v, Value::Bool(b) if b == decisive);
+                        let right_error = pending_error(right.get(), self.errors)?;
+                        let left_error = pending_error(left.get(), self.errors)?;
+                        let decides =
+                            |slot: &Slot| matches!(slot.get(), Value::Bool(b) if b == decisive);
                         if decides(&right) || decides(&left) {
-                            stack.push(Value::Bool(*decisive));
+                            stack.push(Slot::Own(Value::Bool(*decisive)));
                         } else if let Some(error) = left_error.or(right_error) {
                             break 'raise error;
                         } else {
-                            stack.push(Value::Bool(!*decisive));
+                            stack.push(Slot::Own(Value::Bool(!*decisive)));
                         }
                     }
                     Instr::AllocList(len) => {
                         if let Err(e) = fuel.allocate_list(*len) {
-                            break 'raise e.at(here(pc));
+                            break 'raise e.at(self.here(pc));
                         }
                     }
                     Instr::MakeList(len) => {
                         let Some(start) = stack.len().checked_sub(*len) else {
-                            return Err(broken("a stack underflow"));
+                            return Err(underflow());
                         };
-                        let items: Arc<[Value]> = stack.drain(start..).collect();
-                        stack.push(Value::List(items));
+                        let items: Arc<[Value]> = stack.drain(start..).map(Slot::into_value).collect();
+                        stack.push(Slot::Own(Value::List(items)));
                     }
                     Instr::MapNew(len) => {
                         if let Err(e) = fuel.allocate_map(*len) {
-                            break 'raise e.at(here(pc));
+                            break 'raise e.at(self.here(pc));
                         }
-                        stack.push(Value::map(MapEntries::new()));
+                        stack.push(Slot::Own(Value::map(MapEntries::new())));
                     }
-                    Instr::MapKey => match stack.last() {
+                    Instr::MapKey => match stack.last().map(Slot::get) {
                         Some(Value::String(_) | Value::Int(_) | Value::Bool(_)) => {}
                         Some(other) => {
                             break 'raise EvalError::invalid_argument(format!(
                                 "map keys must be `string`, `int` or `bool`, not `{}`",
                                 other.type_name()
                             ))
-                            .at(here(pc));
+                            .at(self.here(pc));
                         }
-                        None => return Err(broken("a stack underflow")),
+                        None => return Err(underflow()),
                     },
                     Instr::MapInsert => {
-                        let value = pop(stack)?;
-                        let key_value = pop(stack)?;
-                        let key = match &key_value {
+                        let value = pop(stack)?.into_value();
+                        let key_slot = pop(stack)?;
+                        let key_value = key_slot.get();
+                        let key = match key_value {
                             Value::String(s) => MapKey::String(s.clone()),
                             Value::Int(i) => MapKey::Int(*i),
                             Value::Bool(b) => MapKey::Bool(*b),
                             _ => return Err(broken("an unchecked map key")),
                         };
-                        let Some(Value::Map(entries)) = stack.last_mut() else {
+                        let Some(Slot::Own(Value::Map(entries))) = stack.last_mut() else {
                             return Err(broken("a map insertion without a map"));
                         };
                         if entries.contains_key(&key) {
                             break 'raise EvalError::invalid_argument(format!(
                                 "the map has the key {key_value} twice"
                             ))
-                            .at(here(pc));
+                            .at(self.here(pc));
                         }
                         Arc::make_mut(entries).insert(key, value);
                     }
                     Instr::IterBegin { kind, reserve } => {
                         let target = pop(stack)?;
-                        let items: Arc<[Value]> = match target {
-                            Value::List(items) => items,
-                            Value::Map(entries) => {
+                        let items = match target {
+                            Slot::Ref(Value::List(items)) => Items::Ref(items),
+                            Slot::Own(Value::List(items)) => Items::Own(items),
+                            Slot::Ref(Value::Map(_)) | Slot::Own(Value::Map(_)) => {
+                                let Value::Map(entries) = target.get() else {
+                                    return Err(broken("a map that is not a map"));
+                                };
                                 if let Err(e) = fuel.allocate_list(entries.len()) {
-                                    break 'raise e.at(here(pc));
+                                    break 'raise e.at(self.here(pc));
                                 }
-                                entries.keys().map(MapKey::to_value).collect()
+                                Items::Own(entries.keys().map(MapKey::to_value).collect())
                             }
                             other => {
                                 break 'raise no_such_overload(format!(
                                     "`{}` needs a list or a map, not `{}`",
                                     kind.name(),
-                                    other.type_name()
+                                    other.get().type_name()
                                 ))
-                                .at(here(pc));
+                                .at(self.here(pc));
                             }
                         };
-                        if *reserve && let Err(e) = fuel.allocate_list(items.len()) {
+                        if *reserve
+                            && let Err(e) = fuel.allocate_list(items.as_slice().len())
+                        {
                             let at = super::Instruction::reserve_offset(expr.offset_of(pc));
                             break 'raise e.at(to_span(expr.span_at(at)));
                         }
-                        frames.push(Frame {
+                        self.frames.push(Frame {
                             kind: *kind,
                             items,
                             next: 0,
@@ -609,18 +844,24 @@ impl Machine {
                         });
                     }
                     Instr::IterNext { slot, exit, steps } => {
-                        let Some(frame) = frames.last_mut() else {
+                        let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
-                        match frame.items.get(frame.next) {
-                            Some(item) => {
+                        let element = match &frame.items {
+                            Items::Ref(items) => items.get(frame.next).map(Slot::Ref),
+                            Items::Own(items) => {
+                                items.get(frame.next).map(|v| Slot::Own(v.clone()))
+                            }
+                        };
+                        match element {
+                            Some(element) => {
                                 if let Err(e) = fuel.consume_steps(u64::from(*steps)) {
-                                    return Err(e.at(here(pc)));
+                                    return Err(e.at(self.here(pc)));
                                 }
-                                let Some(local) = locals.get_mut(*slot) else {
+                                let Some(local) = self.locals.get_mut(*slot) else {
                                     return Err(broken("a local slot out of range"));
                                 };
-                                *local = item.clone();
+                                *local = element;
                                 frame.next += 1;
                             }
                             None => {
@@ -631,7 +872,7 @@ impl Machine {
                                         error_code::FUEL_EXHAUSTED,
                                         "the evaluation ran out of steps",
                                     )
-                                    .at(here(pc)));
+                                    .at(self.here(pc)));
                                 }
                                 pc = *exit as usize;
                                 continue 'run;
@@ -640,17 +881,18 @@ impl Machine {
                     }
                     Instr::QuantStep { decisive, head } => {
                         let condition = pop(stack)?;
-                        let Some(frame) = frames.last_mut() else {
+                        let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
-                        match condition {
-                            Value::Bool(b) if b == *decisive => {
+                        match condition.get() {
+                            Value::Bool(b) if b == decisive => {
                                 frame.decided = true;
-                                frame.next = frame.items.len();
+                                frame.next = frame.items.as_slice().len();
                             }
                             Value::Bool(_) => {}
                             _ => {
-                                let error = errors
+                                let error = self
+                                    .errors
                                     .pop()
                                     .ok_or_else(|| broken("a pending error without an error"))?;
                                 frame.first_error.get_or_insert(error);
@@ -660,10 +902,10 @@ impl Machine {
                         continue 'run;
                     }
                     Instr::CountStep(head) => {
-                        let Value::Bool(b) = pop(stack)? else {
+                        let Value::Bool(b) = *pop(stack)?.get() else {
                             return Err(broken("a count of a non-bool"));
                         };
-                        let Some(frame) = frames.last_mut() else {
+                        let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
                         frame.count += usize::from(b);
@@ -671,8 +913,8 @@ impl Machine {
                         continue 'run;
                     }
                     Instr::CollectStep(head) => {
-                        let value = pop(stack)?;
-                        let Some(frame) = frames.last_mut() else {
+                        let value = pop(stack)?.into_value();
+                        let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
                         frame.acc.push(value);
@@ -680,24 +922,28 @@ impl Machine {
                         continue 'run;
                     }
                     Instr::KeepStep(head) => {
-                        let Value::Bool(keep) = pop(stack)? else {
+                        let Value::Bool(keep) = *pop(stack)?.get() else {
                             return Err(broken("a filter on a non-bool"));
                         };
-                        let Some(frame) = frames.last_mut() else {
+                        let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
                         if keep {
-                            let Some(item) = frame.next.checked_sub(1).and_then(|i| frame.items.get(i))
+                            let Some(item) = frame
+                                .next
+                                .checked_sub(1)
+                                .and_then(|i| frame.items.as_slice().get(i))
                             else {
                                 return Err(broken("a filter before the first element"));
                             };
-                            frame.acc.push(item.clone());
+                            let item = item.clone();
+                            frame.acc.push(item);
                         }
                         pc = *head as usize;
                         continue 'run;
                     }
                     Instr::IterEnd(kind) => {
-                        let Some(frame) = frames.pop() else {
+                        let Some(frame) = self.frames.pop() else {
                             return Err(broken("an iteration without a frame"));
                         };
                         if frame.kind != *kind {
@@ -716,13 +962,13 @@ impl Machine {
                             MacroKind::Map => Value::list(frame.acc),
                             MacroKind::Filter => {
                                 if let Err(e) = fuel.allocate_list(frame.acc.len()) {
-                                    break 'raise e.at(here(pc));
+                                    break 'raise e.at(self.here(pc));
                                 }
                                 Value::list(frame.acc)
                             }
                             MacroKind::Has => return Err(broken("the end of a `has` frame")),
                         };
-                        stack.push(result);
+                        stack.push(Slot::Own(result));
                     }
                 }
                 pc += 1;
@@ -733,30 +979,50 @@ impl Machine {
             if raised.code == error_code::FUEL_EXHAUSTED {
                 return Err(raised);
             }
-            let Some(handler) = handlers.pop() else {
+            let Some(handler) = self.handlers.pop() else {
                 return Err(raised);
             };
-            stack.truncate(handler.stack);
-            errors.truncate(handler.errors);
-            frames.truncate(handler.frames);
-            errors.push(raised);
-            stack.push(Value::Null);
+            self.stack.truncate(handler.stack);
+            self.errors.truncate(handler.errors);
+            self.frames.truncate(handler.frames);
+            self.errors.push(raised);
+            self.stack.push(Slot::Ref(&NULL));
             pc = handler.target;
         }
     }
+
+    /// Calls `builtin` on the top `argc` values and replaces them by the
+    /// result. The outer error is a broken invariant, the inner one the call's.
+    fn call(
+        &mut self,
+        builtin: &Builtin,
+        argc: usize,
+        fuel: &mut Fuel,
+    ) -> Result<Result<(), EvalError>, EvalError> {
+        let Some(start) = self.stack.len().checked_sub(argc) else {
+            return Err(underflow());
+        };
+        self.arguments.clear();
+        self.arguments
+            .extend(self.stack[start..].iter().map(|slot| slot.get().clone()));
+        let outcome = builtin.call(self.arguments, fuel);
+        self.arguments.clear();
+        Ok(outcome.map(|value| replace(self.stack, argc, value)))
+    }
 }
 
-/// Calls `builtin` on the top `argc` values and replaces them by the
-/// result. The outer error is a broken invariant, the inner one the call's.
-#[inline]
-fn call(
-    stack: &mut Vec<Value>,
-    builtin: &Builtin,
-    argc: usize,
-    fuel: &mut Fuel,
-) -> Result<Result<(), EvalError>, EvalError> {
-    let outcome = builtin.call(args(stack, argc)?, fuel);
-    Ok(outcome.map(|value| replace(stack, argc, value)))
+/// Whether an ordering operator's overloads take `a` and `b`.
+fn orderable(a: &Value, b: &Value) -> bool {
+    matches!(
+        (a, b),
+        (
+            Value::Int(_) | Value::Double(_),
+            Value::Int(_) | Value::Double(_)
+        ) | (Value::String(_), Value::String(_))
+            | (Value::Bool(_), Value::Bool(_))
+            | (Value::Timestamp(_), Value::Timestamp(_))
+            | (Value::Duration(_), Value::Duration(_))
+    )
 }
 
 /// The error a condition slot stands for, if it holds the marker.
@@ -781,16 +1047,20 @@ fn unknown_variable(name: &str) -> EvalError {
     )
 }
 
-/// Follows `path` from `start`, cloning only the value it ends on. Null
-/// propagates; a missing key is an error unless the field was written `?.`.
-fn select_path(start: &Value, path: &[PathField], expr: &VerifiedExpr) -> Result<Value, EvalError> {
+/// Follows `path` from `start` without copying anything. Null propagates;
+/// a missing key is an error unless the field was written `?.`.
+fn select_path<'v>(
+    start: &'v Value,
+    path: &[PathField],
+    expr: &VerifiedExpr,
+) -> Result<&'v Value, EvalError> {
     let mut current = start;
     for field in path {
         match current {
-            Value::Null => return Ok(Value::Null),
+            Value::Null => return Ok(&NULL),
             Value::Map(entries) => match entries.get(&field.key) {
                 Some(found) => current = found,
-                None if field.optional => return Ok(Value::Null),
+                None if field.optional => return Ok(&NULL),
                 None => {
                     return Err(builtins::no_such_key(&Value::String(field.name.clone()))
                         .at(to_span(expr.span_at(field.offset))));
@@ -806,5 +1076,19 @@ fn select_path(start: &Value, path: &[PathField], expr: &VerifiedExpr) -> Result
             }
         }
     }
-    Ok(current.clone())
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycling_keeps_the_allocation() {
+        let mut slots: Vec<Slot<'static>> = Vec::with_capacity(32);
+        slots.push(Slot::Ref(&NULL));
+        let again: Vec<Slot<'_>> = recycle(slots);
+        assert!(again.is_empty());
+        assert!(again.capacity() >= 32);
+    }
 }
