@@ -3,7 +3,7 @@
 //! emit but the verifier accepts.
 
 use donmai_runtime::bytecode::{
-    CondContext, Instruction, MacroKind, VerifiedExpr, decode, disassemble, verify,
+    CondContext, Instruction, MacroKind, Roots, VerifiedExpr, decode, disassemble, verify,
 };
 use donmai_runtime::plan::{Constant, ExprCode, SourceRef};
 use donmai_stdlib::value::{Fuel, Value, error_code};
@@ -523,6 +523,13 @@ fn roots_come_from_any_env() {
         loaded.run(&hashed, &mut Fuel::default()),
         loaded.run(&roots(), &mut Fuel::default())
     );
+    let mut small: Roots = roots().into_iter().collect();
+    assert_eq!(
+        loaded.run(&small, &mut Fuel::default()),
+        loaded.run(&roots(), &mut Fuel::default())
+    );
+    small.insert("l", Value::Int(1));
+    assert_eq!(loaded.run(&small, &mut Fuel::default()), Ok(Value::Int(1)));
     let error = loaded
         .run(&BTreeMap::new(), &mut Fuel::default())
         .unwrap_err();

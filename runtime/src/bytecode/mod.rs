@@ -38,7 +38,7 @@ pub mod verify;
 pub mod vm;
 
 pub use verify::{VerifiedExpr, verify};
-pub use vm::{Env, Machine, run};
+pub use vm::{Env, Machine, Roots, run};
 
 /// Opcodes. The values are part of the plan format: never renumber one.
 pub mod opcode {

@@ -19,7 +19,7 @@
 //! at least one step, and the VM counts loop exits against the steps spent;
 //! so every cycle costs fuel.
 
-use super::vm::{Instr, Op, PathField, StringTest};
+use super::vm::{Compare, Instr, Op, Operand, PathField, StringTest};
 use super::{BytecodeError, Decoded, Instruction, MacroKind, RAISE_CODES, decode};
 use crate::plan::{ConstIx, Constant, ExprCode, SourceRef};
 use donmai_stdlib::builtins::{self, Builtin};
@@ -159,6 +159,8 @@ pub fn verify(code: &ExprCode, constants: &[Constant]) -> Result<VerifiedExpr, B
         .map(|d| loader.load(d))
         .collect::<Result<Vec<Op>, BytecodeError>>()?;
     let (max_stack, max_frames) = Flow::new(&decoded, &ops).run()?;
+    let mut ops = ops;
+    fuse(&mut ops);
     if max_stack != usize::from(code.max_stack) {
         return Err(BytecodeError::new(
             0,
@@ -481,6 +483,45 @@ impl Loader<'_> {
     }
 }
 
+/// Forms the superinstructions of the VM over verified ops. A fused op
+/// does what the sequence it starts does; the covered ops stay in place, so
+/// indices and jump targets are unchanged.
+fn fuse(ops: &mut [Op]) {
+    for i in 0..ops.len().saturating_sub(2) {
+        let operand = match &ops[i].instr {
+            Instr::LoadRootPath { root, path } => Operand::RootPath {
+                root: root.clone(),
+                path: path.clone(),
+            },
+            Instr::LoadRoot(name) => Operand::Root(name.clone()),
+            Instr::LoadLocal(slot) => Operand::Local(*slot),
+            _ => continue,
+        };
+        let (constant, constant_bytes) = match &ops[i + 1].instr {
+            Instr::Push(value) => (value.clone(), None),
+            Instr::PushString { value, len } => (value.clone(), Some(*len)),
+            _ => continue,
+        };
+        let compare = match ops[i + 2].instr {
+            Instr::Eq => Compare::Eq,
+            Instr::Ne => Compare::Ne,
+            Instr::Lt => Compare::Lt,
+            Instr::Le => Compare::Le,
+            Instr::Gt => Compare::Gt,
+            Instr::Ge => Compare::Ge,
+            _ => continue,
+        };
+        ops[i].instr = Instr::CompareConst {
+            operand,
+            constant,
+            constant_bytes,
+            constant_steps: ops[i + 1].steps,
+            compare,
+            compare_steps: ops[i + 2].steps,
+        };
+    }
+}
+
 /// The abstract interpretation over every path.
 struct Flow<'a> {
     decoded: &'a [Decoded],
@@ -710,6 +751,10 @@ impl<'a> Flow<'a> {
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
+            Instr::CompareConst { .. } => {
+                // Formed only after the analysis.
+                return fail("a fused instruction in code under verification".into());
+            }
             Instr::StringTest(_) => {
                 pop(&mut state, any, "a value")?;
                 pop(&mut state, any, "a value")?;
@@ -862,7 +907,8 @@ fn effects(instr: &Instr) -> (usize, usize) {
         | Instr::Try(_)
         | Instr::EndTry
         | Instr::AllocList(_)
-        | Instr::MapNew(_) => (0, 0),
+        | Instr::MapNew(_)
+        | Instr::CompareConst { .. } => (0, 0),
         Instr::Return
         | Instr::Pop
         | Instr::JumpIfFalse(_)

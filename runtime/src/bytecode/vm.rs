@@ -14,6 +14,7 @@ use donmai_stdlib::builtins::{self, Builtin};
 use donmai_stdlib::value::{EvalError, Fuel, MapEntries, MapKey, Value, error_code};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 /// The values of the root variables (`nodes`, `trigger`, `input`, `run`,
@@ -25,7 +26,16 @@ pub trait Env {
 
 impl Env for BTreeMap<String, Value> {
     fn root(&self, name: &str) -> Option<Cow<'_, Value>> {
-        self.get(name).map(Cow::Borrowed)
+        // An environment has a handful of roots: a scan that compares
+        // lengths first beats the tree's ordered comparisons.
+        let found = if self.len() <= SCAN_LIMIT {
+            self.iter()
+                .find(|(key, _)| same_text(key, name))
+                .map(|(_, value)| value)
+        } else {
+            self.get(name)
+        };
+        found.map(Cow::Borrowed)
     }
 }
 
@@ -35,14 +45,110 @@ impl Env for HashMap<String, Value> {
     }
 }
 
+/// Root variables in a small vector, found by a scan that compares lengths
+/// first: the quickest [`Env`] for the handful of roots an expression sees.
+#[derive(Clone, Debug, Default)]
+pub struct Roots {
+    entries: Vec<(Box<str>, Value)>,
+}
+
+impl Roots {
+    pub fn new() -> Roots {
+        Roots::default()
+    }
+
+    /// Binds `name`, replacing an earlier binding.
+    pub fn insert(&mut self, name: &str, value: Value) {
+        match self.entries.iter_mut().find(|(n, _)| **n == *name) {
+            Some((_, slot)) => *slot = value,
+            None => self.entries.push((name.into(), value)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|(n, _)| same_text(n, name))
+            .map(|(_, value)| value)
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<(S, Value)> for Roots {
+    fn from_iter<I: IntoIterator<Item = (S, Value)>>(items: I) -> Roots {
+        let mut roots = Roots::new();
+        for (name, value) in items {
+            roots.insert(name.as_ref(), value);
+        }
+        roots
+    }
+}
+
+impl Env for Roots {
+    fn root(&self, name: &str) -> Option<Cow<'_, Value>> {
+        self.get(name).map(Cow::Borrowed)
+    }
+}
+
+/// Maps up to this size are searched by a scan rather than by the tree.
+const SCAN_LIMIT: usize = 8;
+
+/// String equality that rejects on length before looking at the bytes,
+/// and compares short strings without a library call.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len()
+        && if a.len() <= 16 {
+            a.iter().zip(b).all(|(x, y)| x == y)
+        } else {
+            a == b
+        }
+}
+
+/// The value of a string key: a scan for the small maps workflow data is
+/// made of, the tree for larger ones.
+#[inline]
+fn lookup<'v>(entries: &'v MapEntries, key: &MapKey, text: &str) -> Option<&'v Value> {
+    if entries.len() <= SCAN_LIMIT {
+        entries
+            .iter()
+            .find(|(k, _)| matches!(k, MapKey::String(k) if same_text(k, text)))
+            .map(|(_, value)| value)
+    } else {
+        entries.get(key)
+    }
+}
+
 /// A field of a fused selection path, resolved at load time.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PathField {
     pub key: MapKey,
     pub name: Arc<str>,
     pub optional: bool,
     /// Code offset whose span names this field.
     pub offset: u32,
+}
+
+/// The comparison operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Compare {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// What a fused comparison reads: a root path or a macro variable.
+#[derive(Clone, Debug)]
+pub(crate) enum Operand {
+    Root(Box<str>),
+    RootPath {
+        root: Box<str>,
+        path: Box<[PathField]>,
+    },
+    Local(usize),
 }
 
 /// A loaded instruction: operands resolved, targets as instruction indices.
@@ -99,6 +205,20 @@ pub(crate) enum Instr {
     Size,
     /// `startsWith`, `endsWith` or `contains` with two arguments, likewise.
     StringTest(StringTest),
+    /// A superinstruction the loader forms from `LoadRootPath`/`LoadLocal`,
+    /// `PushConst` and a comparison in a row (`nodes.x.output.status ==
+    /// "done"`): the same fuel, errors and result, without putting either
+    /// operand on the stack. The two instructions it covers stay in place
+    /// behind it; it continues after them.
+    CompareConst {
+        operand: Operand,
+        constant: Value,
+        /// A string constant pays for its bytes, as `PushString` does.
+        constant_bytes: Option<usize>,
+        constant_steps: u8,
+        compare: Compare,
+        compare_steps: u8,
+    },
     Cond(CondContext),
     Try(u32),
     EndTry,
@@ -236,14 +356,11 @@ struct Handler {
     frames: usize,
 }
 
-/// The VM's working memory. Keep one per thread and reuse it: after the
-/// first runs it no longer allocates for its stacks.
+/// The VM's working memory that outlives a run. Keep one per thread and
+/// reuse it; the operand stack, locals and iteration frames live in the
+/// run itself (inline, without allocating, for the usual small programs).
 #[derive(Default)]
 pub struct Machine {
-    // Empty between runs; a run borrows their allocations (see `recycle`).
-    stack: Vec<Slot<'static>>,
-    locals: Vec<Slot<'static>>,
-    frames: Vec<Frame<'static>>,
     handlers: Vec<Handler>,
     /// Errors caught by `Try`, one per pending-error marker on the stack.
     errors: Vec<EvalError>,
@@ -251,18 +368,16 @@ pub struct Machine {
     arguments: Vec<Value>,
 }
 
+/// Operand stacks up to this depth need no allocation.
+const INLINE_STACK: usize = 16;
+type Stack<'a> = SmallVec<[Slot<'a>; INLINE_STACK]>;
+type Locals<'a> = SmallVec<[Slot<'a>; 4]>;
+type Frames<'a> = SmallVec<[Frame<'a>; 2]>;
+
 impl std::fmt::Debug for Machine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Machine").finish_non_exhaustive()
     }
-}
-
-/// Reuses an emptied vector's allocation for elements of another lifetime.
-/// Collecting an emptied `vec::IntoIter` into a vector of a same-sized type
-/// happens in place, so the capacity carries over without `unsafe`.
-fn recycle<T, U>(mut items: Vec<T>) -> Vec<U> {
-    items.clear();
-    items.into_iter().filter_map(|_| None).collect()
 }
 
 /// Evaluates `expr` once with a fresh [`Machine`].
@@ -304,13 +419,13 @@ fn top_two<'s>(stack: &'s [Slot<'_>]) -> Result<(&'s Value, &'s Value), EvalErro
 
 /// Replaces the top `argc` slots by `value`.
 #[inline]
-fn replace(stack: &mut Vec<Slot<'_>>, argc: usize, value: Value) {
+fn replace(stack: &mut Stack<'_>, argc: usize, value: Value) {
     stack.truncate(stack.len().saturating_sub(argc));
     stack.push(Slot::Own(value));
 }
 
 #[inline]
-fn pop<'a>(stack: &mut Vec<Slot<'a>>) -> Result<Slot<'a>, EvalError> {
+fn pop<'a>(stack: &mut Stack<'a>) -> Result<Slot<'a>, EvalError> {
     stack.pop().ok_or_else(underflow)
 }
 
@@ -349,14 +464,18 @@ impl Machine {
         env: &dyn Env,
         fuel: &mut Fuel,
     ) -> Result<Value, EvalError> {
-        let mut stack = recycle(std::mem::take(&mut self.stack));
-        let mut locals = recycle(std::mem::take(&mut self.locals));
-        let mut frames = recycle(std::mem::take(&mut self.frames));
-        stack.reserve(expr.max_stack);
+        let mut stack = Stack::new();
+        if expr.max_stack > INLINE_STACK {
+            stack.reserve(expr.max_stack);
+        }
+        let mut locals = Locals::new();
         if expr.locals > 0 {
             locals.resize_with(expr.locals, || Slot::Ref(&NULL));
         }
-        frames.reserve(expr.max_frames);
+        let mut frames = Frames::new();
+        if expr.max_frames > 2 {
+            frames.reserve(expr.max_frames);
+        }
         let result = Run {
             expr,
             env,
@@ -368,10 +487,6 @@ impl Machine {
             arguments: &mut self.arguments,
         }
         .execute(fuel);
-        // Release what the run referenced; keep the allocations.
-        self.stack = recycle(stack);
-        self.locals = recycle(locals);
-        self.frames = recycle(frames);
         self.handlers.clear();
         self.errors.clear();
         self.arguments.clear();
@@ -384,9 +499,9 @@ impl Machine {
 struct Run<'a, 'm> {
     expr: &'a VerifiedExpr,
     env: &'a dyn Env,
-    stack: &'m mut Vec<Slot<'a>>,
-    locals: &'m mut Vec<Slot<'a>>,
-    frames: &'m mut Vec<Frame<'a>>,
+    stack: &'m mut Stack<'a>,
+    locals: &'m mut Locals<'a>,
+    frames: &'m mut Frames<'a>,
     handlers: &'m mut Vec<Handler>,
     errors: &'m mut Vec<EvalError>,
     arguments: &'m mut Vec<Value>,
@@ -585,36 +700,76 @@ impl<'a> Run<'a, '_> {
                             Err(e) => break 'raise e.at(self.here(pc)),
                         }
                     }
-                    Instr::Lt | Instr::Le | Instr::Gt | Instr::Ge => {
-                        let (builtin, test): (&Builtin, fn(std::cmp::Ordering) -> bool) =
-                            match &op.instr {
-                                Instr::Lt => (&builtins::LESS, std::cmp::Ordering::is_lt),
-                                Instr::Le => (&builtins::LESS_EQUAL, std::cmp::Ordering::is_le),
-                                Instr::Gt => (&builtins::GREATER, std::cmp::Ordering::is_gt),
-                                _ => (&builtins::GREATER_EQUAL, std::cmp::Ordering::is_ge),
-                            };
-                        let (a, b) = top_two(stack)?;
-                        let outcome = if orderable(a, b) {
-                            // Exactly the pairs the table's overloads take.
-                            builtins::compare(a, b, fuel)
-                                .map(|order| Value::Bool(order.is_some_and(test)))
-                        } else {
-                            call_with(self.arguments, builtin, &[a, b], fuel)
+                    Instr::Lt
+                    | Instr::Le
+                    | Instr::Gt
+                    | Instr::Ge
+                    | Instr::Eq
+                    | Instr::Ne => {
+                        let compare = match &op.instr {
+                            Instr::Lt => Compare::Lt,
+                            Instr::Le => Compare::Le,
+                            Instr::Gt => Compare::Gt,
+                            Instr::Ge => Compare::Ge,
+                            Instr::Eq => Compare::Eq,
+                            _ => Compare::Ne,
                         };
-                        match outcome {
-                            Ok(value) => replace(stack, 2, value),
+                        let (a, b) = top_two(stack)?;
+                        match compare_values(compare, a, b, fuel, self.arguments) {
+                            Ok(value) => replace(stack, 2, Value::Bool(value)),
                             Err(e) => break 'raise e.at(self.here(pc)),
                         }
                     }
-                    Instr::Eq | Instr::Ne => {
-                        let (a, b) = top_two(stack)?;
-                        match a.equals_metered(b, fuel) {
-                            Ok(equal) => {
-                                let want = matches!(op.instr, Instr::Eq);
-                                replace(stack, 2, Value::Bool(equal == want));
+                    Instr::CompareConst {
+                        operand,
+                        constant,
+                        constant_bytes,
+                        constant_steps,
+                        compare,
+                        compare_steps,
+                    } => {
+                        // The steps of the three instructions, in their order.
+                        let root;
+                        let value: &Value = match operand {
+                            Operand::Root(name) => {
+                                root = match self.env.root(name) {
+                                    Some(value) => value,
+                                    None => break 'raise unknown_variable(name).at(self.here(pc)),
+                                };
+                                &root
                             }
-                            Err(e) => break 'raise e.at(self.here(pc)),
+                            Operand::RootPath { root: name, path } => {
+                                root = match self.env.root(name) {
+                                    Some(value) => value,
+                                    None => break 'raise unknown_variable(name).at(self.here(pc)),
+                                };
+                                match select_path(&root, path, expr) {
+                                    Ok(selected) => selected,
+                                    Err(e) => break 'raise e,
+                                }
+                            }
+                            Operand::Local(slot) => match self.locals.get(*slot) {
+                                Some(local) => local.get(),
+                                None => return Err(broken("a local slot out of range")),
+                            },
+                        };
+                        if let Err(e) = fuel.consume_steps(u64::from(*constant_steps)) {
+                            return Err(e.at(self.here(pc + 1)));
                         }
+                        if let Some(bytes) = constant_bytes
+                            && let Err(e) = fuel.allocate(*bytes)
+                        {
+                            return Err(e.at(self.here(pc + 1)));
+                        }
+                        if let Err(e) = fuel.consume_steps(u64::from(*compare_steps)) {
+                            return Err(e.at(self.here(pc + 2)));
+                        }
+                        match compare_values(*compare, value, constant, fuel, self.arguments) {
+                            Ok(result) => stack.push(Slot::Own(Value::Bool(result))),
+                            Err(e) => break 'raise e.at(self.here(pc + 2)),
+                        }
+                        pc += 3;
+                        continue 'run;
                     }
                     Instr::Index => {
                         let n = stack.len();
@@ -1011,6 +1166,36 @@ impl<'a> Run<'a, '_> {
     }
 }
 
+/// `a <op> b`, as the operator's table entry (or CEL equality) computes it.
+#[inline]
+fn compare_values(
+    compare: Compare,
+    a: &Value,
+    b: &Value,
+    fuel: &mut Fuel,
+    arguments: &mut Vec<Value>,
+) -> Result<bool, EvalError> {
+    let (builtin, test): (&Builtin, fn(std::cmp::Ordering) -> bool) = match compare {
+        Compare::Eq => return a.equals_metered(b, fuel),
+        Compare::Ne => return a.equals_metered(b, fuel).map(|equal| !equal),
+        Compare::Lt => (&builtins::LESS, std::cmp::Ordering::is_lt),
+        Compare::Le => (&builtins::LESS_EQUAL, std::cmp::Ordering::is_le),
+        Compare::Gt => (&builtins::GREATER, std::cmp::Ordering::is_gt),
+        Compare::Ge => (&builtins::GREATER_EQUAL, std::cmp::Ordering::is_ge),
+    };
+    if let (Value::Int(a), Value::Int(b)) = (a, b) {
+        return Ok(test(a.cmp(b)));
+    }
+    if orderable(a, b) {
+        // Exactly the pairs the table's overloads take.
+        return builtins::compare(a, b, fuel).map(|order| order.is_some_and(test));
+    }
+    match call_with(arguments, builtin, &[a, b], fuel)? {
+        Value::Bool(result) => Ok(result),
+        _ => Err(broken("a comparison that is not a bool")),
+    }
+}
+
 /// Whether an ordering operator's overloads take `a` and `b`.
 fn orderable(a: &Value, b: &Value) -> bool {
     matches!(
@@ -1058,7 +1243,7 @@ fn select_path<'v>(
     for field in path {
         match current {
             Value::Null => return Ok(&NULL),
-            Value::Map(entries) => match entries.get(&field.key) {
+            Value::Map(entries) => match lookup(entries, &field.key, &field.name) {
                 Some(found) => current = found,
                 None if field.optional => return Ok(&NULL),
                 None => {
@@ -1077,18 +1262,4 @@ fn select_path<'v>(
         }
     }
     Ok(current)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recycling_keeps_the_allocation() {
-        let mut slots: Vec<Slot<'static>> = Vec::with_capacity(32);
-        slots.push(Slot::Ref(&NULL));
-        let again: Vec<Slot<'_>> = recycle(slots);
-        assert!(again.is_empty());
-        assert!(again.capacity() >= 32);
-    }
 }
