@@ -443,6 +443,31 @@ fn call_with(
     outcome
 }
 
+/// `fuel.consume_steps(steps)`, with the common case inline.
+#[inline(always)]
+fn charge(fuel: &mut Fuel, steps: u64) -> Result<(), EvalError> {
+    match fuel.steps.checked_sub(steps) {
+        Some(left) => {
+            fuel.steps = left;
+            Ok(())
+        }
+        // The meter's own error and state.
+        None => fuel.consume_steps(steps),
+    }
+}
+
+/// `fuel.allocate(bytes)`, with the common case inline.
+#[inline(always)]
+fn pay(fuel: &mut Fuel, bytes: usize) -> Result<(), EvalError> {
+    match fuel.bytes.checked_sub(bytes as u64) {
+        Some(left) => {
+            fuel.bytes = left;
+            Ok(())
+        }
+        None => fuel.allocate(bytes),
+    }
+}
+
 /// One step per 64 bytes scanned, as the builtin table charges.
 fn scan_steps(bytes: usize) -> u64 {
     (bytes / 64) as u64
@@ -528,7 +553,7 @@ impl<'a> Run<'a, '_> {
                 return Err(broken("control leaving the code"));
             };
             if op.steps != 0
-                && let Err(e) = fuel.consume_steps(u64::from(op.steps))
+                && let Err(e) = charge(fuel, u64::from(op.steps))
             {
                 return Err(e.at(self.here(pc)));
             }
@@ -573,7 +598,7 @@ impl<'a> Run<'a, '_> {
                     }
                     Instr::Push(value) => stack.push(Slot::Ref(value)),
                     Instr::PushString { value, len } => {
-                        if let Err(e) = fuel.allocate(*len) {
+                        if let Err(e) = pay(fuel, *len) {
                             break 'raise e.at(self.here(pc));
                         }
                         stack.push(Slot::Ref(value));
@@ -681,7 +706,7 @@ impl<'a> Run<'a, '_> {
                             if let (Instr::In, Value::List(items)) = (&op.instr, haystack) {
                                 let mut found = false;
                                 for item in items.iter() {
-                                    match needle.equals_metered(item, fuel) {
+                                    match equals(needle, item, fuel) {
                                         Ok(true) => {
                                             found = true;
                                             break;
@@ -753,15 +778,15 @@ impl<'a> Run<'a, '_> {
                                 None => return Err(broken("a local slot out of range")),
                             },
                         };
-                        if let Err(e) = fuel.consume_steps(u64::from(*constant_steps)) {
+                        if let Err(e) = charge(fuel, u64::from(*constant_steps)) {
                             return Err(e.at(self.here(pc + 1)));
                         }
                         if let Some(bytes) = constant_bytes
-                            && let Err(e) = fuel.allocate(*bytes)
+                            && let Err(e) = pay(fuel, *bytes)
                         {
                             return Err(e.at(self.here(pc + 1)));
                         }
-                        if let Err(e) = fuel.consume_steps(u64::from(*compare_steps)) {
+                        if let Err(e) = charge(fuel, u64::from(*compare_steps)) {
                             return Err(e.at(self.here(pc + 2)));
                         }
                         match compare_values(*compare, value, constant, fuel, self.arguments) {
@@ -821,7 +846,7 @@ impl<'a> Run<'a, '_> {
                             return Err(underflow());
                         };
                         let count = match top.get() {
-                            Value::String(s) => match fuel.consume_steps(scan_steps(s.len())) {
+                            Value::String(s) => match charge(fuel, scan_steps(s.len())) {
                                 Ok(()) => s.chars().count(),
                                 Err(e) => break 'raise e.at(self.here(pc)),
                             },
@@ -853,7 +878,7 @@ impl<'a> Run<'a, '_> {
                                         s.contains(&**part),
                                     ),
                                 };
-                                fuel.consume_steps(steps).map(|()| Value::Bool(holds))
+                                charge(fuel, steps).map(|()| Value::Bool(holds))
                             }
                             (a, b) => call_with(self.arguments, test.builtin(), &[a, b], fuel),
                         };
@@ -1010,7 +1035,7 @@ impl<'a> Run<'a, '_> {
                         };
                         match element {
                             Some(element) => {
-                                if let Err(e) = fuel.consume_steps(u64::from(*steps)) {
+                                if let Err(e) = charge(fuel, u64::from(*steps)) {
                                     return Err(e.at(self.here(pc)));
                                 }
                                 let Some(local) = self.locals.get_mut(*slot) else {
@@ -1176,8 +1201,8 @@ fn compare_values(
     arguments: &mut Vec<Value>,
 ) -> Result<bool, EvalError> {
     let (builtin, test): (&Builtin, fn(std::cmp::Ordering) -> bool) = match compare {
-        Compare::Eq => return a.equals_metered(b, fuel),
-        Compare::Ne => return a.equals_metered(b, fuel).map(|equal| !equal),
+        Compare::Eq => return equals(a, b, fuel),
+        Compare::Ne => return equals(a, b, fuel).map(|equal| !equal),
         Compare::Lt => (&builtins::LESS, std::cmp::Ordering::is_lt),
         Compare::Le => (&builtins::LESS_EQUAL, std::cmp::Ordering::is_le),
         Compare::Gt => (&builtins::GREATER, std::cmp::Ordering::is_gt),
@@ -1193,6 +1218,21 @@ fn compare_values(
     match call_with(arguments, builtin, &[a, b], fuel)? {
         Value::Bool(result) => Ok(result),
         _ => Err(broken("a comparison that is not a bool")),
+    }
+}
+
+/// CEL equality ([`Value::equals_metered`]), with its scalar cases inline.
+#[inline]
+fn equals(a: &Value, b: &Value, fuel: &mut Fuel) -> Result<bool, EvalError> {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => {
+            charge(fuel, 1)?;
+            charge(fuel, scan_steps(x.len()))?;
+            Ok(x.len() == y.len() && x == y)
+        }
+        (Value::Int(x), Value::Int(y)) => charge(fuel, 1).map(|()| x == y),
+        (Value::Bool(x), Value::Bool(y)) => charge(fuel, 1).map(|()| x == y),
+        _ => a.equals_metered(b, fuel),
     }
 }
 
