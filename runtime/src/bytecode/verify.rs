@@ -367,7 +367,8 @@ impl Loader<'_> {
             },
             Instruction::SelectPath { fields } => Instr::SelectPath(self.path(d, fields)?),
             Instruction::Has { field } => {
-                Instr::Has(MapKey::String(self.string(at, *field, "field name")?.into()))
+                let text: Arc<str> = self.string(at, *field, "field name")?.into();
+                Instr::Has(MapKey::String(text.clone()), text)
             }
             Instruction::Add => Instr::Add,
             Instruction::Sub => Instr::Sub,
@@ -487,38 +488,61 @@ impl Loader<'_> {
 /// does what the sequence it starts does; the covered ops stay in place, so
 /// indices and jump targets are unchanged.
 fn fuse(ops: &mut [Op]) {
-    for i in 0..ops.len().saturating_sub(2) {
-        let operand = match &ops[i].instr {
-            Instr::LoadRootPath { root, path } => Operand::RootPath {
-                root: root.clone(),
-                path: path.clone(),
-            },
-            Instr::LoadRoot(name) => Operand::Root(name.clone()),
-            Instr::LoadLocal(slot) => Operand::Local(*slot),
-            _ => continue,
-        };
-        let (constant, constant_bytes) = match &ops[i + 1].instr {
-            Instr::Push(value) => (value.clone(), None),
-            Instr::PushString { value, len } => (value.clone(), Some(*len)),
-            _ => continue,
-        };
-        let compare = match ops[i + 2].instr {
-            Instr::Eq => Compare::Eq,
-            Instr::Ne => Compare::Ne,
-            Instr::Lt => Compare::Lt,
-            Instr::Le => Compare::Le,
-            Instr::Gt => Compare::Gt,
-            Instr::Ge => Compare::Ge,
-            _ => continue,
-        };
-        ops[i].instr = Instr::CompareConst {
-            operand,
-            constant,
-            constant_bytes,
-            constant_steps: ops[i + 1].steps,
-            compare,
-            compare_steps: ops[i + 2].steps,
-        };
+    let constant = |op: &Op| match &op.instr {
+        Instr::Push(value) => Some((value.clone(), None)),
+        Instr::PushString { value, len } => Some((value.clone(), Some(*len))),
+        _ => None,
+    };
+    let comparison = |op: &Op| match op.instr {
+        Instr::Eq => Some(Compare::Eq),
+        Instr::Ne => Some(Compare::Ne),
+        Instr::Lt => Some(Compare::Lt),
+        Instr::Le => Some(Compare::Le),
+        Instr::Gt => Some(Compare::Gt),
+        Instr::Ge => Some(Compare::Ge),
+        _ => None,
+    };
+    for i in 0..ops.len() {
+        // A load, a constant and a comparison.
+        if let (Some(load), Some(push), Some(cmp)) = (ops.get(i), ops.get(i + 1), ops.get(i + 2))
+            && let (Some((constant, constant_bytes)), Some(compare)) =
+                (constant(push), comparison(cmp))
+        {
+            let operand = match &load.instr {
+                Instr::LoadRoot(name) => Some(Operand::Root(name.clone())),
+                Instr::LoadRootPath { root, path } => Some(Operand::RootPath {
+                    root: root.clone(),
+                    path: path.clone(),
+                }),
+                Instr::LoadLocal(slot) => Some(Operand::Local(*slot)),
+                _ => None,
+            };
+            if let Some(operand) = operand {
+                let (constant_steps, compare_steps) = (push.steps, cmp.steps);
+                ops[i].instr = Instr::CompareConst {
+                    operand,
+                    constant,
+                    constant_bytes,
+                    constant_steps,
+                    compare,
+                    compare_steps,
+                };
+                continue;
+            }
+        }
+        // A constant and a comparison with whatever is on the stack.
+        if let (Some(push), Some(cmp)) = (ops.get(i), ops.get(i + 1))
+            && let (Some((constant, constant_bytes)), Some(compare)) =
+                (constant(push), comparison(cmp))
+        {
+            let compare_steps = cmp.steps;
+            ops[i].instr = Instr::CompareTop {
+                constant,
+                constant_bytes,
+                compare,
+                compare_steps,
+            };
+        }
     }
 }
 
@@ -738,7 +762,7 @@ impl<'a> Flow<'a> {
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
-            Instr::Has(_) | Instr::Not => {
+            Instr::Has(..) | Instr::Not => {
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Bool);
             }
@@ -751,7 +775,7 @@ impl<'a> Flow<'a> {
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
-            Instr::CompareConst { .. } => {
+            Instr::CompareConst { .. } | Instr::CompareTop { .. } => {
                 // Formed only after the analysis.
                 return fail("a fused instruction in code under verification".into());
             }
@@ -908,13 +932,14 @@ fn effects(instr: &Instr) -> (usize, usize) {
         | Instr::EndTry
         | Instr::AllocList(_)
         | Instr::MapNew(_)
-        | Instr::CompareConst { .. } => (0, 0),
+        | Instr::CompareConst { .. }
+        | Instr::CompareTop { .. } => (0, 0),
         Instr::Return
         | Instr::Pop
         | Instr::JumpIfFalse(_)
         | Instr::JumpIfNotNull(_)
         | Instr::SelectPath(_)
-        | Instr::Has(_)
+        | Instr::Has(..)
         | Instr::Neg
         | Instr::Not
         | Instr::Size

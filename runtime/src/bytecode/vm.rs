@@ -93,16 +93,38 @@ impl Env for Roots {
 const SCAN_LIMIT: usize = 8;
 
 /// String equality that rejects on length before looking at the bytes,
-/// and compares short strings without a library call.
+/// and compares short strings with two overlapping word loads instead of a
+/// library call.
 #[inline]
 fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len()
-        && if a.len() <= 16 {
-            a.iter().zip(b).all(|(x, y)| x == y)
-        } else {
-            a == b
-        }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        9..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+#[inline(always)]
+fn word4(bytes: &[u8], at: usize) -> u32 {
+    match bytes.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+#[inline(always)]
+fn word8(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 8) {
+        Some(&[a, b, c, d, e, f, g, h]) => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => 0,
+    }
 }
 
 /// The value of a string key: a scan for the small maps workflow data is
@@ -180,7 +202,7 @@ pub(crate) enum Instr {
         path: Box<[PathField]>,
     },
     SelectPath(Box<[PathField]>),
-    Has(MapKey),
+    Has(MapKey, Arc<str>),
     Add,
     Sub,
     Mul,
@@ -216,6 +238,14 @@ pub(crate) enum Instr {
         /// A string constant pays for its bytes, as `PushString` does.
         constant_bytes: Option<usize>,
         constant_steps: u8,
+        compare: Compare,
+        compare_steps: u8,
+    },
+    /// `PushConst` then a comparison: compares the top with the constant
+    /// in place.
+    CompareTop {
+        constant: Value,
+        constant_bytes: Option<usize>,
         compare: Compare,
         compare_steps: u8,
     },
@@ -646,12 +676,12 @@ impl<'a> Run<'a, '_> {
                         };
                         *top = selected;
                     }
-                    Instr::Has(key) => {
+                    Instr::Has(key, text) => {
                         let Some(top) = stack.last_mut() else {
                             return Err(underflow());
                         };
                         let found = match top.get() {
-                            Value::Map(entries) => entries.contains_key(key),
+                            Value::Map(entries) => lookup(entries, key, text).is_some(),
                             Value::Null => false,
                             other => {
                                 break 'raise no_such_overload(format!(
@@ -678,6 +708,14 @@ impl<'a> Run<'a, '_> {
                                 .checked_mul(*b)
                                 .map(Value::Int)
                                 .ok_or_else(|| EvalError::overflow("int multiplication")),
+                            (Instr::Add, Value::String(a), Value::String(b)) => {
+                                pay(fuel, a.len().saturating_add(b.len())).map(|()| {
+                                    let mut joined = String::with_capacity(a.len() + b.len());
+                                    joined.push_str(a);
+                                    joined.push_str(b);
+                                    Value::string(joined)
+                                })
+                            }
                             (instr, a, b) => {
                                 let builtin = match instr {
                                     Instr::Add => &builtins::ADD,
@@ -690,6 +728,23 @@ impl<'a> Run<'a, '_> {
                         match outcome {
                             Ok(value) => replace(stack, 2, value),
                             Err(e) => break 'raise e.at(self.here(pc)),
+                        }
+                    }
+                    Instr::Div | Instr::Rem
+                        if matches!(
+                            top_two(stack)?,
+                            (Value::Int(_), Value::Int(b)) if *b != 0 && *b != -1
+                        ) =>
+                    {
+                        // No zero divisor, no overflow: the table's result
+                        // without its dispatch. Other cases go through it.
+                        if let (Value::Int(a), Value::Int(b)) = top_two(stack)? {
+                            let result = if matches!(op.instr, Instr::Div) {
+                                a / b
+                            } else {
+                                a % b
+                            };
+                            replace(stack, 2, Value::Int(result));
                         }
                     }
                     Instr::Div | Instr::Rem | Instr::In | Instr::Neg => {
@@ -794,6 +849,31 @@ impl<'a> Run<'a, '_> {
                             Err(e) => break 'raise e.at(self.here(pc + 2)),
                         }
                         pc += 3;
+                        continue 'run;
+                    }
+                    Instr::CompareTop {
+                        constant,
+                        constant_bytes,
+                        compare,
+                        compare_steps,
+                    } => {
+                        // This op's steps (the constant's) were charged above.
+                        if let Some(bytes) = constant_bytes
+                            && let Err(e) = pay(fuel, *bytes)
+                        {
+                            return Err(e.at(self.here(pc)));
+                        }
+                        if let Err(e) = charge(fuel, u64::from(*compare_steps)) {
+                            return Err(e.at(self.here(pc + 1)));
+                        }
+                        let Some(top) = stack.last_mut() else {
+                            return Err(underflow());
+                        };
+                        match compare_values(*compare, top.get(), constant, fuel, self.arguments) {
+                            Ok(result) => *top = Slot::Own(Value::Bool(result)),
+                            Err(e) => break 'raise e.at(self.here(pc + 1)),
+                        }
+                        pc += 2;
                         continue 'run;
                     }
                     Instr::Index => {
@@ -1302,4 +1382,26 @@ fn select_path<'v>(
         }
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_text_is_string_equality() {
+        for len in 0..=24usize {
+            let base: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(same_text(&base, &base.clone()), "{base}");
+            for at in 0..len {
+                let mut bytes = base.clone().into_bytes();
+                bytes[at] = b'Z';
+                let other = String::from_utf8(bytes).expect("ascii");
+                assert!(!same_text(&base, &other), "{base} vs {other}");
+            }
+            assert!(!same_text(&base, &format!("{base}a")));
+        }
+        assert!(same_text("héllo", "héllo"));
+        assert!(!same_text("héllo", "hèllo"));
+    }
 }
