@@ -548,8 +548,16 @@ fn select(value: Value, field: &Name, optional: bool) -> Result<Value, EvalError
     }
 }
 
-/// What `donmaic eval` prints: a value or an error, both as JSON.
+/// What `donmaic eval` prints: a value or an error, both as JSON. It runs
+/// on the bytecode VM ([`crate::codegen::eval_text`]);
+/// [`eval_text_reference`] is the same on this tree walker.
 pub fn eval_text(text: &str, vars: &Vars) -> Result<Value, EvalError> {
+    crate::codegen::eval_text(text, vars)
+}
+
+/// [`eval_text`] on the reference evaluator: the oracle the VM is tested
+/// against.
+pub fn eval_text_reference(text: &str, vars: &Vars) -> Result<Value, EvalError> {
     let (expr, diagnostics) = donmai_grammar::expr::parse_expr(text);
     if let Some(first) = diagnostics.first() {
         return Err(EvalError::new(error_code::SYNTAX, first.message.clone()).at(first.span));
@@ -1037,6 +1045,40 @@ mod tests {
                     Err(error) => format!("!{} ({})", error.code, error.message),
                 };
                 failures.push(format!("{text}\n    want {expected}\n    got  {got}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    /// Every case again on the bytecode VM (what `donmaic eval` runs): the
+    /// same value, or the same error with the same message and span, and
+    /// the same fuel left over, whatever the budget.
+    #[test]
+    fn conformance_on_the_vm() {
+        let vars = fixture();
+        let mut failures = Vec::new();
+        for (text, _) in CASES {
+            let expr = parse(text);
+            for fuel in [Fuel::default(), Fuel::new(3, 1 << 20), Fuel::new(100, 64)] {
+                let (mut vm_fuel, mut reference_fuel) = (fuel, fuel);
+                let vm = crate::codegen::run_on_vm(&expr, &vars, &mut vm_fuel);
+                let reference = evaluate(&expr, &vars, &mut reference_fuel);
+                let same = match (&vm, &reference) {
+                    (Ok(a), Ok(b)) => format!("{a:?}") == format!("{b:?}"),
+                    (Err(a), Err(b)) if a.code == error_code::FUEL_EXHAUSTED => a.code == b.code,
+                    (Err(a), Err(b)) => a == b,
+                    _ => false,
+                };
+                if !same || vm_fuel != reference_fuel {
+                    failures.push(format!(
+                        "{text} with {fuel:?}\n    vm        {vm:?} {vm_fuel:?}\n    reference {reference:?} {reference_fuel:?}"
+                    ));
+                }
             }
         }
         assert!(

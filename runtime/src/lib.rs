@@ -10,6 +10,7 @@
 
 #[cfg(feature = "engine")]
 pub mod audit;
+pub mod bytecode;
 #[cfg(feature = "engine")]
 pub mod clock;
 #[cfg(feature = "engine")]

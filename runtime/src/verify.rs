@@ -21,15 +21,17 @@
 // public error type plain to match on.
 #![allow(clippy::result_large_err)]
 
+use crate::bytecode::VerifiedExpr;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
 
 use crate::plan::limits::{MAX_PREDICATE_DEPTH, MAX_PREDICATE_LEAVES, MAX_TEMPLATE_DEPTH};
 use crate::plan::{
-    Constant, DecodedPlan, DefaultRoute, ExprCode, ExprIx, FORMAT_VERSION, Level, LevelIx,
-    OnTimeout, Plan, PlanId, Port, Predicate, PredicateOp, SourceRef, StepDef, StepIx, StepKind,
-    TemplatePart, TriggerIx, ValueTemplate, VerbIx, VerbKind, VerbRef, encode_body, plan_hash,
+    DecodedPlan, DefaultRoute, ExprCode, ExprIx, FORMAT_VERSION, Level, LevelIx, OnTimeout, Plan,
+    PlanId, Port, Predicate, PredicateOp, SourceRef, StepDef, StepIx, StepKind, TemplatePart,
+    TriggerIx, ValueTemplate, VerbIx, VerbKind, VerbRef, encode_body, plan_hash,
 };
 
 /// The `apiVersion`s a plan may have been compiled from.
@@ -37,15 +39,24 @@ const API_VERSIONS: [&str; 2] = ["workflow/v1", "workflow/v2"];
 
 /// A plan that passed [`verify`]: only the verifier constructs one, and it
 /// gives read-only access to the plan (through `Deref` as well).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct VerifiedPlan {
     plan: Plan,
     id: PlanId,
+    /// Every expression of the plan, verified and loaded for the VM, in the
+    /// order of [`Plan::exprs`].
+    exprs: Vec<VerifiedExpr>,
 }
 
 impl VerifiedPlan {
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The expression at `ix`, ready to run; `None` only for an index
+    /// outside the plan (which the plan's own references never are).
+    pub fn expr(&self, ix: ExprIx) -> Option<&VerifiedExpr> {
+        self.exprs.get(ix as usize)
     }
 
     /// The plan's content address (the SHA-256 of its encoded body).
@@ -69,10 +80,10 @@ impl Deref for VerifiedPlan {
 /// Verifies a plan built in memory (by the compiler, before it encodes it).
 /// Its id is computed by encoding it.
 pub fn verify(plan: Plan) -> Result<VerifiedPlan, VerifyError> {
-    Verifier { plan: &plan }.plan()?;
+    let exprs = Verifier::new(&plan).run()?;
     // Only now: encoding recurses, and the checks have bounded the nesting.
     let id = plan_hash(&encode_body(&plan));
-    Ok(VerifiedPlan { plan, id })
+    Ok(VerifiedPlan { plan, id, exprs })
 }
 
 impl DecodedPlan {
@@ -80,8 +91,8 @@ impl DecodedPlan {
     pub fn verify(self) -> Result<VerifiedPlan, VerifyError> {
         let id = self.id();
         let plan = self.into_plan();
-        Verifier { plan: &plan }.plan()?;
-        Ok(VerifiedPlan { plan, id })
+        let exprs = Verifier::new(&plan).run()?;
+        Ok(VerifiedPlan { plan, id, exprs })
     }
 }
 
@@ -417,19 +428,6 @@ fn predicate_op_name(op: PredicateOp) -> &'static str {
     }
 }
 
-/// The expression bytecode verifier plugs in here: it checks `code` (jump
-/// targets, stack depth against `max_stack`, local slots against `locals`,
-/// constant indices, types at each instruction) and is
-/// `crate::bytecode::verify(code, constants)`, which lands with the VM. Until
-/// then the plan verifier checks everything else about an expression (its
-/// source, its spans, every reference to it) and accepts its code as is; at
-/// the merge, this body becomes
-/// `crate::bytecode::verify(code, constants).map_err(|error| error.to_string())`.
-fn verify_expression_code(code: &ExprCode, constants: &[Constant]) -> Result<(), String> {
-    let _ = (code, constants);
-    Ok(())
-}
-
 type Check = Result<(), VerifyErrorKind>;
 
 /// Where the walkers of one item report to.
@@ -487,9 +485,23 @@ fn unique<'a>(what: &'static str, names: impl IntoIterator<Item = &'a str>) -> C
 
 struct Verifier<'p> {
     plan: &'p Plan,
+    /// The expressions verified so far, in plan order.
+    verified: RefCell<Vec<VerifiedExpr>>,
 }
 
 impl<'p> Verifier<'p> {
+    fn new(plan: &'p Plan) -> Verifier<'p> {
+        Verifier {
+            plan,
+            verified: RefCell::new(Vec::with_capacity(plan.exprs.len())),
+        }
+    }
+
+    fn run(self) -> Result<Vec<VerifiedExpr>, VerifyError> {
+        self.plan()?;
+        Ok(self.verified.into_inner())
+    }
+
     fn plan(&self) -> Result<(), VerifyError> {
         self.header()?;
         for (ix, verb) in self.plan.verbs.iter().enumerate() {
@@ -610,8 +622,16 @@ impl<'p> Verifier<'p> {
             }
             at.check(part, self.source(span))?;
         }
-        verify_expression_code(expr, &self.plan.constants)
-            .map_err(|message| at.fail(None, VerifyErrorKind::Bytecode { message }))
+        let verified = crate::bytecode::verify(expr, &self.plan.constants).map_err(|error| {
+            at.fail(
+                None,
+                VerifyErrorKind::Bytecode {
+                    message: error.to_string(),
+                },
+            )
+        })?;
+        self.verified.borrow_mut().push(verified);
+        Ok(())
     }
 
     fn template(&self, template: &ValueTemplate, depth: usize) -> Check {

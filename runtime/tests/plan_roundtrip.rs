@@ -56,7 +56,7 @@ fn the_layout_of_format_version_1_is_stable() {
     assert_eq!(&bytes[8..12], &[1, 0, 6, 0]);
     assert_eq!(
         plan_id(&bytes).expect("id").to_string(),
-        "bbdb65670c6cb3161314c44435787eb3b84eff012912b5c0de001095077b2f80"
+        "425765e6960b2b92587077c0fcac10f2316de199ee554e9846e8c552c55277e6"
     );
 }
 

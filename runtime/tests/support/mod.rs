@@ -9,6 +9,7 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+use donmai_runtime::bytecode::Instruction;
 use donmai_runtime::plan::*;
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
@@ -193,22 +194,42 @@ pub fn sample_plan() -> Plan {
         Constant::String("héllo, wörld".to_owned()),
         Constant::String(String::new()),
     ];
-    let expr = |code: &[u8], result_type: &str, file, start, end| ExprCode {
-        code: code.to_vec(),
-        max_stack: 2,
-        locals: 0,
-        result_type: result_type.to_owned(),
-        source: source(file, start, end),
-        spans: vec![
-            (0, source(file, start, end)),
-            (1, source(file, start + 1, end)),
-        ],
+    let expr = |program: &[Instruction], max_stack, result_type: &str, file, start, end| {
+        let mut code = Vec::new();
+        let mut spans = Vec::new();
+        for (i, instruction) in program.iter().enumerate() {
+            spans.push((code.len() as u32, source(file, start + i as u32, end)));
+            instruction.encode(1, &mut code);
+        }
+        ExprCode {
+            code,
+            max_stack,
+            locals: 0,
+            result_type: result_type.to_owned(),
+            source: source(file, start, end),
+            spans,
+        }
     };
+    use Instruction::*;
     let exprs = vec![
-        expr(&[1, 0, 2, 7], "string", 0, 100, 120),
-        expr(&[3, 1, 9], "int?", 0, 130, 140),
-        expr(&[4, 4], "bool", 1, 10, 30),
-        expr(&[5, 0, 0, 0, 6], "map<string, dyn>", 3, 0, 20),
+        expr(&[PushConst { index: 6 }, Return], 1, "string", 0, 100, 120),
+        expr(
+            &[LoadRoot { name: 6 }, PushConst { index: 3 }, Index, Return],
+            2,
+            "dyn",
+            0,
+            130,
+            140,
+        ),
+        expr(&[PushTrue, PushFalse, Eq, Return], 2, "bool", 1, 10, 30),
+        expr(
+            &[MapNew { len: 0 }, Return],
+            1,
+            "map<string, dyn>",
+            3,
+            0,
+            20,
+        ),
     ];
     let verbs = vec![
         VerbRef {
@@ -609,19 +630,39 @@ impl Builder {
         }
     }
 
-    fn expr(&mut self, files: usize) -> ExprCode {
-        let len = self.dice.below(24);
-        let code: Vec<u8> = (0..len).map(|_| self.dice.next() as u8).collect();
-        let mut spans = Vec::new();
-        let mut offset = 0usize;
-        while offset < code.len() && self.dice.chance(60) {
-            spans.push((offset as u32, self.source_ref(files)));
-            offset += 1 + self.dice.below(4);
+    /// A small valid program over the plan's `constants`: the plan
+    /// verifier runs the bytecode verifier on every expression, so random
+    /// bytes would never verify.
+    fn expr(&mut self, files: usize, constants: &[Constant]) -> ExprCode {
+        let strings: Vec<ConstIx> = constants
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, Constant::String(_)))
+            .map(|(i, _)| i as ConstIx)
+            .collect();
+        let push = match self.dice.below(5) {
+            0 => Instruction::PushNull,
+            1 => Instruction::PushTrue,
+            2 if !constants.is_empty() => Instruction::PushConst {
+                index: self.dice.below(constants.len()) as ConstIx,
+            },
+            3 if !strings.is_empty() => Instruction::LoadRoot {
+                name: strings[self.dice.below(strings.len())],
+            },
+            _ => Instruction::PushFalse,
+        };
+        let mut code = Vec::new();
+        push.encode(1, &mut code);
+        let return_at = code.len() as u32;
+        Instruction::Return.encode(0, &mut code);
+        let mut spans = vec![(0, self.source_ref(files))];
+        if self.dice.chance(50) {
+            spans.push((return_at, self.source_ref(files)));
         }
         ExprCode {
             code,
-            max_stack: self.dice.next() as u16,
-            locals: self.dice.next() as u16,
+            max_stack: 1,
+            locals: 0,
             result_type: self.name(),
             source: self.source_ref(files),
             spans,
@@ -784,7 +825,7 @@ impl Builder {
             .collect();
         let constants: Vec<Constant> = (0..self.dice.below(8)).map(|_| self.constant()).collect();
         let exprs: Vec<ExprCode> = (0..self.dice.range(1, 6))
-            .map(|_| self.expr(files))
+            .map(|_| self.expr(files, &constants))
             .collect();
         let mut verbs = Vec::new();
         for kind in [

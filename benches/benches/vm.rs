@@ -1,0 +1,233 @@
+//! The expression VM against the `cel` crate (a tree-walking CEL
+//! interpreter) on 20 typical workflow expressions, evaluated over the same
+//! data; plus the cost of compiling one expression.
+//!
+//! Both sides compile once and evaluate many times, as the engine does. The
+//! VM reuses one `Machine` and starts each evaluation with the default fuel;
+//! `cel` executes its compiled program against one `Context`. Before
+//! measuring, every expression is checked to give the same result on both.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use donmai_compiler::codegen::{compile_expr, compile_untyped};
+use donmai_grammar::expr::parse_expr;
+use donmai_runtime::bytecode::{ConstPool, Machine, Roots, VerifiedExpr, verify};
+use donmai_stdlib::value::{Fuel, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The allocator the binaries use, so the bench measures the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `(name, expression)`: written in the subset both languages share.
+const EXPRESSIONS: [(&str, &str); 20] = [
+    ("path_eq", r#"nodes.build.output.status == "done""#),
+    (
+        "path_and",
+        "nodes.build.output.count > 3 && nodes.lint.output.ok",
+    ),
+    ("starts_with", r#"trigger.pr.title.startsWith("feat")"#),
+    ("contains", r#"trigger.pr.title.contains("vm")"#),
+    ("ends_with", r#"trigger.pr.branch.endsWith("/vm")"#),
+    ("size_gt", "size(trigger.pr.labels) > 0"),
+    ("in_list", r#""urgent" in trigger.pr.labels"#),
+    ("exists", r#"trigger.pr.labels.exists(l, l == "bug")"#),
+    ("all", "trigger.pr.labels.all(l, size(l) < 20)"),
+    (
+        "filter_size",
+        "size(nodes.tests.output.results.filter(r, r.passed))",
+    ),
+    ("map", "nodes.tests.output.results.map(r, r.ms)"),
+    ("arith", "nodes.build.output.count * 2 + 1"),
+    (
+        "arith_paths",
+        "(nodes.build.output.count + nodes.lint.output.count) / 2",
+    ),
+    (
+        "ternary",
+        r#"nodes.build.output.count % 2 == 0 ? "even" : "odd""#,
+    ),
+    (
+        "or_bool",
+        r#"trigger.pr.author == "bot" || trigger.pr.draft"#,
+    ),
+    (
+        "and_not",
+        "nodes.review.output.approvals >= 2 && !trigger.pr.draft",
+    ),
+    ("ternary_arith", "input.retries < 3 ? input.retries + 1 : 0"),
+    ("has", "has(trigger.pr.milestone)"),
+    (
+        "concat",
+        r#"trigger.pr.title + " (#" + string(trigger.pr.number) + ")""#,
+    ),
+    (
+        "exists_one",
+        "nodes.tests.output.results.exists_one(r, !r.passed)",
+    ),
+];
+
+fn data() -> BTreeMap<String, Value> {
+    let json = serde_json::json!({
+        "nodes": {
+            "build": {"output": {"status": "done", "count": 5}},
+            "lint": {"output": {"ok": true, "count": 2}},
+            "review": {"output": {"approvals": 2}},
+            "tests": {"output": {"results": [
+                {"name": "unit", "passed": true, "ms": 120},
+                {"name": "integration", "passed": true, "ms": 2300},
+                {"name": "e2e", "passed": false, "ms": 9100},
+                {"name": "lint", "passed": true, "ms": 40},
+                {"name": "docs", "passed": true, "ms": 15}
+            ]}}
+        },
+        "trigger": {"pr": {
+            "title": "feat: expression vm",
+            "branch": "feature/vm",
+            "labels": ["enhancement", "vm", "urgent"],
+            "author": "alice",
+            "draft": false,
+            "number": 42
+        }},
+        "input": {"retries": 1, "environments": ["staging", "prod"]},
+        "run": {"id": "r-1", "attempt": 1}
+    });
+    let serde_json::Value::Object(roots) = json else {
+        unreachable!("the data is an object")
+    };
+    roots
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::from_json(value)))
+        .collect()
+}
+
+/// The same data as `cel` values (ints stay signed ints).
+fn to_cel(value: &Value) -> cel::Value {
+    match value {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Int(i) => cel::Value::Int(*i),
+        Value::Double(d) => cel::Value::Float(*d),
+        Value::String(s) => cel::Value::String(Arc::new(s.to_string())),
+        Value::List(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Map(entries) => {
+            let map: HashMap<String, cel::Value> = entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), to_cel(v)))
+                .collect();
+            cel::Value::from(map)
+        }
+        other => panic!("no cel counterpart for {other:?}"),
+    }
+}
+
+/// The VM's result in `cel`'s terms, to check both sides agree.
+fn same(ours: &Value, theirs: &cel::Value) -> bool {
+    match (ours, theirs) {
+        (Value::List(a), cel::Value::List(b)) => {
+            a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| same(x, y))
+        }
+        (Value::Map(_), _) => false,
+        (ours, theirs) => to_cel(ours) == *theirs,
+    }
+}
+
+fn load(text: &str) -> VerifiedExpr {
+    let (expr, diagnostics) = parse_expr(text);
+    assert!(diagnostics.is_empty(), "{text}: {diagnostics:?}");
+    let mut pool = ConstPool::new();
+    let code = compile_expr(&expr, &mut pool, 0).expect("compiles");
+    verify(&code, pool.constants()).expect("verifies")
+}
+
+fn bench_evaluation(c: &mut Criterion) {
+    let data = data();
+    // The environment the engine would give: its few roots in a `Roots`.
+    let roots: Roots = data.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let env = Arc::new(cel::Env::stdlib());
+    let mut context = cel::Context::with_env(env.clone());
+    for (name, value) in &data {
+        context.add_variable_from_value(name.clone(), to_cel(value));
+    }
+    let mut machine = Machine::new();
+
+    let mut group = c.benchmark_group("eval");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    for (index, (name, text)) in EXPRESSIONS.iter().enumerate() {
+        let ours = load(text);
+        let theirs = env.compile(text).expect("cel compiles");
+        let our_value = machine
+            .run(&ours, &roots, &mut Fuel::default())
+            .expect("the VM evaluates");
+        let their_value = theirs.execute(&context).expect("cel evaluates");
+        assert!(
+            same(&our_value, &their_value),
+            "{text}: {our_value:?} vs {their_value:?}"
+        );
+        let id = format!("{:02}_{name}", index + 1);
+        group.bench_function(BenchmarkId::new("donmai", &id), |b| {
+            b.iter(|| {
+                machine
+                    .run(black_box(&ours), &roots, &mut Fuel::default())
+                    .ok()
+            })
+        });
+        group.bench_function(BenchmarkId::new("cel", &id), |b| {
+            b.iter(|| black_box(&theirs).execute(&context).ok())
+        });
+    }
+    group.finish();
+}
+
+fn bench_compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("compile");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    let parsed: Vec<_> = EXPRESSIONS
+        .iter()
+        .map(|(_, text)| parse_expr(text).0)
+        .collect();
+    // All 20 per iteration: the time per expression is a twentieth.
+    group.bench_function("codegen_20", |b| {
+        b.iter(|| {
+            let mut pool = ConstPool::new();
+            for expr in &parsed {
+                black_box(compile_untyped(expr, &mut pool, 0).ok());
+            }
+        })
+    });
+    group.bench_function("codegen_typeck_20", |b| {
+        b.iter(|| {
+            let mut pool = ConstPool::new();
+            for expr in &parsed {
+                black_box(compile_expr(expr, &mut pool, 0).ok());
+            }
+        })
+    });
+    group.bench_function("parse_codegen_typeck_verify_20", |b| {
+        b.iter(|| {
+            let mut pool = ConstPool::new();
+            for (_, text) in EXPRESSIONS {
+                let (expr, _) = parse_expr(text);
+                if let Ok(code) = compile_expr(&expr, &mut pool, 0) {
+                    black_box(verify(&code, pool.constants()).ok());
+                }
+            }
+        })
+    });
+    group.bench_function("cel_compile_20", |b| {
+        let env = cel::Env::stdlib();
+        b.iter(|| {
+            for (_, text) in EXPRESSIONS {
+                black_box(env.compile(text).ok());
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_evaluation, bench_compile);
+criterion_main!(benches);
