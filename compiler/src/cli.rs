@@ -34,6 +34,30 @@ pub enum Command {
     /// Exit status: 0 with a value, 1 when evaluation fails (syntax, type or
     /// run-time error), 2 for bad `--vars`.
     Eval(EvalArgs),
+    /// Draw the step graph of a workflow (groups and loops included) with
+    /// its branch labels, for docs and reviews.
+    ///
+    /// Exit status: 0 drawn, 1 the workflow has errors, 2 usage or I/O error.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW")]
+    pub workflow: PathBuf,
+
+    /// `mermaid` (renders on GitHub and in most Markdown tools) or `dot`
+    /// (Graphviz).
+    #[arg(long, value_enum, default_value_t = GraphFormatArg::Mermaid)]
+    pub format: GraphFormatArg,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormatArg {
+    #[default]
+    Mermaid,
+    Dot,
 }
 
 #[derive(Debug, Args)]

@@ -1,11 +1,12 @@
 use clap::{CommandFactory, FromArgMatches};
 use donmai_compiler::cli::{
-    CheckArgs, Cli, Command, EvalArgs, EvalFormat, ExplainArgs, lint_flags,
+    CheckArgs, Cli, Command, EvalArgs, EvalFormat, ExplainArgs, GraphArgs, GraphFormatArg,
+    lint_flags,
 };
 use donmai_compiler::driver::{CheckOptions, FixMode, exit_code, run_check};
 use donmai_compiler::render::{Format, RenderOptions, render};
 use donmai_compiler::report::plural;
-use donmai_compiler::{check, explain};
+use donmai_compiler::{build, check, explain};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         }
         Command::Explain(args) => explain_command(args),
         Command::Eval(args) => eval_command(args),
+        Command::Graph(args) => graph_command(args),
     }
 }
 
@@ -166,4 +168,57 @@ fn eval_command(args: EvalArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Checks and lowers `path`; on failure prints why (diagnostics as `check`
+/// renders them) and gives the exit code.
+fn compile_or_report(path: &std::path::Path) -> Result<build::Compiled, ExitCode> {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let options = RenderOptions {
+        color,
+        deny_warnings: false,
+    };
+    match build::compile(path) {
+        Ok(compiled) => {
+            if compiled.report.summary().warnings > 0 {
+                eprint!("{}", render(&compiled.report, Format::Human, &options));
+            }
+            Ok(compiled)
+        }
+        Err(build::CompileError::Check(report)) => {
+            for failure in &report.failures {
+                eprintln!("error: {}: {}", failure.path.display(), failure.message);
+            }
+            eprint!("{}", render(&report, Format::Human, &options));
+            Err(ExitCode::from(exit_code(&report, false)))
+        }
+        Err(build::CompileError::Failure(failure)) => Err(fail(&format!(
+            "{}: {}",
+            failure.path.display(),
+            failure.message
+        ))),
+        Err(build::CompileError::Lower(error)) => {
+            eprintln!(
+                "error: {}: cannot lower this workflow at bytes {}..{}: {}",
+                error.file.display(),
+                error.span.start,
+                error.span.end,
+                error.message
+            );
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn graph_command(args: GraphArgs) -> ExitCode {
+    let compiled = match compile_or_report(&args.workflow) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    let format = match args.format {
+        GraphFormatArg::Mermaid => build::graph::GraphFormat::Mermaid,
+        GraphFormatArg::Dot => build::graph::GraphFormat::Dot,
+    };
+    emit(&build::graph::render(&compiled.plan, format));
+    ExitCode::SUCCESS
 }
