@@ -8,6 +8,11 @@
 //! the audit chain and the verb executors. The compiler depends on this crate
 //! without that feature.
 
+#[cfg(feature = "engine")]
+pub mod audit;
+#[cfg(feature = "engine")]
+pub mod keys;
 pub mod plan;
 #[cfg(feature = "engine")]
 pub mod store;
+pub mod verify;

@@ -107,6 +107,10 @@ pub struct VerbRef {
     /// The output field a condition routes by (bool: handles `yes`/`no`;
     /// enum: the case names), when the verb routes.
     pub route_by: Option<String>,
+    /// The cases of a switch condition (the values of its `route_by` enum, in
+    /// manifest order); empty for a boolean condition and for other verbs.
+    /// The verifier checks `branches` and `defaultHandle` against them.
+    pub route_cases: Vec<String>,
     /// A gate verb's named handles, in manifest order.
     pub handles: Vec<String>,
     /// Event types a gate or trigger verb waits for.
@@ -260,15 +264,26 @@ pub enum DefaultRoute {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
     /// Entry point: runs when its trigger fires; its output is the payload.
-    Trigger { trigger: TriggerIx },
+    Trigger {
+        trigger: TriggerIx,
+    },
     /// Routes by the verb's `route_by` output (`yes`/`no` or a switch case).
-    Condition { verb: VerbIx },
-    Action { verb: VerbIx },
+    Condition {
+        verb: VerbIx,
+    },
+    Action {
+        verb: VerbIx,
+    },
     /// Waits for a signal, a timer or a webhook.
-    Gate { verb: Option<VerbIx>, gate: GateDef },
+    Gate {
+        verb: Option<VerbIx>,
+        gate: GateDef,
+    },
     /// Runs another level with the step's inputs as its interface inputs;
     /// the step's output is the level's interface outputs.
-    Group { level: LevelIx },
+    Group {
+        level: LevelIx,
+    },
     /// Runs a level repeatedly, at most `max_iterations` times, until `until`
     /// holds over the last iteration's outputs (`output.<field>`).
     Loop {

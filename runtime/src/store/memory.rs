@@ -24,12 +24,7 @@ fn get(tables: &Tables, table: Table, key: &[u8]) -> Option<Vec<u8>> {
     tables.get(&table)?.get(key).cloned()
 }
 
-fn scan(
-    tables: &Tables,
-    table: Table,
-    prefix: &[u8],
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-) {
+fn scan(tables: &Tables, table: Table, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
     let Some(entries) = tables.get(&table) else {
         return;
     };
@@ -80,6 +75,15 @@ impl ReadTxn for Transaction {
 
 impl WriteTxn for Transaction {
     fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> StoreResult<()> {
+        // The same limit as LMDB, so a test on this store cannot depend on a
+        // key the durable store refuses.
+        if key.is_empty() || key.len() > super::lmdb::MAX_KEY_LEN {
+            return Err(super::StoreError::new(format!(
+                "a key must be 1 to {} bytes long, not {}",
+                super::lmdb::MAX_KEY_LEN,
+                key.len()
+            )));
+        }
         self.tables
             .entry(table)
             .or_default()

@@ -5,10 +5,11 @@
 //! The engine keeps memo, gates, timers, run events and the audit chain in
 //! these tables and changes them together in one transaction per transition,
 //! which is what makes a crash at any instant safe. Implementations: an
-//! in-memory store for tests ([`memory::MemoryStore`]) and LMDB through heed,
-//! which several processes may share (a `donmai signal` beside a running
-//! `donmai run`).
+//! in-memory store for tests ([`memory::MemoryStore`]) and LMDB through heed
+//! ([`lmdb::HeedStore`]), which several processes may share (a `donmai
+//! signal` beside a running `donmai run`).
 
+pub mod lmdb;
 pub mod memory;
 
 use std::fmt;
@@ -113,7 +114,10 @@ pub trait Store: Send + Sync {
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()>;
     /// Runs `f` in one write transaction. When `f` returns an error nothing
     /// it wrote is kept; when it returns `Ok` everything is committed
-    /// durably before `write` returns.
+    /// durably before `write` returns. An implementation may abandon an
+    /// attempt and run `f` again on a fresh transaction (the durable store
+    /// does when it must grow), so `f` should act only through the
+    /// transaction.
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()>;
 }
 
