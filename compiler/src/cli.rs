@@ -39,6 +39,29 @@ pub enum Command {
     ///
     /// Exit status: 0 drawn, 1 the workflow has errors, 2 usage or I/O error.
     Graph(GraphArgs),
+    /// Compile a workflow to a verified bytecode plan (`.dplan`).
+    ///
+    /// The workflow is checked first; a plan is written only when it has no
+    /// errors. Exit status: 0 written, 1 the workflow has errors, 2 usage or
+    /// I/O error.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW")]
+    pub workflow: PathBuf,
+
+    /// Where to write the plan [default: the workflow's path with the
+    /// extension `.dplan`].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Sign the plan with this Ed25519 private key (PKCS#8 PEM or DER, as
+    /// `openssl genpkey -algorithm ed25519` writes it).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -94,6 +94,7 @@ fn header(workflow: &Workflow, path: &Path) -> model::Header {
         .map(|r| r.plugin.value.clone())
         .collect();
     requires.sort();
+    requires.dedup();
     let text = |ident: &Option<Ident>| ident.as_ref().map(|i| i.value.clone());
     model::Header {
         format_version: model::FORMAT_VERSION,
@@ -395,6 +396,10 @@ impl Lowerer<'_> {
             },
             required_inputs: required_inputs(&verb.input_type()),
             route_by: verb.route_by.clone(),
+            route_cases: match verb.routing() {
+                donmai_stdlib::manifest::Routing::Switch { cases, .. } => cases.to_vec(),
+                _ => Vec::new(),
+            },
             handles: match verb.routing() {
                 donmai_stdlib::manifest::Routing::Handles(handles) => handles.to_vec(),
                 _ => Vec::new(),
