@@ -17,8 +17,13 @@
 //! | `Meta` | `audit/head` | seq (8) ‖ hash of that entry (32) |
 //! | `Meta` | `audit/key/<keyId>` | the 32-byte Ed25519 public key |
 //!
-//! Entry encoding: version byte `1` ‖ seq (8) ‖ prevHash (32) ‖ eventDigest
-//! (32) ‖ keyId length (1) ‖ keyId (UTF-8) ‖ signature (64).
+//! `keyId` is the signing key's [`KeyId`]: 8 bytes in an entry, its 16
+//! lowercase hex digits in the `Meta` key and in exports.
+//!
+//! Entry encoding, 145 bytes: version byte `2` ‖ seq (8) ‖ prevHash (32) ‖
+//! eventDigest (32) ‖ keyId (8) ‖ signature (64). (Version 1, from before
+//! key ids had one width, carried a length byte and a text id; it is not
+//! read.)
 //!
 //! What verification can and cannot see: a changed event, a changed entry, a
 //! dropped entry, two swapped entries and a forged signature are all found
@@ -29,12 +34,11 @@
 //! whoever holds the signing key can rewrite history from scratch; anchors
 //! and pinned public keys are the defence.
 
-use crate::keys::{self, KeyError, hex, unhex};
+use crate::keys::{self, KeyError, KeyId, Rejection, TrustedKeys, hex, unhex};
 use crate::store::{ReadTxn, StoreError, StoreResult, Table, WriteTxn};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -46,10 +50,12 @@ pub const AUDIT_KEY_FILE: &str = "audit-key.pem";
 
 const HEAD_KEY: &[u8] = b"audit/head";
 const KEY_PREFIX: &[u8] = b"audit/key/";
-const ENTRY_VERSION: u8 = 1;
+const ENTRY_VERSION: u8 = 2;
+const ENTRY_LEN: usize = 1 + 8 + 32 + 32 + KeyId::LEN + 64;
 const EXPORT_FORMAT: &str = "donmai-audit-export";
-const EXPORT_VERSION: u32 = 1;
-const MAX_KEY_ID_LEN: usize = 64;
+/// Version 1 wrote key ids as `ed25519:` and hex; version 2 as a
+/// [`KeyId`]'s 16 hex digits.
+const EXPORT_VERSION: u32 = 2;
 
 // ---------------------------------------------------------------------------
 // Keys.
@@ -58,7 +64,7 @@ const MAX_KEY_ID_LEN: usize = 64;
 pub struct AuditSigner {
     key: SigningKey,
     public: VerifyingKey,
-    key_id: String,
+    key_id: KeyId,
 }
 
 impl fmt::Debug for AuditSigner {
@@ -73,7 +79,7 @@ impl fmt::Debug for AuditSigner {
 impl AuditSigner {
     pub fn new(key: SigningKey) -> AuditSigner {
         let public = key.verifying_key();
-        let key_id = keys::key_id(&public);
+        let key_id = KeyId::of(&public);
         AuditSigner {
             key,
             public,
@@ -89,11 +95,11 @@ impl AuditSigner {
     /// it, and an operator can keep it on different storage or replace it
     /// with a key provisioned elsewhere through [`AuditSigner::new`].
     pub fn for_store(store_dir: &Path) -> Result<AuditSigner, KeyError> {
-        keys::load_or_create_signing_key(&store_dir.join(AUDIT_KEY_FILE)).map(AuditSigner::new)
+        keys::load_or_create_signing_key(store_dir.join(AUDIT_KEY_FILE)).map(AuditSigner::new)
     }
 
-    pub fn key_id(&self) -> &str {
-        &self.key_id
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -101,72 +107,36 @@ impl AuditSigner {
     }
 }
 
-/// The public keys a verifier accepts signatures from, by key id.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrustedKeys {
-    keys: BTreeMap<String, VerifyingKey>,
+/// The `Meta` key under which the public key with this id is stored.
+fn key_record(id: KeyId) -> Vec<u8> {
+    [KEY_PREFIX, id.to_string().as_bytes()].concat()
 }
 
-impl TrustedKeys {
-    pub fn new() -> TrustedKeys {
-        TrustedKeys::default()
-    }
-
-    /// Adds a key and returns its id.
-    pub fn insert(&mut self, key: VerifyingKey) -> String {
-        let id = keys::key_id(&key);
-        self.keys.insert(id.clone(), key);
-        id
-    }
-
-    pub fn with(mut self, key: VerifyingKey) -> TrustedKeys {
-        self.insert(key);
-        self
-    }
-
-    pub fn get(&self, key_id: &str) -> Option<&VerifyingKey> {
-        self.keys.get(key_id)
-    }
-
-    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// The public keys the store recorded for its own entries. Trusting them
-    /// proves only that the chain is consistent with keys kept in the same
-    /// place as the chain; compare the ids with keys pinned elsewhere when
-    /// the store itself is not trusted.
-    pub fn from_store(txn: &dyn ReadTxn) -> Result<TrustedKeys, AuditError> {
-        let mut trusted = TrustedKeys::new();
-        for (key, value) in crate::store::scan_all(txn, Table::Meta, KEY_PREFIX)? {
-            let id = String::from_utf8_lossy(&key[KEY_PREFIX.len()..]).into_owned();
-            let public = decode_public_key(&value).ok_or_else(|| {
-                AuditError::new(
-                    None,
-                    AuditErrorKind::Malformed(format!("the stored public key {id} is invalid")),
-                )
-            })?;
-            if keys::key_id(&public) != id {
-                return Err(AuditError::new(
-                    None,
-                    AuditErrorKind::Malformed(format!(
-                        "the public key stored as {id} has id {}",
-                        keys::key_id(&public)
-                    )),
-                ));
-            }
-            trusted.keys.insert(id, public);
+/// The public keys the store recorded for its own entries. Trusting them
+/// proves only that the chain is consistent with keys kept in the same place
+/// as the chain; compare the ids with keys pinned elsewhere when the store
+/// itself is not trusted.
+pub fn trusted_keys_from_store(txn: &dyn ReadTxn) -> Result<TrustedKeys, AuditError> {
+    let malformed = |detail: String| AuditError::new(None, AuditErrorKind::Malformed(detail));
+    let mut trusted = TrustedKeys::new();
+    for (key, value) in crate::store::scan_all(txn, Table::Meta, KEY_PREFIX)? {
+        let name = String::from_utf8_lossy(&key[KEY_PREFIX.len()..]).into_owned();
+        let id: KeyId = name.parse().map_err(|err| {
+            malformed(format!(
+                "the stored public key record {name:?} is not named by a key id ({err})"
+            ))
+        })?;
+        let public = decode_public_key(&value)
+            .ok_or_else(|| malformed(format!("the stored public key {id} is invalid")))?;
+        if KeyId::of(&public) != id {
+            return Err(malformed(format!(
+                "the public key stored as {id} has id {}",
+                KeyId::of(&public)
+            )));
         }
-        Ok(trusted)
+        trusted.insert(public);
     }
+    Ok(trusted)
 }
 
 fn decode_public_key(bytes: &[u8]) -> Option<VerifyingKey> {
@@ -181,7 +151,7 @@ pub struct AuditEntry {
     pub seq: u64,
     pub prev_hash: Hash,
     pub event_digest: Hash,
-    pub key_id: String,
+    pub key_id: KeyId,
     pub signature: [u8; 64],
 }
 
@@ -193,13 +163,11 @@ impl AuditEntry {
 
     /// The stored encoding (see the module documentation).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 8 + 32 + 32 + 1 + self.key_id.len() + 64);
+        let mut out = Vec::with_capacity(ENTRY_LEN);
         out.push(ENTRY_VERSION);
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.prev_hash);
         out.extend_from_slice(&self.event_digest);
-        // `decode` and `append` keep key ids within one length byte.
-        out.push(self.key_id.len() as u8);
         out.extend_from_slice(self.key_id.as_bytes());
         out.extend_from_slice(&self.signature);
         out
@@ -220,15 +188,14 @@ impl AuditEntry {
         };
         let version = take(1, "version")?[0];
         if version != ENTRY_VERSION {
-            return Err(format!("unknown entry encoding version {version}"));
+            return Err(format!(
+                "unknown entry encoding version {version} (this donmai reads version {ENTRY_VERSION})"
+            ));
         }
         let seq = u64::from_be_bytes(take(8, "seq")?.try_into().expect("8 bytes"));
         let prev_hash: Hash = take(32, "prevHash")?.try_into().expect("32 bytes");
         let event_digest: Hash = take(32, "eventDigest")?.try_into().expect("32 bytes");
-        let id_len = usize::from(take(1, "keyId length")?[0]);
-        let key_id = std::str::from_utf8(take(id_len, "keyId")?)
-            .map_err(|_| "the keyId is not UTF-8".to_string())?
-            .to_string();
+        let key_id = KeyId(take(KeyId::LEN, "keyId")?.try_into().expect("8 bytes"));
         let signature: [u8; 64] = take(64, "signature")?.try_into().expect("64 bytes");
         if !rest.is_empty() {
             return Err(format!("{} stray bytes after the signature", rest.len()));
@@ -307,11 +274,11 @@ pub enum AuditErrorKind {
     },
     /// The signature does not match the entry: the entry was changed.
     BadSignature {
-        key_id: String,
+        key_id: KeyId,
     },
     /// Signed by a key the verifier does not trust.
     UnknownKey {
-        key_id: String,
+        key_id: KeyId,
     },
     /// The event the entry signs is not stored.
     EventMissing,
@@ -394,10 +361,10 @@ impl fmt::Display for AuditError {
             ),
             AuditErrorKind::BadSignature { key_id } => write!(
                 f,
-                "the signature by {key_id} does not match the entry: the entry was altered"
+                "the signature by key {key_id} does not match the entry: the entry was altered"
             ),
             AuditErrorKind::UnknownKey { key_id } => {
-                write!(f, "signed by {key_id}, which is not a trusted key")
+                write!(f, "signed by key {key_id}, which is not a trusted key")
             }
             AuditErrorKind::EventMissing => f.write_str("the event it signs is missing"),
             AuditErrorKind::DigestMismatch { signed, stored } => write!(
@@ -514,12 +481,6 @@ pub fn append(
              refusing to overwrite it (run `donmai audit verify`)"
         )));
     }
-    if signer.key_id.len() > MAX_KEY_ID_LEN {
-        return Err(StoreError::new(format!(
-            "the key id {} is longer than {MAX_KEY_ID_LEN} bytes",
-            signer.key_id
-        )));
-    }
     let event_digest: Hash = Sha256::digest(event_bytes).into();
     let signature = signer
         .key
@@ -529,10 +490,10 @@ pub fn append(
         seq,
         prev_hash,
         event_digest,
-        key_id: signer.key_id.clone(),
+        key_id: signer.key_id,
         signature,
     };
-    let key_record = [KEY_PREFIX, signer.key_id.as_bytes()].concat();
+    let key_record = key_record(signer.key_id);
     if txn.get(Table::Meta, &key_record)?.is_none() {
         txn.put(Table::Meta, &key_record, signer.public.as_bytes())?;
     }
@@ -591,25 +552,17 @@ impl<'k> ChainChecker<'k> {
                 AuditErrorKind::OutOfPlace { claimed: entry.seq },
             ));
         }
-        let Some(key) = self.keys.get(&entry.key_id) else {
-            return Err(AuditError::at(
-                position,
-                AuditErrorKind::UnknownKey {
-                    key_id: entry.key_id.clone(),
-                },
-            ));
-        };
         let signature = Signature::from_bytes(&entry.signature);
-        if key
-            .verify_strict(&entry.signed_message(), &signature)
-            .is_err()
+        if let Err(rejection) = self
+            .keys
+            .check(entry.key_id, &entry.signed_message(), &signature)
         {
-            return Err(AuditError::at(
-                position,
-                AuditErrorKind::BadSignature {
-                    key_id: entry.key_id.clone(),
-                },
-            ));
+            let key_id = entry.key_id;
+            let kind = match rejection {
+                Rejection::UntrustedKey => AuditErrorKind::UnknownKey { key_id },
+                Rejection::BadSignature => AuditErrorKind::BadSignature { key_id },
+            };
+            return Err(AuditError::at(position, kind));
         }
         if entry.prev_hash != self.prev_hash {
             return Err(AuditError::at(
@@ -833,15 +786,14 @@ pub fn export(txn: &dyn ReadTxn, out: &mut dyn Write) -> Result<ChainReport, Aud
             },
         )
     };
-    let trusted = TrustedKeys::from_store(txn)?;
+    let trusted = trusted_keys_from_store(txn)?;
     let header = ExportHeader {
         format: EXPORT_FORMAT.to_string(),
         version: EXPORT_VERSION,
         keys: trusted
-            .keys
             .iter()
             .map(|(id, key)| ExportKey {
-                key_id: id.clone(),
+                key_id: id.to_string(),
                 public_key: hex(key.as_bytes()),
             })
             .collect(),
@@ -869,7 +821,7 @@ pub fn export(txn: &dyn ReadTxn, out: &mut dyn Write) -> Result<ChainReport, Aud
                 seq: entry.seq,
                 prev_hash: hex(&entry.prev_hash),
                 event_digest: hex(&entry.event_digest),
-                key_id: entry.key_id.clone(),
+                key_id: entry.key_id.to_string(),
                 sig: hex(&entry.signature),
                 event: text,
                 event_hex: bytes,
@@ -999,14 +951,17 @@ impl ExportReader {
                 .ok_or_else(|| {
                     self.malformed(None, format!("the public key of {} is invalid", key.key_id))
                 })?;
-            if keys.insert(public) != key.key_id {
+            let listed: KeyId = key.key_id.parse().map_err(|err| {
+                self.malformed(
+                    None,
+                    format!("the keyId {:?} is invalid: {err}", key.key_id),
+                )
+            })?;
+            let id = keys.insert(public);
+            if listed != id {
                 return Err(self.malformed(
                     None,
-                    format!(
-                        "the public key listed as {} has id {}",
-                        key.key_id,
-                        keys::key_id(&public)
-                    ),
+                    format!("the public key listed as {listed} has id {id}"),
                 ));
             }
         }
@@ -1119,14 +1074,11 @@ fn decode_export_entry(line: &ExportEntry) -> Result<AuditEntry, String> {
             .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
             .ok_or_else(|| format!("{field} is not {N} bytes of hex"))
     }
-    if line.key_id.len() > MAX_KEY_ID_LEN {
-        return Err(format!("keyId is longer than {MAX_KEY_ID_LEN} bytes"));
-    }
     Ok(AuditEntry {
         seq: line.seq,
         prev_hash: fixed(&line.prev_hash, "prevHash")?,
         event_digest: fixed(&line.event_digest, "eventDigest")?,
-        key_id: line.key_id.clone(),
+        key_id: KeyId(fixed(&line.key_id, "keyId")?),
         signature: fixed(&line.sig, "sig")?,
     })
 }
@@ -1141,11 +1093,15 @@ mod tests {
             seq: 7,
             prev_hash: [1; 32],
             event_digest: [2; 32],
-            key_id: "ed25519:0011223344556677".into(),
+            key_id: KeyId([0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]),
             signature: [3; 64],
         };
         let bytes = entry.encode();
-        assert_eq!(bytes.len(), 1 + 8 + 32 + 32 + 1 + 24 + 64);
+        assert_eq!(bytes.len(), ENTRY_LEN);
+        assert_eq!(bytes.len(), 145);
+        assert_eq!(bytes[0], 2);
+        assert_eq!(&bytes[73..81], entry.key_id.as_bytes());
+        assert_eq!(&bytes[81..], &[3; 64]);
         assert_eq!(AuditEntry::decode(&bytes), Ok(entry.clone()));
         let err = AuditEntry::decode(&bytes[..bytes.len() - 1]).unwrap_err();
         assert!(err.contains("inside its signature"), "{err}");
@@ -1160,6 +1116,17 @@ mod tests {
                 .contains("version 9")
         );
         assert!(AuditEntry::decode(&[]).unwrap_err().contains("version"));
+        // The earlier encoding, with a length byte and a text key id.
+        let mut version_1 = vec![1];
+        version_1.extend_from_slice(&[0; 8 + 32 + 32]);
+        version_1.push(24);
+        version_1.extend_from_slice(b"ed25519:0011223344556677");
+        version_1.extend_from_slice(&[3; 64]);
+        let err = AuditEntry::decode(&version_1).unwrap_err();
+        assert!(
+            err.contains("version 1 (this donmai reads version 2)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1168,7 +1135,7 @@ mod tests {
             seq: 0x0102,
             prev_hash: [0xaa; 32],
             event_digest: [0xbb; 32],
-            key_id: String::new(),
+            key_id: KeyId([0; KeyId::LEN]),
             signature: [0; 64],
         };
         let message = entry.signed_message();

@@ -10,7 +10,6 @@
 
 #[cfg(feature = "engine")]
 pub mod audit;
-#[cfg(feature = "engine")]
 pub mod keys;
 pub mod plan;
 #[cfg(feature = "engine")]

@@ -1,9 +1,9 @@
 //! The audit chain against tampering, in both stores and in export files.
 
 use donmai_runtime::audit::{
-    self, AuditEntry, AuditError, AuditErrorKind, AuditSigner, ChainReport, TrustedKeys,
+    self, AuditEntry, AuditError, AuditErrorKind, AuditSigner, ChainReport,
 };
-use donmai_runtime::keys::generate_signing_key;
+use donmai_runtime::keys::{KeyId, TrustedKeys, generate_signing_key};
 use donmai_runtime::store::lmdb::HeedStore;
 use donmai_runtime::store::memory::MemoryStore;
 use donmai_runtime::store::{ReadTxn, Store, StoreError, Table};
@@ -342,11 +342,70 @@ fn entries_by_an_untrusted_key_are_found() {
         let stranger = TrustedKeys::new().with(generate_signing_key().unwrap().verifying_key());
         let err = fixture.read(|txn| failure(audit::verify(txn, &stranger)));
         assert_eq!(err.seq, Some(1));
-        assert!(
-            matches!(err.kind, AuditErrorKind::UnknownKey { .. }),
-            "{err}"
+        let key_id = fixture.signer.key_id();
+        assert_eq!(err.kind, AuditErrorKind::UnknownKey { key_id });
+        assert_eq!(
+            err.to_string(),
+            format!("audit entry 1: signed by key {key_id}, which is not a trusted key")
         );
     });
+}
+
+#[test]
+fn entries_name_their_key_by_its_eight_byte_id() {
+    both(|fixture| {
+        let key_id = fixture.signer.key_id();
+        assert_eq!(key_id, KeyId::of(&fixture.signer.verifying_key()));
+        let stored = fixture.read(|txn| txn.get(Table::Audit, &key(1)).unwrap().unwrap());
+        assert_eq!(stored.len(), 145);
+        assert_eq!(&stored[73..81], key_id.as_bytes());
+        assert_eq!(fixture.entry(1).key_id, key_id);
+        // The store records the public key under the id's hex digits.
+        let record = format!("audit/key/{key_id}");
+        assert_eq!(record.len(), "audit/key/".len() + 16);
+        let public = fixture.read(|txn| txn.get(Table::Meta, record.as_bytes()).unwrap());
+        assert_eq!(
+            public.as_deref(),
+            Some(&fixture.signer.verifying_key().as_bytes()[..])
+        );
+        let from_store = fixture.read(|txn| audit::trusted_keys_from_store(txn).unwrap());
+        assert_eq!(from_store, fixture.trusted());
+    });
+}
+
+#[test]
+fn damaged_public_key_records_are_refused() {
+    let other = generate_signing_key().unwrap().verifying_key();
+    let check = |record: &[u8], value: &[u8], expected: &str| {
+        let fixture = Fixture::new(false);
+        fixture.tamper(|txn| txn.put(Table::Meta, record, value).unwrap());
+        let err = fixture
+            .read(|txn| audit::trusted_keys_from_store(txn))
+            .unwrap_err();
+        assert!(matches!(err.kind, AuditErrorKind::Malformed(_)), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+    };
+    // Another key filed under a key id that is not its own.
+    let stranger = KeyId::of(&generate_signing_key().unwrap().verifying_key());
+    check(
+        format!("audit/key/{stranger}").as_bytes(),
+        other.as_bytes(),
+        &format!(
+            "the public key stored as {stranger} has id {}",
+            KeyId::of(&other)
+        ),
+    );
+    // The text ids of the earlier entry encoding.
+    check(
+        format!("audit/key/ed25519:{}", KeyId::of(&other)).as_bytes(),
+        other.as_bytes(),
+        "is not named by a key id",
+    );
+    check(
+        format!("audit/key/{}", KeyId::of(&other)).as_bytes(),
+        &[7; 31],
+        "is invalid",
+    );
 }
 
 #[test]
@@ -360,7 +419,7 @@ fn a_forger_with_another_key_is_caught_by_pinned_keys() {
         for n in 6..=EVENTS {
             fixture.append(format!(r#"{{"forged":{n}}}"#).as_bytes());
         }
-        let from_store = fixture.read(|txn| TrustedKeys::from_store(txn).unwrap());
+        let from_store = fixture.read(|txn| audit::trusted_keys_from_store(txn).unwrap());
         assert_eq!(from_store.len(), 2);
         // Trusting whatever the store lists accepts the forgery...
         assert!(fixture.read(|txn| audit::verify(txn, &from_store)).is_ok());
@@ -428,6 +487,7 @@ fn the_store_signer_key_lives_in_the_store_directory() {
     let signer = AuditSigner::for_store(dir.path()).unwrap();
     let again = AuditSigner::for_store(dir.path()).unwrap();
     assert_eq!(signer.key_id(), again.key_id());
+    assert_eq!(signer.key_id(), KeyId::of(&signer.verifying_key()));
     assert!(dir.path().join(audit::AUDIT_KEY_FILE).is_file());
     assert!(!format!("{signer:?}").contains("secret"));
 }
@@ -479,9 +539,19 @@ fn an_export_verifies_offline() {
         );
         let text = lines(&path);
         assert_eq!(text.len() as u64, EVENTS + 2);
-        assert!(text[0].starts_with(
-            r#"{"format":"donmai-audit-export","version":1,"keys":[{"keyId":"ed25519:"#
-        ));
+        assert!(
+            text[0].starts_with(&format!(
+                r#"{{"format":"donmai-audit-export","version":2,"keys":[{{"keyId":"{}","publicKey":""#,
+                fixture.signer.key_id()
+            )),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].contains(&format!(r#""keyId":"{}""#, fixture.signer.key_id())),
+            "{}",
+            text[1]
+        );
         assert!(
             text[1].contains(r#""event":"{\"run\":\"r1\""#),
             "{}",
@@ -594,6 +664,44 @@ fn tampered_exports_are_found_with_their_line() {
 
     let err = check(&|text| text[4] = "not json".to_string());
     assert_eq!(err.line, Some(5));
+
+    // Key ids: the header's must name its key, an entry's must be one.
+    let key_id = fixture.signer.key_id().to_string();
+    let err = check(&|text| text[0] = text[0].replace(&key_id, "0123456789abcdef"));
+    assert_eq!(err.line, Some(1));
+    assert!(
+        err.to_string()
+            .contains("the public key listed as 0123456789abcdef has id"),
+        "{err}"
+    );
+    let err = check(&|text| text[0] = text[0].replace(&key_id, &format!("ed25519:{key_id}")));
+    assert_eq!(err.line, Some(1));
+    assert!(
+        err.to_string()
+            .contains("is invalid: a key id is 16 hex digits"),
+        "{err}"
+    );
+    let err = check(&|text| text[2] = text[2].replace(&key_id, &key_id[..14]));
+    assert_eq!((err.seq, err.line), (Some(2), Some(3)));
+    assert!(
+        err.to_string().contains("keyId is not 8 bytes of hex"),
+        "{err}"
+    );
+    // An entry naming a key that is not trusted: the error names it.
+    let err = check(&|text| text[2] = text[2].replace(&key_id, "0123456789abcdef"));
+    assert_eq!(
+        err.kind,
+        AuditErrorKind::UnknownKey {
+            key_id: "0123456789abcdef".parse().unwrap()
+        }
+    );
+    // An export written before key ids had one width.
+    let err = check(&|text| text[0] = text[0].replace(r#""version":2"#, r#""version":1"#));
+    assert!(
+        err.to_string()
+            .contains("export version 1 is not supported (this donmai reads version 2)"),
+        "{err}"
+    );
 
     // A clean cut, closing line rewritten: only an anchor shows it.
     let mut text = lines(&original);

@@ -7,6 +7,7 @@
 
 mod support;
 
+use donmai_runtime::keys::TrustedKeys;
 use donmai_runtime::plan::*;
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -4,6 +4,9 @@ mod support;
 
 use std::path::PathBuf;
 
+use donmai_runtime::keys::{
+    KeyError, KeyErrorKind, KeyId, TrustedKeys, load_signing_key, load_verifying_key,
+};
 use donmai_runtime::plan::*;
 use ed25519_dalek::SigningKey;
 use support::{sample_plan, signing_key};
@@ -12,6 +15,21 @@ fn key_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/keys")
         .join(name)
+}
+
+/// A copy of a fixture only its owner may read, in `dir`: a checkout gives
+/// the fixtures whatever mode the umask says, and private keys are refused
+/// when group or others may read them.
+fn private_key_file(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::copy(key_file(name), &path).expect("copy fixture");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod fixture");
+    }
+    path
 }
 
 fn trusting(keys: &[&SigningKey]) -> TrustedKeys {
@@ -159,11 +177,12 @@ fn trusted_keys_are_a_set() {
 
 #[test]
 fn openssl_key_files_load_in_pem_and_der() {
-    let signing = load_signing_key(key_file("signing.pem")).expect("private PEM");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let signing = load_signing_key(private_key_file(&dir, "signing.pem")).expect("private PEM");
     let verifying = load_verifying_key(key_file("signing.pub.pem")).expect("public PEM");
     assert_eq!(signing.verifying_key(), verifying);
     assert_eq!(
-        load_signing_key(key_file("signing.der")).expect("private DER"),
+        load_signing_key(private_key_file(&dir, "signing.der")).expect("private DER"),
         signing
     );
     assert_eq!(
@@ -183,13 +202,54 @@ fn openssl_key_files_load_in_pem_and_der() {
 
 #[test]
 fn pem_with_a_byte_order_mark_or_leading_blank_lines_loads() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let text = std::fs::read_to_string(key_file("signing.pem")).expect("fixture");
-    let path = dir.join("plan-signature-bom.pem");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = private_key_file(&dir, "signing.pem");
+    let plain = load_signing_key(&path).expect("loads");
+    let text = std::fs::read_to_string(&path).expect("fixture");
     std::fs::write(&path, format!("\u{feff}\n\n{text}")).expect("write");
+    assert_eq!(load_signing_key(&path).expect("loads"), plain);
+
+    let public = dir.path().join("signing.pub.pem");
+    let text = std::fs::read_to_string(key_file("signing.pub.pem")).expect("fixture");
+    std::fs::write(&public, format!("\u{feff}\r\n{text}")).expect("write");
     assert_eq!(
-        load_signing_key(&path).expect("loads"),
-        load_signing_key(key_file("signing.pem")).expect("loads")
+        load_verifying_key(&public).expect("loads"),
+        plain.verifying_key()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_private_key_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for name in ["signing.pem", "signing.der"] {
+        let path = private_key_file(&dir, name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let error = key_error(load_signing_key(&path));
+        assert!(
+            matches!(error.kind, KeyErrorKind::Exposed { mode: 0o640 }),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "private key file {0} is accessible to group or others (mode 640), \
+                 so it cannot be trusted to sign: restrict it with `chmod 600 {0}`",
+                path.display()
+            )
+        );
+    }
+    // Public keys are public: any mode will do, and one given where the
+    // private key belongs is named for what it is, not for its mode.
+    let public = dir.path().join("signing.pub.pem");
+    std::fs::copy(key_file("signing.pub.pem"), &public).expect("copy");
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    load_verifying_key(&public).expect("loads");
+    let error = key_error(load_signing_key(&public));
+    assert!(
+        matches!(error.kind, KeyErrorKind::WrongPem { .. }),
+        "{error}"
     );
 }
 
@@ -254,7 +314,8 @@ fn a_key_of_another_algorithm_is_refused() {
     ));
     assert!(matches!(error.kind, KeyErrorKind::Read(_)));
 
-    let garbage = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plan-signature-garbage.der");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let garbage = dir.path().join("garbage.der");
     std::fs::write(&garbage, [0x30, 0x03, 0x02, 0x01]).expect("write");
     let error = key_error(load_verifying_key(&garbage));
     assert!(matches!(error.kind, KeyErrorKind::Invalid(_)), "{error}");

@@ -5,7 +5,7 @@
 //! set: the `child` test below then plays the role instead of returning at
 //! once. Children report progress on stdout in lines starting with `@@ `.
 
-use donmai_runtime::audit::{self, AuditSigner, TrustedKeys};
+use donmai_runtime::audit::{self, AuditSigner};
 use donmai_runtime::store::lmdb::{HeedOptions, HeedStore};
 use donmai_runtime::store::{Store, StoreError, Table, WriteTxn, scan_all};
 use std::io::{BufRead, BufReader, Write};
@@ -165,9 +165,9 @@ fn concurrent_processes_serialize_their_transactions() {
                 }
             }
             // One key for all writers, and one chain through all of them.
-            let keys = TrustedKeys::from_store(txn).unwrap();
+            let keys = audit::trusted_keys_from_store(txn).unwrap();
             assert_eq!(keys.len(), 1);
-            assert_eq!(keys.key_ids().next(), Some(signer.key_id()));
+            assert_eq!(keys.ids().next(), Some(signer.key_id()));
             let report = audit::verify(txn, &keys).unwrap();
             assert_eq!(report.length, total);
             Ok(())
@@ -322,7 +322,7 @@ fn check_after_crash(store: &HeedStore, reported: Option<u64>) -> u64 {
                 .is_empty(),
                 "part of the interrupted transaction is visible"
             );
-            let keys = TrustedKeys::from_store(txn).unwrap();
+            let keys = audit::trusted_keys_from_store(txn).unwrap();
             let report = audit::verify(txn, &keys).unwrap();
             assert_eq!(report.length, stored + 1);
             last = stored;

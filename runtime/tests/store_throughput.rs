@@ -63,7 +63,7 @@ fn commit_rates() {
 #[test]
 #[ignore = "a measurement, not a check; run on purpose"]
 fn audit_rates() {
-    use donmai_runtime::audit::TrustedKeys;
+    use donmai_runtime::keys::TrustedKeys;
     const ENTRIES: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let store = HeedStore::open(dir.path()).unwrap();

@@ -16,8 +16,10 @@ use std::ops::Range;
 
 use ed25519_dalek::Signature;
 
+use crate::keys::KeyId;
+
 use super::error::{PlanError, PlanErrorKind, Section};
-use super::id::{KeyId, PlanId, plan_hash};
+use super::id::{PlanId, plan_hash};
 use super::limits::{MAX_PREDICATE_DEPTH, MAX_TEMPLATE_DEPTH};
 use super::model::*;
 use super::wire::{

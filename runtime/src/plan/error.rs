@@ -2,8 +2,9 @@
 
 use std::fmt;
 
-use super::id::{KeyId, PlanId};
+use super::id::PlanId;
 pub use super::wire::Section;
+use crate::keys::KeyId;
 
 /// A plan that was refused by the decoder or the signature check. `offset`
 /// is the absolute byte offset in the file where the problem starts.

@@ -1,13 +1,10 @@
-//! Content addresses: a plan's id (the SHA-256 of its body) and a signing
-//! key's id (the first bytes of the SHA-256 of its public key).
+//! A plan's content address: its id, the SHA-256 of its body. (Signing
+//! keys are named by [`crate::keys::KeyId`].)
 
 use std::fmt;
 use std::str::FromStr;
 
-use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
-
-use super::wire::KEY_ID_LEN;
 
 /// The content address of a plan: SHA-256 over its body (everything before
 /// the hash trailer). Signing a plan does not change it. Displays as 64
@@ -22,25 +19,6 @@ pub fn plan_hash(body: &[u8]) -> PlanId {
 
 impl PlanId {
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-/// Names a signing key in a signed plan without carrying the whole key: the
-/// first 8 bytes of the SHA-256 of the 32-byte Ed25519 public key. Displays
-/// as 16 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyId(pub [u8; KEY_ID_LEN]);
-
-impl KeyId {
-    pub fn of(key: &VerifyingKey) -> KeyId {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        let mut id = [0; KEY_ID_LEN];
-        id.copy_from_slice(&digest[..KEY_ID_LEN]);
-        KeyId(id)
-    }
-
-    pub fn as_bytes(&self) -> &[u8; KEY_ID_LEN] {
         &self.0
     }
 }
@@ -79,19 +57,7 @@ impl fmt::Debug for PlanId {
     }
 }
 
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_hex(f, &self.0)
-    }
-}
-
-impl fmt::Debug for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyId({self})")
-    }
-}
-
-/// A [`PlanId`] or [`KeyId`] that is not the right number of hex digits.
+/// Text that is not a [`PlanId`]: not the right number of hex digits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseIdError {
     pub what: &'static str,
@@ -117,17 +83,6 @@ impl FromStr for PlanId {
     }
 }
 
-impl FromStr for KeyId {
-    type Err = ParseIdError;
-
-    fn from_str(text: &str) -> Result<KeyId, ParseIdError> {
-        parse_hex(text).map(KeyId).ok_or(ParseIdError {
-            what: "key id",
-            digits: 2 * KEY_ID_LEN,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,8 +101,5 @@ mod tests {
         assert!(text.replace('e', "g").parse::<PlanId>().is_err());
         // A multi-byte character must not be split into bogus digit pairs.
         assert!("é".repeat(32).parse::<PlanId>().is_err());
-        let key = KeyId([0, 1, 2, 0xab, 0xcd, 0xef, 0x10, 0xff]);
-        assert_eq!(key.to_string(), "000102abcdef10ff");
-        assert_eq!("000102ABCDEF10FF".parse::<KeyId>(), Ok(key));
     }
 }
