@@ -241,7 +241,7 @@ fn build_command(args: BuildArgs) -> ExitCode {
     let mut bytes = donmai_runtime::plan::encode(&verified);
     let mut signer = None;
     if let Some(key_path) = &args.sign_key {
-        let key = match donmai_runtime::plan::load_signing_key(key_path) {
+        let key = match donmai_runtime::keys::load_signing_key(key_path) {
             Ok(key) => key,
             Err(error) => return fail(&error.to_string()),
         };
@@ -249,7 +249,7 @@ fn build_command(args: BuildArgs) -> ExitCode {
             Ok(signed) => signed,
             Err(error) => return fail(&format!("cannot sign the plan: {error}")),
         };
-        signer = Some(donmai_runtime::plan::KeyId::of(&key.verifying_key()));
+        signer = Some(donmai_runtime::keys::KeyId::of(&key.verifying_key()));
     }
     let output = args
         .output
