@@ -2,7 +2,9 @@
 //! (`typeck`) and the reference evaluator (`eval`), diagnostics in every
 //! output format, and the `donmaic` command line.
 
+pub mod build;
 pub mod check;
+pub mod codegen;
 pub mod cli;
 pub mod driver;
 pub mod eval;
