@@ -34,6 +34,53 @@ pub enum Command {
     /// Exit status: 0 with a value, 1 when evaluation fails (syntax, type or
     /// run-time error), 2 for bad `--vars`.
     Eval(EvalArgs),
+    /// Draw the step graph of a workflow (groups and loops included) with
+    /// its branch labels, for docs and reviews.
+    ///
+    /// Exit status: 0 drawn, 1 the workflow has errors, 2 usage or I/O error.
+    Graph(GraphArgs),
+    /// Compile a workflow to a verified bytecode plan (`.dplan`).
+    ///
+    /// The workflow is checked first; a plan is written only when it has no
+    /// errors. Exit status: 0 written, 1 the workflow has errors, 2 usage or
+    /// I/O error.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW")]
+    pub workflow: PathBuf,
+
+    /// Where to write the plan [default: the workflow's path with the
+    /// extension `.dplan`].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Sign the plan with this Ed25519 private key (PKCS#8 PEM or DER, as
+    /// `openssl genpkey -algorithm ed25519` writes it).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW")]
+    pub workflow: PathBuf,
+
+    /// `mermaid` (renders on GitHub and in most Markdown tools) or `dot`
+    /// (Graphviz).
+    #[arg(long, value_enum, default_value_t = GraphFormatArg::Mermaid)]
+    pub format: GraphFormatArg,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormatArg {
+    #[default]
+    Mermaid,
+    Dot,
 }
 
 #[derive(Debug, Args)]

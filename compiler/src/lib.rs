@@ -2,6 +2,7 @@
 //! (`typeck`) and the reference evaluator (`eval`), diagnostics in every
 //! output format, and the `donmaic` command line.
 
+pub mod build;
 pub mod check;
 pub mod cli;
 pub mod codegen;

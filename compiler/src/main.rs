@@ -1,11 +1,12 @@
 use clap::{CommandFactory, FromArgMatches};
 use donmai_compiler::cli::{
-    CheckArgs, Cli, Command, EvalArgs, EvalFormat, ExplainArgs, lint_flags,
+    BuildArgs, CheckArgs, Cli, Command, EvalArgs, EvalFormat, ExplainArgs, GraphArgs,
+    GraphFormatArg, lint_flags,
 };
 use donmai_compiler::driver::{CheckOptions, FixMode, exit_code, run_check};
 use donmai_compiler::render::{Format, RenderOptions, render};
 use donmai_compiler::report::plural;
-use donmai_compiler::{check, explain};
+use donmai_compiler::{build, check, explain};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -46,6 +47,8 @@ fn main() -> ExitCode {
         }
         Command::Explain(args) => explain_command(args),
         Command::Eval(args) => eval_command(args),
+        Command::Graph(args) => graph_command(args),
+        Command::Build(args) => build_command(args),
     }
 }
 
@@ -166,4 +169,122 @@ fn eval_command(args: EvalArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Checks and lowers `path`; on failure prints why (diagnostics as `check`
+/// renders them) and gives the exit code.
+fn compile_or_report(path: &std::path::Path) -> Result<build::Compiled, ExitCode> {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let options = RenderOptions {
+        color,
+        deny_warnings: false,
+    };
+    match build::compile(path) {
+        Ok(compiled) => {
+            if compiled.report.summary().warnings > 0 {
+                eprint!("{}", render(&compiled.report, Format::Human, &options));
+            }
+            Ok(compiled)
+        }
+        Err(build::CompileError::Check(report)) => {
+            for failure in &report.failures {
+                eprintln!("error: {}: {}", failure.path.display(), failure.message);
+            }
+            eprint!("{}", render(&report, Format::Human, &options));
+            Err(ExitCode::from(exit_code(&report, false)))
+        }
+        Err(build::CompileError::Failure(failure)) => Err(fail(&format!(
+            "{}: {}",
+            failure.path.display(),
+            failure.message
+        ))),
+        Err(build::CompileError::Lower(error)) => {
+            eprintln!(
+                "error: {}: cannot lower this workflow at bytes {}..{}: {}",
+                error.file.display(),
+                error.span.start,
+                error.span.end,
+                error.message
+            );
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn graph_command(args: GraphArgs) -> ExitCode {
+    let compiled = match compile_or_report(&args.workflow) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    let format = match args.format {
+        GraphFormatArg::Mermaid => build::graph::GraphFormat::Mermaid,
+        GraphFormatArg::Dot => build::graph::GraphFormat::Dot,
+    };
+    emit(&build::graph::render(&compiled.plan, format));
+    ExitCode::SUCCESS
+}
+
+fn build_command(args: BuildArgs) -> ExitCode {
+    let compiled = match compile_or_report(&args.workflow) {
+        Ok(compiled) => compiled,
+        Err(code) => return code,
+    };
+    let verified = match donmai_runtime::verify::verify(compiled.plan) {
+        Ok(verified) => verified,
+        Err(error) => {
+            // The checker accepted what the verifier refuses: a compiler bug,
+            // reported as such rather than written out.
+            eprintln!("error: internal compiler error: the lowered plan does not verify: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut bytes = donmai_runtime::plan::encode(&verified);
+    let mut signer = None;
+    if let Some(key_path) = &args.sign_key {
+        let key = match donmai_runtime::keys::load_signing_key(key_path) {
+            Ok(key) => key,
+            Err(error) => return fail(&error.to_string()),
+        };
+        bytes = match donmai_runtime::plan::sign(&bytes, &key) {
+            Ok(signed) => signed,
+            Err(error) => return fail(&format!("cannot sign the plan: {error}")),
+        };
+        signer = Some(donmai_runtime::keys::KeyId::of(&key.verifying_key()));
+    }
+    let output = args
+        .output
+        .unwrap_or_else(|| args.workflow.with_extension("dplan"));
+    if let Err(error) = write_atomically(&output, &bytes) {
+        return fail(&format!("cannot write {}: {error}", output.display()));
+    }
+    let steps: usize = verified.levels.iter().map(|l| l.steps.len()).sum();
+    let mut line = format!(
+        "built {}: plan {}, {} in {}, {}, {}",
+        output.display(),
+        verified.id(),
+        plural(steps, "step"),
+        plural(verified.levels.len(), "level"),
+        plural(verified.exprs.len(), "expression"),
+        plural(bytes.len(), "byte"),
+    );
+    if let Some(key_id) = signer {
+        line.push_str(&format!(", signed by key {key_id}"));
+    }
+    eprintln!("{line}");
+    ExitCode::SUCCESS
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it, so a
+/// reader never sees half a plan.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the output path names no file"))?;
+    let mut temporary = file_name.to_os_string();
+    temporary.push(format!(".tmp-{}", std::process::id()));
+    let temporary = path.with_file_name(temporary);
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
 }
