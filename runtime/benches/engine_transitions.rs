@@ -13,6 +13,7 @@ use donmai_runtime::exec::{CoreExecutor, VerbExecutor};
 use donmai_runtime::plan::model::*;
 use donmai_runtime::store::memory::MemoryStore;
 use donmai_runtime::store::{ReadTxn, Store, StoreResult, Table, WriteTxn};
+use donmai_runtime::verify::VerifiedPlan;
 use donmai_stdlib::value::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -147,7 +148,7 @@ impl Store for OverlayStore {
     }
 }
 
-fn plan(shape: Shape) -> Arc<Plan> {
+fn plan(shape: Shape) -> Arc<VerifiedPlan> {
     let mut constants = vec![Constant::String("x".into())];
     constants.push(Constant::Int(1));
     let verbs = vec![
@@ -271,20 +272,13 @@ impl VerbExecutor for External {
     }
 }
 
-fn engine(plan: Arc<Plan>, store: Arc<dyn Store>, external: bool) -> Engine {
+fn engine(plan: Arc<VerifiedPlan>, store: Arc<dyn Store>, external: bool) -> Engine {
     let executor: Arc<dyn VerbExecutor> = if external {
         Arc::new(External)
     } else {
         Arc::new(CoreExecutor::default())
     };
-    Engine::new(
-        plan,
-        [1; 32],
-        store,
-        executor,
-        Arc::new(VirtualClock::default()),
-    )
-    .unwrap()
+    Engine::new(plan, store, executor, Arc::new(VirtualClock::default())).unwrap()
 }
 
 fn measure(shape: Shape, runs: usize, overlay: bool) {
@@ -348,7 +342,7 @@ fn resume(runs: usize) {
     level.steps[1].kind = StepKind::Action { verb: 2 };
     level.steps[1].inputs = vec![("durationMs".into(), ValueTemplate::Const(2))];
     level.steps[2].next.clear();
-    let plan = Arc::new(plan);
+    let plan = Arc::new(donmai_runtime::verify::verify(plan).expect("the bench plan verifies"));
     let store: Arc<dyn Store> = Arc::new(OverlayStore::default());
     let mut first = engine(plan.clone(), store.clone(), false);
     let started = Instant::now();

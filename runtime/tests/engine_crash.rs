@@ -14,6 +14,7 @@ use donmai_runtime::exec::{ExecError, VerbOutcome};
 use donmai_runtime::plan::model::*;
 use donmai_runtime::store::memory::MemoryStore;
 use donmai_runtime::store::{ReadTxn, Store, StoreError, StoreResult, Table, WriteTxn, scan_all};
+use donmai_runtime::verify::VerifiedPlan;
 use engine_support::*;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,7 +79,7 @@ impl Store for DyingStore {
     }
 }
 
-fn plan() -> Arc<Plan> {
+fn plan() -> Arc<VerifiedPlan> {
     let mut b = PlanBuilder::new("workflow/v2");
     let write = b.verb(
         "linear@1:linear.issue.update",
@@ -104,7 +105,7 @@ fn plan() -> Arc<Plan> {
     );
 
     let body = b.level("groups/body.yaml@1");
-    let entry = b.step(body, "in", StepKind::Trigger { trigger: 0 });
+    let entry = b.entry(body, "in");
     let inner = b.action(body, "inner", write);
     b.input(body, inner, "issueId", json!("LIN-7"));
     b.next(body, entry, inner);
@@ -375,7 +376,6 @@ fn crash_once(die_at: usize, crash: Crash, reference: &Outcome) -> bool {
     let context = format!("{crash:?} at write {die_at}");
     let first = donmai_runtime::engine::Engine::new(
         plan(),
-        PLAN_HASH,
         dying.clone(),
         executor.clone(),
         Arc::new(clock.clone()),
@@ -448,7 +448,6 @@ fn repeated_crashes_still_finish_with_the_same_result() {
             let dying = DyingStore::new(inner.clone(), every, Crash::BeforeCommit);
             let built = donmai_runtime::engine::Engine::new(
                 plan(),
-                PLAN_HASH,
                 dying.clone(),
                 executor.clone(),
                 Arc::new(clock.clone()),

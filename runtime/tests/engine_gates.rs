@@ -223,6 +223,7 @@ fn on_timeout_skip_takes_a_verbs_timeout_handle() {
     let passed = p.after;
     b.step_mut(0, p.gate).next.clear();
     b.branch(0, p.gate, "passed", passed);
+    b.branch(0, p.gate, "failed", on_timeout);
     b.branch(0, p.gate, "timeout", on_timeout);
     let plan = p.builder.build();
 
@@ -445,6 +446,8 @@ fn a_gate_verbs_route_by_field_names_the_handle() {
     *verb = Some(exit);
     b.step_mut(0, p.gate).next.clear();
     b.branch(0, p.gate, "success", p.after);
+    let on_fail = b.action(0, "on_fail", p.act);
+    b.branch(0, p.gate, "fail", on_fail);
     let mut h = Harness::new(
         p.builder.build(),
         ScriptedExecutor::new(true, |_, _| Ok(VerbOutcome::output(json(json!({}))))),

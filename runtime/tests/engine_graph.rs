@@ -7,6 +7,7 @@ mod engine_support;
 use donmai_runtime::engine::EngineError;
 use donmai_runtime::exec::{ExecError, VerbOutcome};
 use donmai_runtime::plan::model::*;
+use donmai_runtime::verify::VerifiedPlan;
 use engine_support::*;
 use serde_json::json;
 
@@ -174,6 +175,7 @@ fn switch_routes_by_case_and_default_handle() {
         SideEffect::ReadOnly,
     );
     b.verb_mut(cond).route_by = Some("workType".into());
+    b.verb_mut(cond).route_cases = ["research", "development", "qa"].map(String::from).to_vec();
     let act = b.verb(
         "donmai@2:requester.respond",
         VerbKind::Action,
@@ -275,7 +277,7 @@ fn only_the_fired_trigger_runs_and_a_shared_successor_still_runs() {
     );
 }
 
-fn group_plan(body_input: serde_json::Value) -> std::sync::Arc<Plan> {
+fn group_plan(body_input: serde_json::Value) -> std::sync::Arc<VerifiedPlan> {
     let mut b = PlanBuilder::new("workflow/v2");
     let act = b.verb(
         "donmai@2:agent.dispatch_to_queue",
@@ -295,7 +297,7 @@ fn group_plan(body_input: serde_json::Value) -> std::sync::Arc<Plan> {
             optional: true,
         },
     ];
-    let entry = b.step(body, "in", StepKind::Trigger { trigger: 0 });
+    let entry = b.entry(body, "in");
     let work = b.action(body, "work", act);
     b.input(body, work, "workType", json!("development"));
     b.next(body, entry, work);
@@ -358,7 +360,7 @@ fn a_group_whose_required_interface_input_is_null_is_skipped() {
     assert!(executor.calls().is_empty());
 }
 
-fn loop_plan(until_value: serde_json::Value, max_iterations: u32) -> std::sync::Arc<Plan> {
+fn loop_plan(until_value: serde_json::Value, max_iterations: u32) -> std::sync::Arc<VerifiedPlan> {
     let mut b = PlanBuilder::new("workflow/v2");
     let act = b.verb(
         "github@1:github.ci.rerun",
@@ -366,7 +368,7 @@ fn loop_plan(until_value: serde_json::Value, max_iterations: u32) -> std::sync::
         SideEffect::ExternalWrite,
     );
     let body = b.level("groups/attempt.yaml@1");
-    let entry = b.step(body, "in", StepKind::Trigger { trigger: 0 });
+    let entry = b.entry(body, "in");
     let attempt = b.action(body, "attempt", act);
     b.next(body, entry, attempt);
     let ci = b.value(json!("passed"));
@@ -466,7 +468,7 @@ fn a_failure_inside_a_group_fails_the_group_and_the_run() {
         SideEffect::InternalOnly,
     );
     let body = b.level("groups/dev.yaml@1");
-    let entry = b.step(body, "in", StepKind::Trigger { trigger: 0 });
+    let entry = b.entry(body, "in");
     let work = b.action(body, "work", act);
     b.next(body, entry, work);
     let t = b.trigger("start");
@@ -501,7 +503,7 @@ fn a_failure_inside_a_group_fails_the_group_and_the_run() {
 }
 
 #[test]
-fn malformed_graphs_are_refused_before_running() {
+fn malformed_graphs_never_reach_the_engine() {
     let mut b = PlanBuilder::new("workflow/v2");
     let act = b.verb(
         "slack@1:slack.send_message",
@@ -514,70 +516,102 @@ fn malformed_graphs_are_refused_before_running() {
     b.next(0, t, x);
     b.next(0, x, y);
     b.next(0, y, x);
-    let plan = b.build();
-    let store = std::sync::Arc::new(donmai_runtime::store::memory::MemoryStore::new());
-    let clock = std::sync::Arc::new(donmai_runtime::clock::VirtualClock::default());
-    let err = donmai_runtime::engine::Engine::new(
-        plan,
-        PLAN_HASH,
-        store.clone(),
-        ScriptedExecutor::echo(true),
-        clock.clone(),
-    )
-    .err()
-    .unwrap();
-    assert!(matches!(err, EngineError::Plan(_)));
-    assert_eq!(
-        err.to_string(),
-        "the plan cannot run: level `main`: the steps form a cycle"
-    );
+    let error = donmai_runtime::verify::verify(b.build_unverified()).expect_err("a cycle");
+    assert!(error.to_string().contains("cycle"), "{error}");
 
     let mut b = PlanBuilder::new("workflow/v2");
     let t = b.trigger("start");
     let x = b.step(0, "x", StepKind::Action { verb: 9 });
     b.next(0, t, x);
-    let err = donmai_runtime::engine::Engine::new(
-        b.build(),
-        PLAN_HASH,
-        store,
-        ScriptedExecutor::echo(true),
-        clock,
-    )
-    .err()
-    .unwrap();
-    assert_eq!(
-        err.to_string(),
-        "the plan cannot run: step `x` names verb 9, beyond the 0 verbs"
-    );
+    let error = donmai_runtime::verify::verify(b.build_unverified()).expect_err("no verb 9");
+    assert!(error.to_string().contains("out of range"), "{error}");
+}
+
+/// `code` assembled from `program`, with one span per instruction.
+fn assemble(program: &[donmai_runtime::bytecode::Instruction], max_stack: u16) -> ExprCode {
+    let mut code = Vec::new();
+    let mut spans = Vec::new();
+    for (i, instruction) in program.iter().enumerate() {
+        spans.push((
+            code.len() as u32,
+            SourceRef {
+                file: 0,
+                start: i as u32 * 10,
+                end: i as u32 * 10 + 5,
+            },
+        ));
+        instruction.encode(1, &mut code);
+    }
+    ExprCode {
+        code,
+        max_stack,
+        locals: 0,
+        result_type: "dyn".into(),
+        source: SourceRef::default(),
+        spans,
+    }
 }
 
 #[test]
-fn expressions_fail_the_step_until_the_vm_is_wired() {
+fn expressions_read_the_trigger_and_a_failing_one_fails_its_step() {
+    use donmai_runtime::bytecode::{FieldRef, Instruction::*};
     let mut b = PlanBuilder::new("workflow/v2");
     let act = b.verb(
         "slack@1:slack.send_message",
         VerbKind::Action,
         SideEffect::ExternalWrite,
     );
-    b.plan.exprs.push(ExprCode {
-        code: vec![],
-        max_stack: 0,
-        locals: 0,
-        result_type: "string".into(),
-        source: SourceRef::default(),
-        spans: vec![],
-    });
+    let trigger = b.plan.constants.len() as u32;
+    b.plan.constants.push(Constant::String("trigger".into()));
+    b.plan.constants.push(Constant::String("text".into()));
+    b.plan.constants.push(Constant::Int(1));
+    b.plan.constants.push(Constant::Int(0));
+    // `trigger.text`
+    b.plan.exprs.push(assemble(
+        &[
+            LoadRootPath {
+                root: trigger,
+                fields: vec![FieldRef {
+                    name: trigger + 1,
+                    optional: false,
+                }],
+            },
+            Return,
+        ],
+        1,
+    ));
+    // `1 / 0`
+    b.plan.exprs.push(assemble(
+        &[
+            PushConst { index: trigger + 2 },
+            PushConst { index: trigger + 3 },
+            Div,
+            Return,
+        ],
+        2,
+    ));
     let t = b.trigger("start");
     let x = b.action(0, "x", act);
+    let y = b.action(0, "y", act);
     b.step_mut(0, x)
         .inputs
         .push(("text".into(), ValueTemplate::Expr(0)));
+    b.step_mut(0, y)
+        .inputs
+        .push(("text".into(), ValueTemplate::Expr(1)));
     b.next(0, t, x);
-    let mut h = Harness::new(b.build(), ScriptedExecutor::echo(true));
-    let run = h.start("start", json!({}));
+    b.next(0, x, y);
+    let executor = ScriptedExecutor::echo(true);
+    let mut h = Harness::new(b.build(), executor.clone());
+    let run = h.start("start", json!({"text": "hello"}));
     h.drive();
-    assert_eq!(
-        h.trace(&run)[2],
-        "step.failed x expression: expression 0: expression evaluation is wired at merge (the bytecode VM is not connected to the engine yet)"
+    assert_eq!(executor.calls()[0].input, r#"{"text":"hello"}"#);
+    let trace = h.trace(&run);
+    assert!(
+        trace.contains(
+            &"step.failed y expression: workflow.yaml@20..25: division_by_zero: division by zero"
+                .to_string()
+        ),
+        "{trace:?}"
     );
 }

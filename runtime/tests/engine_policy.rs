@@ -10,6 +10,7 @@ use donmai_runtime::exec::{ExecError, VerbOutcome};
 use donmai_runtime::plan::model::*;
 use donmai_runtime::store::Store;
 use donmai_runtime::store::memory::MemoryStore;
+use donmai_runtime::verify::VerifiedPlan;
 use engine_support::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -25,7 +26,11 @@ fn retry(max_attempts: u32, retry_on: &[&str]) -> RetryPolicy {
 }
 
 /// `start → call (retry policy) → after`.
-fn retry_plan(policy: Option<RetryPolicy>) -> Arc<Plan> {
+fn retry_plan(policy: Option<RetryPolicy>) -> Arc<VerifiedPlan> {
+    retry_builder(policy).build()
+}
+
+fn retry_builder(policy: Option<RetryPolicy>) -> PlanBuilder {
     let mut b = PlanBuilder::new("workflow/v2");
     let verb = b.verb(
         "linear@1:linear.issue.update",
@@ -39,7 +44,7 @@ fn retry_plan(policy: Option<RetryPolicy>) -> Arc<Plan> {
     b.next(0, t, call);
     b.next(0, call, after);
     b.step_mut(0, call).retry = policy;
-    b.build()
+    b
 }
 
 #[test]
@@ -141,10 +146,10 @@ fn a_call_past_its_timeout_fails_with_timeout_and_is_retried() {
         }
         Ok(VerbOutcome::output(json(json!({"ok": true}))))
     });
-    let mut b = Arc::unwrap_or_clone(retry_plan(Some(retry(2, &["timeout"]))));
-    b.levels[0].steps[1].timeout_ms = Some(5_000);
+    let mut b = retry_builder(Some(retry(2, &["timeout"])));
+    b.plan.levels[0].steps[1].timeout_ms = Some(5_000);
     let mut h = Harness::with_store(
-        Arc::new(b),
+        b.build(),
         executor.clone(),
         Arc::new(MemoryStore::new()),
         clock,
@@ -160,7 +165,7 @@ fn a_call_past_its_timeout_fails_with_timeout_and_is_retried() {
     assert_eq!(executor.calls_of("call"), 2);
 }
 
-fn wait_plan() -> Arc<Plan> {
+fn wait_plan() -> Arc<VerifiedPlan> {
     let mut b = PlanBuilder::new("workflow/v2");
     let wait = b.verb("core@1:core.wait", VerbKind::Action, SideEffect::ReadOnly);
     let set = b.verb(

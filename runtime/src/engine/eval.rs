@@ -8,14 +8,15 @@
 //! [`eval_expr`] and nowhere else.
 
 use super::EngineError;
+use crate::bytecode::Env;
 use crate::plan::model::{Constant, ExprIx, Plan, TemplatePart, ValueTemplate};
-use donmai_stdlib::value::{MapEntries, MapKey, Value, format_duration, format_timestamp};
+use crate::verify::VerifiedPlan;
+use donmai_stdlib::value::{Fuel, MapEntries, MapKey, Value, format_duration, format_timestamp};
+use std::borrow::Cow;
 
-/// The roots an expression may read, for one evaluation. Until the VM is
-/// wired into [`eval_expr`] nothing reads them outside tests.
-#[cfg_attr(not(test), allow(dead_code))]
+/// The roots an expression may read, for one evaluation.
 pub(crate) struct Scope<'a> {
-    pub plan: &'a Plan,
+    pub plan: &'a VerifiedPlan,
     /// `nodes`: the step ids of the level and their outputs, built only when
     /// an expression asks for it.
     pub nodes: &'a dyn Fn() -> Value,
@@ -24,21 +25,6 @@ pub(crate) struct Scope<'a> {
     pub run: &'a Value,
     /// `step`: `{id}` of the step being evaluated, for idempotency keys.
     pub step: Option<&'a Value>,
-}
-
-#[cfg_attr(not(test), allow(dead_code))]
-impl Scope<'_> {
-    /// What the VM's environment answers for a root name.
-    pub fn root(&self, name: &str) -> Option<Value> {
-        match name {
-            "nodes" => Some((self.nodes)()),
-            "trigger" => Some(self.trigger.clone()),
-            "input" => self.input.cloned(),
-            "run" => Some(self.run.clone()),
-            "step" => self.step.cloned(),
-            _ => None,
-        }
-    }
 }
 
 pub(crate) fn constant(plan: &Plan, index: u32) -> Result<Value, EngineError> {
@@ -99,14 +85,42 @@ pub(crate) fn eval_map(
     Ok(Value::map(map))
 }
 
-/// Runs one compiled expression. The VM is wired here at merge.
+/// Runs one compiled expression on the VM, with the default fuel budget.
 pub(crate) fn eval_expr(scope: &Scope<'_>, expr: ExprIx) -> Result<Value, EngineError> {
-    if scope.plan.exprs.get(expr as usize).is_none() {
+    let Some(code) = scope.plan.expr(expr) else {
         return Err(EngineError::Plan(format!(
             "expression {expr} is out of range"
         )));
+    };
+    let mut fuel = Fuel::default();
+    code.run(scope, &mut fuel).map_err(|error| {
+        let at = code.error_source(&error);
+        EngineError::Expression {
+            expr,
+            file: scope
+                .plan
+                .sources
+                .get(at.file as usize)
+                .map_or_else(String::new, |s| s.path.clone()),
+            start: at.start,
+            end: at.end,
+            code: error.code,
+            message: error.message,
+        }
+    })
+}
+
+impl Env for Scope<'_> {
+    fn root(&self, name: &str) -> Option<Cow<'_, Value>> {
+        Some(match name {
+            "nodes" => Cow::Owned((self.nodes)()),
+            "trigger" => Cow::Borrowed(self.trigger),
+            "input" => Cow::Borrowed(self.input?),
+            "run" => Cow::Borrowed(self.run),
+            "step" => Cow::Borrowed(self.step?),
+            _ => return None,
+        })
     }
-    Err(EngineError::ExpressionNotWired { expr })
 }
 
 /// How a value reads inside a longer string: strings as their text, `null`
@@ -127,8 +141,12 @@ mod tests {
     use super::*;
     use crate::plan::model::*;
 
-    fn plan(constants: Vec<Constant>) -> Plan {
-        Plan {
+    /// A one-step plan whose expression 0 is `constants[0]`.
+    fn plan(constants: Vec<Constant>) -> VerifiedPlan {
+        let mut code = Vec::new();
+        crate::bytecode::Instruction::PushConst { index: 0 }.encode(1, &mut code);
+        crate::bytecode::Instruction::Return.encode(0, &mut code);
+        let plan = Plan {
             header: Header {
                 format_version: FORMAT_VERSION,
                 api_version: "workflow/v2".into(),
@@ -140,16 +158,45 @@ mod tests {
             constants,
             verbs: vec![],
             exprs: vec![ExprCode {
-                code: vec![],
-                max_stack: 0,
+                code,
+                max_stack: 1,
                 locals: 0,
-                result_type: "int".into(),
+                result_type: "string".into(),
                 source: SourceRef::default(),
                 spans: vec![],
             }],
-            levels: vec![],
-            sources: vec![],
-        }
+            levels: vec![Level {
+                name: "main".into(),
+                inputs: vec![],
+                outputs: vec![],
+                triggers: vec![TriggerDef {
+                    id: "go".into(),
+                    kind: TriggerKind::Manual,
+                    event_type: None,
+                    schedule: None,
+                    timezone: None,
+                    fields: vec![],
+                    source: SourceRef::default(),
+                }],
+                steps: vec![StepDef {
+                    id: "go".into(),
+                    kind: StepKind::Trigger { trigger: 0 },
+                    inputs: vec![],
+                    next: vec![],
+                    branches: vec![],
+                    default: None,
+                    retry: None,
+                    timeout_ms: None,
+                    predecessors: vec![],
+                    source: SourceRef::default(),
+                }],
+            }],
+            sources: vec![SourceFileRef {
+                path: "w.yaml".into(),
+                sha256: [0; 32],
+            }],
+        };
+        crate::verify::verify(plan).expect("the test plan verifies")
     }
 
     #[test]
@@ -187,16 +234,18 @@ mod tests {
             value.to_json(),
             serde_json::json!({"k": "a", "l": [2.5, null], "t": "xy"})
         );
-        assert_eq!(scope.root("trigger"), Some(Value::Null));
-        assert_eq!(scope.root("nodes"), Some(Value::Null));
-        assert_eq!(scope.root("input"), None);
-        assert_eq!(scope.root("steps"), None);
-        assert!(matches!(
-            eval_template(&scope, &ValueTemplate::Expr(0)),
-            Err(EngineError::ExpressionNotWired { expr: 0 })
-        ));
-        let part = ValueTemplate::Interpolate(vec![TemplatePart::Expr(0)]);
-        assert!(eval_template(&scope, &part).is_err());
+        let root = |name| Env::root(&scope, name).map(Cow::into_owned);
+        assert_eq!(root("trigger"), Some(Value::Null));
+        assert_eq!(root("nodes"), Some(Value::Null));
+        assert_eq!(root("input"), None);
+        assert_eq!(root("steps"), None);
+        assert_eq!(
+            eval_template(&scope, &ValueTemplate::Expr(0)).unwrap(),
+            Value::string("a")
+        );
+        let part =
+            ValueTemplate::Interpolate(vec![TemplatePart::Expr(0), TemplatePart::Text("!".into())]);
+        assert_eq!(eval_template(&scope, &part).unwrap(), Value::string("a!"));
         assert!(matches!(
             eval_template(&scope, &ValueTemplate::Const(9)),
             Err(EngineError::Plan(_))

@@ -83,6 +83,7 @@ use crate::clock::Clock;
 use crate::exec::VerbExecutor;
 use crate::plan::model::{Plan, StepIx};
 use crate::store::{Store, StoreError};
+use crate::verify::VerifiedPlan;
 use donmai_stdlib::value::Value;
 use serde::{Deserialize, Serialize};
 use state::RunState;
@@ -178,10 +179,16 @@ pub enum EngineError {
     Store(StoreError),
     /// The plan is malformed in a way the engine cannot run.
     Plan(String),
-    /// A compiled expression was reached; the bytecode VM is wired into
-    /// `engine/eval.rs` at merge.
-    ExpressionNotWired {
+    /// A compiled expression failed; the position is a byte range of a
+    /// source file of the plan.
+    Expression {
         expr: u32,
+        file: String,
+        start: u32,
+        end: u32,
+        /// One of `donmai_stdlib::value::error_code`.
+        code: &'static str,
+        message: String,
     },
     UnknownTrigger {
         trigger: String,
@@ -202,10 +209,14 @@ impl fmt::Display for EngineError {
         match self {
             EngineError::Store(e) => write!(f, "store: {e}"),
             EngineError::Plan(message) => write!(f, "the plan cannot run: {message}"),
-            EngineError::ExpressionNotWired { expr } => write!(
-                f,
-                "expression {expr}: expression evaluation is wired at merge (the bytecode VM is not connected to the engine yet)"
-            ),
+            EngineError::Expression {
+                file,
+                start,
+                end,
+                code,
+                message,
+                ..
+            } => write!(f, "{file}@{start}..{end}: {code}: {message}"),
             EngineError::UnknownTrigger { trigger, known } => write!(
                 f,
                 "the workflow has no trigger `{trigger}`; its triggers: {}",
@@ -314,7 +325,7 @@ struct PendingCall {
 }
 
 pub struct Engine {
-    plan: Arc<Plan>,
+    plan: Arc<VerifiedPlan>,
     topology: topology::Topology,
     plan_hash_hex: String,
     /// `plugin@major:verb` of every verb, by index.
@@ -346,34 +357,27 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for `plan` (whose content hash is `plan_hash`) over
-    /// `store`. Refuses a plan whose graph it cannot run.
+    /// An engine for `plan` over `store`. Only a verified plan runs: the
+    /// verifier has checked every index, graph and expression the engine
+    /// relies on.
     pub fn new(
-        plan: Arc<Plan>,
-        plan_hash: [u8; 32],
+        plan: Arc<VerifiedPlan>,
         store: Arc<dyn Store>,
         executor: Arc<dyn VerbExecutor>,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine, EngineError> {
-        Engine::with_config(
-            plan,
-            plan_hash,
-            store,
-            executor,
-            clock,
-            EngineConfig::default(),
-        )
+        Engine::with_config(plan, store, executor, clock, EngineConfig::default())
     }
 
     pub fn with_config(
-        plan: Arc<Plan>,
-        plan_hash: [u8; 32],
+        plan: Arc<VerifiedPlan>,
         store: Arc<dyn Store>,
         executor: Arc<dyn VerbExecutor>,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let topology = topology::analyse(&plan)?;
+        let plan_hash_hex = plan.id().to_string();
         let qualified = plan.verbs.iter().map(|v| v.qualified()).collect();
         let owner = match &config.owner {
             Some(owner) => owner.clone(),
@@ -382,7 +386,7 @@ impl Engine {
         let engine = Engine {
             plan,
             topology,
-            plan_hash_hex: hex(&plan_hash),
+            plan_hash_hex,
             qualified,
             store,
             executor,

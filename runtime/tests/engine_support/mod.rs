@@ -9,10 +9,9 @@ use donmai_runtime::exec::{CoreExecutor, ExecError, VerbCall, VerbExecutor, Verb
 use donmai_runtime::plan::model::*;
 use donmai_runtime::store::Store;
 use donmai_runtime::store::memory::MemoryStore;
+use donmai_runtime::verify::VerifiedPlan;
 use donmai_stdlib::value::Value;
 use std::sync::{Arc, Mutex};
-
-pub const PLAN_HASH: [u8; 32] = [7; 32];
 
 pub fn json(value: serde_json::Value) -> Value {
     Value::from_json(&value)
@@ -44,7 +43,10 @@ impl PlanBuilder {
                     triggers: vec![],
                     steps: vec![],
                 }],
-                sources: vec![],
+                sources: vec![SourceFileRef {
+                    path: "workflow.yaml".into(),
+                    sha256: [0; 32],
+                }],
             },
         }
     }
@@ -122,7 +124,14 @@ impl PlanBuilder {
     }
 
     pub fn trigger(&mut self, id: &str) -> StepIx {
-        let level = &mut self.plan.levels[0];
+        self.entry(0, id)
+    }
+
+    /// A trigger step of `level` with its manual trigger (a group's entry
+    /// fires with the interface inputs as its payload).
+    pub fn entry(&mut self, level: LevelIx, id: &str) -> StepIx {
+        let index = level;
+        let level = &mut self.plan.levels[index as usize];
         level.triggers.push(TriggerDef {
             id: id.into(),
             kind: TriggerKind::Manual,
@@ -133,7 +142,7 @@ impl PlanBuilder {
             source: SourceRef::default(),
         });
         let trigger = (level.triggers.len() - 1) as TriggerIx;
-        self.step(0, id, StepKind::Trigger { trigger })
+        self.step(index, id, StepKind::Trigger { trigger })
     }
 
     pub fn step(&mut self, level: LevelIx, id: &str, kind: StepKind) -> StepIx {
@@ -193,8 +202,17 @@ impl PlanBuilder {
         self.link(level, from, to);
     }
 
-    pub fn build(self) -> Arc<Plan> {
-        Arc::new(self.plan)
+    /// The plan, verified: the engine runs only verified plans.
+    pub fn build(self) -> Arc<VerifiedPlan> {
+        match donmai_runtime::verify::verify(self.plan) {
+            Ok(plan) => Arc::new(plan),
+            Err(error) => panic!("the test plan does not verify: {error}"),
+        }
+    }
+
+    /// The plan as built, for tests of what the verifier refuses.
+    pub fn build_unverified(self) -> Plan {
+        self.plan
     }
 }
 
@@ -289,7 +307,7 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub fn new(plan: Arc<Plan>, executor: Arc<dyn VerbExecutor>) -> Harness {
+    pub fn new(plan: Arc<VerifiedPlan>, executor: Arc<dyn VerbExecutor>) -> Harness {
         Harness::with_store(
             plan,
             executor,
@@ -299,7 +317,7 @@ impl Harness {
     }
 
     pub fn with_store(
-        plan: Arc<Plan>,
+        plan: Arc<VerifiedPlan>,
         executor: Arc<dyn VerbExecutor>,
         store: Arc<dyn Store>,
         clock: VirtualClock,
@@ -308,7 +326,7 @@ impl Harness {
     }
 
     pub fn with_config(
-        plan: Arc<Plan>,
+        plan: Arc<VerifiedPlan>,
         executor: Arc<dyn VerbExecutor>,
         store: Arc<dyn Store>,
         clock: VirtualClock,
@@ -316,7 +334,6 @@ impl Harness {
     ) -> Harness {
         let mut engine = Engine::with_config(
             plan,
-            PLAN_HASH,
             Arc::clone(&store),
             executor,
             Arc::new(clock.clone()),
