@@ -4,7 +4,6 @@
 
 mod engine_support;
 
-use donmai_runtime::engine::EngineError;
 use donmai_runtime::exec::{ExecError, VerbOutcome};
 use donmai_runtime::plan::model::*;
 use donmai_runtime::verify::VerifiedPlan;
