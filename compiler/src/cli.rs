@@ -45,6 +45,23 @@ pub enum Command {
     /// errors. Exit status: 0 written, 1 the workflow has errors, 2 usage or
     /// I/O error.
     Build(BuildArgs),
+    /// List a plan: every section, and every expression's bytecode with its
+    /// source position.
+    ///
+    /// Exit status: 0 listed (the last line says whether the plan verifies),
+    /// 2 the file is not a readable plan.
+    Disasm(DisasmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DisasmArgs {
+    /// The `.dplan` file.
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+
+    /// `human` or `json` (one document).
+    #[arg(long, value_enum, default_value_t = EvalFormat::Human)]
+    pub format: EvalFormat,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 use clap::{CommandFactory, FromArgMatches};
 use donmai_compiler::cli::{
-    BuildArgs, CheckArgs, Cli, Command, EvalArgs, EvalFormat, ExplainArgs, GraphArgs,
+    BuildArgs, CheckArgs, Cli, Command, DisasmArgs, EvalArgs, EvalFormat, ExplainArgs, GraphArgs,
     GraphFormatArg, lint_flags,
 };
 use donmai_compiler::driver::{CheckOptions, FixMode, exit_code, run_check};
@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_command(args),
         Command::Graph(args) => graph_command(args),
         Command::Build(args) => build_command(args),
+        Command::Disasm(args) => disasm_command(args),
     }
 }
 
@@ -287,4 +288,39 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     std::fs::rename(&temporary, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })
+}
+
+fn disasm_command(args: DisasmArgs) -> ExitCode {
+    let bytes = match donmai_grammar::span::read_regular_file(&args.plan) {
+        Ok(bytes) => bytes,
+        Err(error) => return fail(&format!("{}: {error}", args.plan.display())),
+    };
+    let decoded = match donmai_runtime::plan::decode(&bytes) {
+        Ok(decoded) => decoded,
+        Err(error) => return fail(&format!("{}: {error}", args.plan.display())),
+    };
+    let listing = build::disasm::Listing::new(&decoded, &args.plan, bytes.len());
+    let verdict = match donmai_runtime::verify::verify(decoded.plan().clone()) {
+        Ok(_) => None,
+        Err(error) => Some(error.to_string()),
+    };
+    match args.format {
+        EvalFormat::Json => {
+            let mut document = listing.json();
+            document["verified"] = serde_json::Value::Bool(verdict.is_none());
+            if let Some(error) = &verdict {
+                document["verifyError"] = serde_json::Value::String(error.clone());
+            }
+            emit(&format!("{document:#}\n"));
+        }
+        EvalFormat::Human => {
+            let mut text = listing.human();
+            match &verdict {
+                None => text.push_str("\nverified\n"),
+                Some(error) => text.push_str(&format!("\nDOES NOT VERIFY: {error}\n")),
+            }
+            emit(&text);
+        }
+    }
+    ExitCode::SUCCESS
 }

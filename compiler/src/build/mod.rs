@@ -3,6 +3,7 @@
 //! `.dplan`. `donmaic build`, `donmaic graph` and `donmai run` all come
 //! through [`compile`], so none of them can run what `check` would refuse.
 
+pub mod disasm;
 pub mod graph;
 pub mod lower;
 

@@ -867,6 +867,16 @@ pub fn decode_one(code: &[u8], at: usize) -> Result<(Decoded, usize), BytecodeEr
 /// `donmaic disasm` and tests. Constants are shown by value.
 pub fn disassemble(code: &ExprCode, constants: &[Constant]) -> Result<String, BytecodeError> {
     use std::fmt::Write;
+    let mut out = String::new();
+    for decoded in decode(&code.code)? {
+        let text = instruction_text(&decoded.instruction, constants);
+        let _ = writeln!(out, "{:5}  [{}] {text}", decoded.offset, decoded.steps);
+    }
+    Ok(out)
+}
+
+/// One instruction as `disasm` shows it, with its constants resolved.
+pub fn instruction_text(instruction: &Instruction, constants: &[Constant]) -> String {
     let show = |index: ConstIx| match constants.get(index as usize) {
         Some(Constant::String(s)) => format!("{s:?}"),
         Some(Constant::Int(i)) => i.to_string(),
@@ -881,30 +891,25 @@ pub fn disassemble(code: &ExprCode, constants: &[Constant]) -> Result<String, By
             .map(|f| format!("{}{}", if f.optional { "?." } else { "." }, show(f.name)))
             .collect::<String>()
     };
-    let mut out = String::new();
-    for decoded in decode(&code.code)? {
-        let text = match &decoded.instruction {
-            Instruction::Raise { code, message } => format!(
-                "Raise {} {}",
-                RAISE_CODES.get(usize::from(*code)).unwrap_or(&"?"),
-                show(*message)
-            ),
-            Instruction::NoOverload { function, argc } => {
-                format!("NoOverload {} {argc}", show(*function))
-            }
-            Instruction::PushConst { index } => format!("PushConst {}", show(*index)),
-            Instruction::LoadRoot { name } => format!("LoadRoot {}", show(*name)),
-            Instruction::LoadRootPath { root, fields } => {
-                format!("LoadRootPath {}{}", show(*root), path(fields))
-            }
-            Instruction::SelectPath { fields } => format!("SelectPath {}", path(fields)),
-            Instruction::Has { field } => format!("Has {}", show(*field)),
-            Instruction::Call { function, argc } => format!("Call {} {argc}", show(*function)),
-            other => format!("{other:?}"),
-        };
-        let _ = writeln!(out, "{:5}  [{}] {text}", decoded.offset, decoded.steps);
+    match instruction {
+        Instruction::Raise { code, message } => format!(
+            "Raise {} {}",
+            RAISE_CODES.get(usize::from(*code)).unwrap_or(&"?"),
+            show(*message)
+        ),
+        Instruction::NoOverload { function, argc } => {
+            format!("NoOverload {} {argc}", show(*function))
+        }
+        Instruction::PushConst { index } => format!("PushConst {}", show(*index)),
+        Instruction::LoadRoot { name } => format!("LoadRoot {}", show(*name)),
+        Instruction::LoadRootPath { root, fields } => {
+            format!("LoadRootPath {}{}", show(*root), path(fields))
+        }
+        Instruction::SelectPath { fields } => format!("SelectPath {}", path(fields)),
+        Instruction::Has { field } => format!("Has {}", show(*field)),
+        Instruction::Call { function, argc } => format!("Call {} {argc}", show(*function)),
+        other => format!("{other:?}"),
     }
-    Ok(out)
 }
 
 /// Builds a deduplicated constant pool while the compiler emits code, and
