@@ -25,6 +25,9 @@ pub const KIND: &str = "Plugin";
 
 /// The bundled plugin that owns the first-party namespaces.
 pub const FIRST_PARTY_PLUGIN: &str = "donmai";
+/// Plugins that ship with donmai and are never an integration a project
+/// enables: the first-party verbs and the runtime's builtin `core` verbs.
+pub const BUILTIN_PLUGINS: &[&str] = &[FIRST_PARTY_PLUGIN, "core"];
 /// Verb namespaces owned by [`FIRST_PARTY_PLUGIN`] although not named after it.
 pub const FIRST_PARTY_NAMESPACES: &[&str] =
     &["agent", "gate", "requester", "workflow", "architecture"];

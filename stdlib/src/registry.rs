@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 /// The bundled manifests: (plugin directory, manifest text).
 pub const BUNDLED: &[(&str, &str)] = &[
+    ("core", include_str!("../plugins/core/plugin.yaml")),
     ("donmai", include_str!("../plugins/donmai/plugin.yaml")),
     ("linear", include_str!("../plugins/linear/plugin.yaml")),
     ("github", include_str!("../plugins/github/plugin.yaml")),
@@ -761,7 +762,7 @@ mod tests {
     #[test]
     fn bundled_cross_references_resolve() {
         let registry = Registry::bundled();
-        assert_eq!(registry.plugins().count(), 6);
+        assert_eq!(registry.plugins().count(), 7);
         for plugin in registry.plugins() {
             for verb in &plugin.verbs {
                 for event in &verb.event_subscription {
@@ -838,7 +839,7 @@ mod tests {
         assert_eq!(
             pins,
             [
-                "donmai@1", "donmai@2", "github@1", "linear@1", "slack@1", "vercel@1"
+                "core@1", "donmai@1", "donmai@2", "github@1", "linear@1", "slack@1", "vercel@1"
             ]
         );
     }

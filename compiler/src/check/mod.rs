@@ -225,8 +225,8 @@ impl<'a> Checker<'a> {
                     diagnostic = diagnostic.with_help(format!("installed: {}", list.join(", ")));
                 }
                 self.diagnostics.push(diagnostic);
-            } else if name == "donmai" {
-                // First-party: never an integration to enable.
+            } else if donmai_stdlib::manifest::BUILTIN_PLUGINS.contains(&name) {
+                // Ships with donmai: never an integration to enable.
             } else if self.context.project.integration_enabled(name)
                 && !self.context.project.integration_admits(
                     name,
