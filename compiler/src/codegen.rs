@@ -20,7 +20,7 @@ use crate::typeck::{TypeEnv, check_expr};
 use donmai_grammar::Span;
 use donmai_grammar::expr::{BinaryOp, Expr, ExprKind, Name, UnaryOp};
 use donmai_runtime::bytecode::{
-    ConstPool, CondContext, FieldRef, Instruction, MacroKind, raise_code_index, verify,
+    CondContext, ConstPool, FieldRef, Instruction, MacroKind, raise_code_index, verify,
 };
 use donmai_runtime::plan::{ExprCode, SourceIx, SourceRef};
 use donmai_stdlib::builtins;
@@ -51,10 +51,9 @@ impl fmt::Display for CodegenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             CodegenErrorKind::Syntax => f.write_str("the expression has a syntax error"),
-            CodegenErrorKind::TooDeep => write!(
-                f,
-                "the expression nests more than {MAX_DEPTH} levels deep"
-            ),
+            CodegenErrorKind::TooDeep => {
+                write!(f, "the expression nests more than {MAX_DEPTH} levels deep")
+            }
             CodegenErrorKind::TooLarge(what) => write!(f, "the expression is too large: {what}"),
         }
     }
@@ -315,7 +314,11 @@ impl<'e> Generator<'_, 'e> {
                 self.emit(Instruction::PushConst { index }, span, 0, 1)?;
             }
             ExprKind::Double(d) => {
-                let index = if self.reachable { self.pool.double(*d) } else { 0 };
+                let index = if self.reachable {
+                    self.pool.double(*d)
+                } else {
+                    0
+                };
                 self.emit(Instruction::PushConst { index }, span, 0, 1)?;
             }
             ExprKind::String(s) => {
@@ -379,7 +382,14 @@ impl<'e> Generator<'_, 'e> {
                 )?;
                 let mut other = Label::default();
                 let mut end = Label::default();
-                self.emit_to(Instruction::JumpIfFalse { target: 0 }, 2, &mut other, span, 1, 0)?;
+                self.emit_to(
+                    Instruction::JumpIfFalse { target: 0 },
+                    2,
+                    &mut other,
+                    span,
+                    1,
+                    0,
+                )?;
                 let before = self.depth;
                 self.gen_expr(then, depth)?;
                 self.emit_to(Instruction::Jump { target: 0 }, 2, &mut end, span, 0, 0)?;
@@ -464,12 +474,18 @@ impl<'e> Generator<'_, 'e> {
                     root: self.string(&root.text),
                     fields: refs,
                 };
-                (self.emit(instruction.clone(), root.span, 0, 1)?, instruction)
+                (
+                    self.emit(instruction.clone(), root.span, 0, 1)?,
+                    instruction,
+                )
             }
             _ => {
                 self.gen_expr(base, depth)?;
                 let instruction = Instruction::SelectPath { fields: refs };
-                (self.emit(instruction.clone(), expr.span, 1, 1)?, instruction)
+                (
+                    self.emit(instruction.clone(), expr.span, 1, 1)?,
+                    instruction,
+                )
             }
         };
         if let Some(at) = at {
@@ -493,7 +509,11 @@ impl<'e> Generator<'_, 'e> {
     /// Constants of unreachable code are not interned (index 0 is never
     /// emitted there).
     fn string(&mut self, text: &str) -> u32 {
-        if self.reachable { self.pool.string(text) } else { 0 }
+        if self.reachable {
+            self.pool.string(text)
+        } else {
+            0
+        }
     }
 
     fn gen_binary(
@@ -511,7 +531,14 @@ impl<'e> Generator<'_, 'e> {
                 self.gen_expr(lhs, depth)?;
                 let mut end = Label::default();
                 let before = self.depth;
-                self.emit_to(Instruction::JumpIfNotNull { target: 0 }, 2, &mut end, span, 1, 0)?;
+                self.emit_to(
+                    Instruction::JumpIfNotNull { target: 0 },
+                    2,
+                    &mut end,
+                    span,
+                    1,
+                    0,
+                )?;
                 self.gen_expr(rhs, depth)?;
                 self.bind(&mut end, span)?;
                 self.depth = before;
@@ -558,7 +585,14 @@ impl<'e> Generator<'_, 'e> {
         let mut left_done = Label::default();
         let mut right_done = Label::default();
         let mut end = Label::default();
-        self.emit_to(Instruction::Try { handler: 0 }, 2, &mut left_done, span, 0, 0)?;
+        self.emit_to(
+            Instruction::Try { handler: 0 },
+            2,
+            &mut left_done,
+            span,
+            0,
+            0,
+        )?;
         self.gen_expr(lhs, depth)?;
         self.emit(Instruction::Cond { context }, lhs.span, 1, 1)?;
         self.emit(Instruction::EndTry, span, 0, 0)?;
@@ -575,7 +609,14 @@ impl<'e> Generator<'_, 'e> {
             0,
             0,
         )?;
-        self.emit_to(Instruction::Try { handler: 0 }, 2, &mut right_done, span, 0, 0)?;
+        self.emit_to(
+            Instruction::Try { handler: 0 },
+            2,
+            &mut right_done,
+            span,
+            0,
+            0,
+        )?;
         self.gen_expr(rhs, depth)?;
         self.emit(Instruction::Cond { context }, rhs.span, 1, 1)?;
         self.emit(Instruction::EndTry, span, 0, 0)?;
@@ -670,7 +711,12 @@ impl<'e> Generator<'_, 'e> {
         Ok(())
     }
 
-    fn gen_has(&mut self, expr: &'e Expr, args: &'e [Expr], depth: usize) -> Result<(), CodegenError> {
+    fn gen_has(
+        &mut self,
+        expr: &'e Expr,
+        args: &'e [Expr],
+        depth: usize,
+    ) -> Result<(), CodegenError> {
         let [arg] = args else {
             self.raise(
                 error_code::INVALID_ARGUMENT,
@@ -708,8 +754,7 @@ impl<'e> Generator<'_, 'e> {
             "filter" => "`e.filter(x, p)`".to_owned(),
             other => format!("`e.{other}(x, p)`"),
         };
-        let shape_error =
-            format!("`{name}` takes a variable name and expressions: {usage}");
+        let shape_error = format!("`{name}` takes a variable name and expressions: {usage}");
         let Some(kind) = MacroKind::from_name(name) else {
             // `is_macro` and `MacroKind` list the same names; a name in one
             // only would be a bug, reported like a bad shape.
@@ -778,7 +823,14 @@ impl<'e> Generator<'_, 'e> {
         // The element's body is entered once per element: IterNext charges
         // that entry when it binds the element.
         self.pending = 1;
-        self.emit_to(Instruction::IterNext { slot, exit: 0 }, 4, &mut exit, body.span, 0, 0)?;
+        self.emit_to(
+            Instruction::IterNext { slot, exit: 0 },
+            4,
+            &mut exit,
+            body.span,
+            0,
+            0,
+        )?;
         match (kind, rest) {
             (MacroKind::All | MacroKind::Exists, [predicate]) => {
                 let decisive = kind == MacroKind::Exists;

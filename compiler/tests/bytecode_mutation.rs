@@ -190,5 +190,8 @@ fn every_single_byte_change_of_seed_programs() {
     }
     eprintln!("{accepted} of {tried} single-byte changes accepted");
     // Most damage is caught; some survives as different but valid code.
-    assert!(accepted < tried / 2, "{accepted} of {tried} changes accepted");
+    assert!(
+        accepted < tried / 2,
+        "{accepted} of {tried} changes accepted"
+    );
 }

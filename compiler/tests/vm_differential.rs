@@ -146,5 +146,3 @@ fn corner_cases_agree() {
         }
     }
 }
-
-

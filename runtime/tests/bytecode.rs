@@ -25,9 +25,9 @@ fn assemble(program: &[(u8, Instruction)]) -> Vec<u8> {
         let resolved = match instruction.clone() {
             Instruction::Jump { target } => Instruction::Jump { target: at(target) },
             Instruction::JumpIfFalse { target } => Instruction::JumpIfFalse { target: at(target) },
-            Instruction::JumpIfNotNull { target } => Instruction::JumpIfNotNull {
-                target: at(target),
-            },
+            Instruction::JumpIfNotNull { target } => {
+                Instruction::JumpIfNotNull { target: at(target) }
+            }
             Instruction::JumpIfCond { decisive, target } => Instruction::JumpIfCond {
                 decisive,
                 target: at(target),
@@ -178,7 +178,10 @@ fn operands_are_checked_against_the_pool_and_the_table() {
         3,
         0,
     );
-    assert!(message.contains("no overload of `size` takes 3"), "{message}");
+    assert!(
+        message.contains("no overload of `size` takes 3"),
+        "{message}"
+    );
 
     // NoOverload must not stand for a call that has an overload.
     let (_, message) = refused(
@@ -198,7 +201,10 @@ fn operands_are_checked_against_the_pool_and_the_table() {
     assert!(message.contains("which an overload takes"), "{message}");
 
     let (_, message) = refused(&[(0, LoadLocal { slot: 1 }), (0, Return)], 1, 1);
-    assert!(message.contains("local slot 1 is out of range"), "{message}");
+    assert!(
+        message.contains("local slot 1 is out of range"),
+        "{message}"
+    );
 
     let (_, message) = refused(
         &[(
@@ -216,23 +222,18 @@ fn operands_are_checked_against_the_pool_and_the_table() {
 
 #[test]
 fn jumps_land_on_instructions_and_go_back_only_to_a_loop_head() {
-    let mut code = expr_code(
-        &[(0, PushTrue), (0, Jump { target: 0 }), (0, Return)],
-        1,
-        0,
-    );
+    let mut code = expr_code(&[(0, PushTrue), (0, Jump { target: 0 }), (0, Return)], 1, 0);
     // Into the middle of the Jump.
     code.code[4..8].copy_from_slice(&3u32.to_le_bytes());
     let error = verify(&code, &constants()).unwrap_err();
     assert!(error.message.contains("not the start of an instruction"));
 
-    let (at, message) = refused(
-        &[(0, PushTrue), (0, Pop), (0, Jump { target: 0 })],
-        1,
-        0,
-    );
+    let (at, message) = refused(&[(0, PushTrue), (0, Pop), (0, Jump { target: 0 })], 1, 0);
     assert_eq!(at, 4);
-    assert!(message.contains("does not land on an IterNext"), "{message}");
+    assert!(
+        message.contains("does not land on an IterNext"),
+        "{message}"
+    );
 
     let (_, message) = refused(
         &[
@@ -275,7 +276,10 @@ fn paths_must_agree_where_they_meet() {
         1,
         0,
     );
-    assert!(message.contains("different kinds of stack slot 0"), "{message}");
+    assert!(
+        message.contains("different kinds of stack slot 0"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -320,7 +324,16 @@ fn a_pending_error_is_only_consumed_by_the_ops_that_combine_conditions() {
 #[test]
 fn iteration_frames_are_checked() {
     let (_, message) = refused(
-        &[(0, PushTrue), (0, IterEnd { kind: MacroKind::All }), (0, Return)],
+        &[
+            (0, PushTrue),
+            (
+                0,
+                IterEnd {
+                    kind: MacroKind::All,
+                },
+            ),
+            (0, Return),
+        ],
         1,
         0,
     );
@@ -340,7 +353,12 @@ fn iteration_frames_are_checked() {
             (0, IterNext { slot: 0, exit: 4 }),
             (0, LoadLocal { slot: 0 }),
             (0, CollectStep { head: 2 }),
-            (0, IterEnd { kind: MacroKind::Map }),
+            (
+                0,
+                IterEnd {
+                    kind: MacroKind::Map,
+                },
+            ),
             (0, Return),
         ],
         1,
@@ -373,7 +391,10 @@ fn iteration_frames_are_checked() {
         1,
         1,
     );
-    assert!(message.contains("does not apply to a `filter` frame"), "{message}");
+    assert!(
+        message.contains("does not apply to a `filter` frame"),
+        "{message}"
+    );
 
     // A correct `map`, for contrast.
     let loaded = accepted(
@@ -389,7 +410,12 @@ fn iteration_frames_are_checked() {
             (1, IterNext { slot: 0, exit: 5 }),
             (0, LoadLocal { slot: 0 }),
             (0, CollectStep { head: 2 }),
-            (0, IterEnd { kind: MacroKind::Map }),
+            (
+                0,
+                IterEnd {
+                    kind: MacroKind::Map,
+                },
+            ),
             (0, Return),
         ],
         1,

@@ -55,7 +55,15 @@ pub fn function_names() -> Vec<&'static str> {
         .filter(|b| b.form != Form::Operator)
         .map(|b| b.name)
         .collect();
-    names.extend(["has", "all", "exists", "exists_one", "map", "filter", "nosuch"]);
+    names.extend([
+        "has",
+        "all",
+        "exists",
+        "exists_one",
+        "map",
+        "filter",
+        "nosuch",
+    ]);
     names
 }
 
@@ -177,9 +185,19 @@ pub enum Kind {
 
 pub fn typed(kind: Kind, depth: u32) -> BoxedStrategy<String> {
     let leaves: Vec<&'static str> = match kind {
-        Kind::Int => vec!["i", "0", "1", "2", "-3", "l[0]", "m.a", "x", "size(s)", "big", "neg"],
+        Kind::Int => vec![
+            "i", "0", "1", "2", "-3", "l[0]", "m.a", "x", "size(s)", "big", "neg",
+        ],
         Kind::Bool => vec!["true", "false", "n == null", "has(o.x)", "a == null"],
-        Kind::Str => vec!["s", "'a'", "''", "o.x.y", "o.output.status", "words[1]", "'héllo'"],
+        Kind::Str => vec![
+            "s",
+            "'a'",
+            "''",
+            "o.x.y",
+            "o.output.status",
+            "words[1]",
+            "'héllo'",
+        ],
         Kind::List => vec!["l", "words", "e", "[1, 2, 3]", "[0, 1]", "mixed", "b"],
     };
     let leaf = prop::sample::select(leaves).prop_map(str::to_owned);
@@ -191,9 +209,7 @@ pub fn typed(kind: Kind, depth: u32) -> BoxedStrategy<String> {
     let boolean = || typed(Kind::Bool, d);
     let string = || typed(Kind::Str, d);
     let list = || typed(Kind::List, d);
-    let any_kind = || {
-        prop_oneof![int(), boolean(), string(), list()]
-    };
+    let any_kind = || prop_oneof![int(), boolean(), string(), list()];
     match kind {
         Kind::Int => prop_oneof![
             2 => leaf,
@@ -318,4 +334,3 @@ pub fn vars(a: Value, b: Value) -> Vars {
     vars.insert("b".into(), b);
     vars
 }
-

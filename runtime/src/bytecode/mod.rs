@@ -238,30 +238,55 @@ pub enum Instruction {
     /// Ends the evaluation with the one value on the stack.
     Return,
     Pop,
-    Jump { target: u32 },
+    Jump {
+        target: u32,
+    },
     /// Pops a `bool`; jumps when it is false.
-    JumpIfFalse { target: u32 },
+    JumpIfFalse {
+        target: u32,
+    },
     /// `??`: jumps keeping the top when it is not null, else pops it.
-    JumpIfNotNull { target: u32 },
+    JumpIfNotNull {
+        target: u32,
+    },
     /// Raises the error `RAISE_CODES[code]` with a string constant as message.
-    Raise { code: u8, message: ConstIx },
+    Raise {
+        code: u8,
+        message: ConstIx,
+    },
     /// Pops `argc` arguments and raises the builtin's "no overload" error;
     /// for calls whose argument count no overload takes.
-    NoOverload { function: ConstIx, argc: u8 },
+    NoOverload {
+        function: ConstIx,
+        argc: u8,
+    },
     PushNull,
     PushTrue,
     PushFalse,
     /// Pushes a constant; a string pays for its bytes like a literal.
-    PushConst { index: ConstIx },
+    PushConst {
+        index: ConstIx,
+    },
     /// Pushes the root variable named by a string constant.
-    LoadRoot { name: ConstIx },
-    LoadLocal { slot: u16 },
+    LoadRoot {
+        name: ConstIx,
+    },
+    LoadLocal {
+        slot: u16,
+    },
     /// `LoadRoot` then `SelectPath`, without copying the values in between.
-    LoadRootPath { root: ConstIx, fields: Vec<FieldRef> },
+    LoadRootPath {
+        root: ConstIx,
+        fields: Vec<FieldRef>,
+    },
     /// Selects fields of the top value in turn (null propagates).
-    SelectPath { fields: Vec<FieldRef> },
+    SelectPath {
+        fields: Vec<FieldRef>,
+    },
     /// `has(x.f)` with `x` on the stack.
-    Has { field: ConstIx },
+    Has {
+        field: ConstIx,
+    },
     Add,
     Sub,
     Mul,
@@ -279,44 +304,79 @@ pub enum Instruction {
     Not,
     /// Calls the builtin named by a string constant with the top `argc`
     /// values (a method's receiver first).
-    Call { function: ConstIx, argc: u8 },
+    Call {
+        function: ConstIx,
+        argc: u8,
+    },
     /// Checks that the top is a `bool`.
-    Cond { context: CondContext },
+    Cond {
+        context: CondContext,
+    },
     /// Catches errors raised until the matching `EndTry`: the stack is cut
     /// back, a pending error is pushed, and control goes to `handler`.
-    Try { handler: u32 },
+    Try {
+        handler: u32,
+    },
     EndTry,
     /// With a condition on top: jumps keeping it when it is `decisive`.
-    JumpIfCond { decisive: bool, target: u32 },
+    JumpIfCond {
+        decisive: bool,
+        target: u32,
+    },
     /// Combines the two conditions on top as `&&` (`decisive` false) or
     /// `||` (`decisive` true), raising an error neither side absorbs.
-    Logic { decisive: bool },
+    Logic {
+        decisive: bool,
+    },
     /// Pays for a list literal of `len` elements before they are evaluated.
-    AllocList { len: u32 },
+    AllocList {
+        len: u32,
+    },
     /// Pops `len` values into a list.
-    MakeList { len: u32 },
+    MakeList {
+        len: u32,
+    },
     /// Pays for a map literal of `len` entries and pushes an empty map.
-    MapNew { len: u32 },
+    MapNew {
+        len: u32,
+    },
     /// Checks that the top may be a map-literal key.
     MapKey,
     /// Pops a value and a key and adds them to the map below.
     MapInsert,
     /// Pops the macro's target and opens an iteration frame over its
     /// elements (a map's keys).
-    IterBegin { kind: MacroKind, reserve: bool },
+    IterBegin {
+        kind: MacroKind,
+        reserve: bool,
+    },
     /// Binds the next element to `slot`, or jumps to `exit` when there is none.
-    IterNext { slot: u16, exit: u32 },
+    IterNext {
+        slot: u16,
+        exit: u32,
+    },
     /// `all` (`decisive` false) / `exists` (true): pops a condition, records
     /// it, and jumps back to the loop head.
-    QuantStep { decisive: bool, head: u32 },
+    QuantStep {
+        decisive: bool,
+        head: u32,
+    },
     /// `exists_one`: pops a `bool`, counts it, jumps back.
-    CountStep { head: u32 },
+    CountStep {
+        head: u32,
+    },
     /// `map`: pops a value into the result, jumps back.
-    CollectStep { head: u32 },
+    CollectStep {
+        head: u32,
+    },
     /// `filter`: pops a `bool`, keeps the element if true, jumps back.
-    KeepStep { head: u32 },
+    KeepStep {
+        head: u32,
+    },
     /// Closes the innermost frame and pushes the macro's result.
-    IterEnd { kind: MacroKind },
+    IterEnd {
+        kind: MacroKind,
+    },
 }
 
 /// Why bytecode was refused. `offset` is the byte offset of the instruction
@@ -970,7 +1030,9 @@ mod tests {
             Instruction::Nop,
             Instruction::Return,
             Instruction::Pop,
-            Instruction::Jump { target: 0x0102_0304 },
+            Instruction::Jump {
+                target: 0x0102_0304,
+            },
             Instruction::JumpIfFalse { target: 7 },
             Instruction::JumpIfNotNull { target: 9 },
             Instruction::Raise {

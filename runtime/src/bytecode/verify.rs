@@ -29,6 +29,12 @@ use std::sync::Arc;
 
 /// Code that passed [`verify`], loaded for the VM: run it any number of
 /// times with [`VerifiedExpr::run`] or a reused [`super::Machine`].
+///
+/// Nothing else can make one, so the VM only ever runs verified code:
+///
+/// ```compile_fail
+/// let forged = donmai_runtime::bytecode::VerifiedExpr { ops: Box::new([]) };
+/// ```
 #[derive(Debug)]
 pub struct VerifiedExpr {
     pub(crate) ops: Box<[Op]>,
@@ -201,7 +207,10 @@ fn check_spans(code: &ExprCode) -> Result<(), BytecodeError> {
         if span.start > span.end {
             return Err(BytecodeError::new(
                 *at,
-                format!("the span {}..{} ends before it starts", span.start, span.end),
+                format!(
+                    "the span {}..{} ends before it starts",
+                    span.start, span.end
+                ),
             ));
         }
         previous = *at;
@@ -288,7 +297,11 @@ impl Loader<'_> {
         })
     }
 
-    fn path(&self, d: &Decoded, fields: &[super::FieldRef]) -> Result<Box<[PathField]>, BytecodeError> {
+    fn path(
+        &self,
+        d: &Decoded,
+        fields: &[super::FieldRef],
+    ) -> Result<Box<[PathField]>, BytecodeError> {
         fields
             .iter()
             .enumerate()
@@ -312,9 +325,7 @@ impl Loader<'_> {
             Instruction::Pop => Instr::Pop,
             Instruction::Jump { target } => Instr::Jump(self.target(d, *target)?),
             Instruction::JumpIfFalse { target } => Instr::JumpIfFalse(self.target(d, *target)?),
-            Instruction::JumpIfNotNull { target } => {
-                Instr::JumpIfNotNull(self.target(d, *target)?)
-            }
+            Instruction::JumpIfNotNull { target } => Instr::JumpIfNotNull(self.target(d, *target)?),
             Instruction::Raise { code, message } => {
                 let code = RAISE_CODES.get(usize::from(*code)).ok_or_else(|| {
                     BytecodeError::new(at, format!("unknown error code {code} to raise"))
@@ -605,7 +616,9 @@ impl<'a> Flow<'a> {
                 let disagree = |what: &str| {
                     BytecodeError::new(
                         at,
-                        format!("paths meet here with different {what} (one comes from offset {from})"),
+                        format!(
+                            "paths meet here with different {what} (one comes from offset {from})"
+                        ),
                     )
                 };
                 if existing.stack.len() != incoming.stack.len() {
@@ -670,7 +683,9 @@ impl<'a> Flow<'a> {
                 ));
             }
             if state.frames.len() - frame_pops < handler.frames_len {
-                return fail("the instruction closes an iteration frame its Try handler restores".into());
+                return fail(
+                    "the instruction closes an iteration frame its Try handler restores".into(),
+                );
             }
             let mut caught = State {
                 stack: entry.stack[..handler.stack_len].to_vec(),
@@ -682,18 +697,19 @@ impl<'a> Flow<'a> {
             self.merge(target, caught, at)?;
         }
 
-        let pop = |state: &mut State, want: fn(Ty) -> bool, what: &str| -> Result<Ty, BytecodeError> {
-            // The length was checked against `pops` above.
-            let ty = state.stack.pop().unwrap_or(Ty::Cond);
-            if want(ty) {
-                Ok(ty)
-            } else {
-                Err(BytecodeError::new(
-                    at,
-                    format!("the instruction needs {what} but finds {}", ty.describe()),
-                ))
-            }
-        };
+        let pop =
+            |state: &mut State, want: fn(Ty) -> bool, what: &str| -> Result<Ty, BytecodeError> {
+                // The length was checked against `pops` above.
+                let ty = state.stack.pop().unwrap_or(Ty::Cond);
+                if want(ty) {
+                    Ok(ty)
+                } else {
+                    Err(BytecodeError::new(
+                        at,
+                        format!("the instruction needs {what} but finds {}", ty.describe()),
+                    ))
+                }
+            };
         let any = |ty: Ty| ty.is_value();
         let boolean = |ty: Ty| ty == Ty::Bool;
         let condition = |ty: Ty| matches!(ty, Ty::Bool | Ty::Cond);
@@ -702,7 +718,10 @@ impl<'a> Flow<'a> {
                 Some(kind) if want.contains(kind) => Ok(()),
                 Some(kind) => Err(BytecodeError::new(
                     at,
-                    format!("the instruction does not apply to a `{}` frame", kind.name()),
+                    format!(
+                        "the instruction does not apply to a `{}` frame",
+                        kind.name()
+                    ),
                 )),
                 None => Err(BytecodeError::new(at, "no iteration frame is open")),
             }
@@ -784,13 +803,7 @@ impl<'a> Flow<'a> {
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
-            Instr::Lt
-            | Instr::Le
-            | Instr::Gt
-            | Instr::Ge
-            | Instr::Eq
-            | Instr::Ne
-            | Instr::In => {
+            Instr::Lt | Instr::Le | Instr::Gt | Instr::Ge | Instr::Eq | Instr::Ne | Instr::In => {
                 pop(&mut state, any, "a value")?;
                 pop(&mut state, any, "a value")?;
                 state.stack.push(Ty::Bool);
@@ -840,7 +853,11 @@ impl<'a> Flow<'a> {
             Instr::MapInsert => {
                 pop(&mut state, any, "a value")?;
                 pop(&mut state, |t| t == Ty::Key, "a checked map key")?;
-                pop(&mut state, |t| t == Ty::MapBuilder, "a map under construction")?;
+                pop(
+                    &mut state,
+                    |t| t == Ty::MapBuilder,
+                    "a map under construction",
+                )?;
                 state.stack.push(Ty::MapBuilder);
             }
             Instr::IterBegin { kind, .. } => {

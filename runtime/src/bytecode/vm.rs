@@ -12,9 +12,9 @@ use super::{CondContext, MacroKind};
 use donmai_grammar::Span;
 use donmai_stdlib::builtins::{self, Builtin};
 use donmai_stdlib::value::{EvalError, Fuel, MapEntries, MapKey, Value, error_code};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use smallvec::SmallVec;
 use std::sync::Arc;
 
 /// The values of the root variables (`nodes`, `trigger`, `input`, `run`,
@@ -441,7 +441,11 @@ fn underflow() -> EvalError {
 /// The two values on top of the stack.
 #[inline]
 fn top_two<'s>(stack: &'s [Slot<'_>]) -> Result<(&'s Value, &'s Value), EvalError> {
-    match stack.len().checked_sub(2).and_then(|start| stack.get(start..)) {
+    match stack
+        .len()
+        .checked_sub(2)
+        .and_then(|start| stack.get(start..))
+    {
         Some([a, b]) => Ok((a.get(), b.get())),
         _ => Err(underflow()),
     }
@@ -621,7 +625,7 @@ impl<'a> Run<'a, '_> {
                         break 'raise EvalError::new(code, message.as_ref()).at(self.here(pc));
                     }
                     Instr::NoOverload { builtin, argc } => {
-                        match self.call(*builtin, *argc, fuel)? {
+                        match self.call(builtin, *argc, fuel)? {
                             Err(e) => break 'raise e.at(self.here(pc)),
                             Ok(()) => return Err(broken("an overload for a NoOverload call")),
                         }
@@ -780,12 +784,7 @@ impl<'a> Run<'a, '_> {
                             Err(e) => break 'raise e.at(self.here(pc)),
                         }
                     }
-                    Instr::Lt
-                    | Instr::Le
-                    | Instr::Gt
-                    | Instr::Ge
-                    | Instr::Eq
-                    | Instr::Ne => {
+                    Instr::Lt | Instr::Le | Instr::Gt | Instr::Ge | Instr::Eq | Instr::Ne => {
                         let compare = match &op.instr {
                             Instr::Lt => Compare::Lt,
                             Instr::Le => Compare::Le,
@@ -953,10 +952,9 @@ impl<'a> Run<'a, '_> {
                                     StringTest::EndsWith => {
                                         (scan_steps(part.len()), s.ends_with(&**part))
                                     }
-                                    StringTest::Contains => (
-                                        scan_steps(s.len() + part.len()),
-                                        s.contains(&**part),
-                                    ),
+                                    StringTest::Contains => {
+                                        (scan_steps(s.len() + part.len()), s.contains(&**part))
+                                    }
                                 };
                                 charge(fuel, steps).map(|()| Value::Bool(holds))
                             }
@@ -1023,7 +1021,8 @@ impl<'a> Run<'a, '_> {
                         let Some(start) = stack.len().checked_sub(*len) else {
                             return Err(underflow());
                         };
-                        let items: Arc<[Value]> = stack.drain(start..).map(Slot::into_value).collect();
+                        let items: Arc<[Value]> =
+                            stack.drain(start..).map(Slot::into_value).collect();
                         stack.push(Slot::Own(Value::List(items)));
                     }
                     Instr::MapNew(len) => {
@@ -1087,9 +1086,7 @@ impl<'a> Run<'a, '_> {
                                 .at(self.here(pc));
                             }
                         };
-                        if *reserve
-                            && let Err(e) = fuel.allocate_list(items.as_slice().len())
-                        {
+                        if *reserve && let Err(e) = fuel.allocate_list(items.as_slice().len()) {
                             let at = super::Instruction::reserve_offset(expr.offset_of(pc));
                             break 'raise e.at(to_span(expr.span_at(at)));
                         }
@@ -1308,7 +1305,7 @@ fn equals(a: &Value, b: &Value, fuel: &mut Fuel) -> Result<bool, EvalError> {
         (Value::String(x), Value::String(y)) => {
             charge(fuel, 1)?;
             charge(fuel, scan_steps(x.len()))?;
-            Ok(x.len() == y.len() && x == y)
+            Ok(same_text(x, y))
         }
         (Value::Int(x), Value::Int(y)) => charge(fuel, 1).map(|()| x == y),
         (Value::Bool(x), Value::Bool(y)) => charge(fuel, 1).map(|()| x == y),
@@ -1391,7 +1388,9 @@ mod tests {
     #[test]
     fn same_text_is_string_equality() {
         for len in 0..=24usize {
-            let base: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let base: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
             assert!(same_text(&base, &base.clone()), "{base}");
             for at in 0..len {
                 let mut bytes = base.clone().into_bytes();
