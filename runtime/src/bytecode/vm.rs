@@ -131,10 +131,19 @@ fn word8(bytes: &[u8], at: usize) -> u64 {
 /// made of, the tree for larger ones.
 #[inline]
 fn lookup<'v>(entries: &'v MapEntries, key: &MapKey, text: &str) -> Option<&'v Value> {
+    let is_key = |k: &MapKey| matches!(k, MapKey::String(k) if same_text(k, text));
+    if entries.len() <= 2 {
+        // Wrappers like `{output: ...}`: the ends of the tree, no iterator.
+        return [entries.first_key_value(), entries.last_key_value()]
+            .into_iter()
+            .flatten()
+            .find(|(k, _)| is_key(k))
+            .map(|(_, value)| value);
+    }
     if entries.len() <= SCAN_LIMIT {
         entries
             .iter()
-            .find(|(k, _)| matches!(k, MapKey::String(k) if same_text(k, text)))
+            .find(|(k, _)| is_key(k))
             .map(|(_, value)| value)
     } else {
         entries.get(key)
