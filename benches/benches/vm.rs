@@ -284,6 +284,13 @@ fn bench_compile<M: Measurement>(c: &mut Criterion<M>) {
         .map(|(_, text)| parse_expr(text).0)
         .collect();
     // All 20 per iteration: the time per expression is a twentieth.
+    group.bench_function("parse_20", |b| {
+        b.iter(|| {
+            for (_, text) in EXPRESSIONS {
+                black_box(parse_expr(text));
+            }
+        })
+    });
     group.bench_function("codegen_20", |b| {
         b.iter(|| {
             let mut pool = ConstPool::new();
@@ -297,6 +304,18 @@ fn bench_compile<M: Measurement>(c: &mut Criterion<M>) {
             let mut pool = ConstPool::new();
             for expr in &parsed {
                 black_box(compile_expr(expr, &mut pool, 0).ok());
+            }
+        })
+    });
+    let mut pool = ConstPool::new();
+    let codes: Vec<_> = parsed
+        .iter()
+        .map(|expr| compile_expr(expr, &mut pool, 0).expect("compiles"))
+        .collect();
+    group.bench_function("verify_20", |b| {
+        b.iter(|| {
+            for code in &codes {
+                black_box(verify(code, pool.constants()).ok());
             }
         })
     });

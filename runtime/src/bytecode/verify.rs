@@ -24,7 +24,7 @@ use super::{BytecodeError, Decoded, Instruction, MacroKind, RAISE_CODES, decode}
 use crate::plan::{ConstIx, Constant, ExprCode, SourceRef};
 use donmai_stdlib::builtins::{self, Builtin};
 use donmai_stdlib::value::{MapKey, Value};
-use std::collections::HashMap;
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 /// Code that passed [`verify`], loaded for the VM: run it any number of
@@ -149,16 +149,10 @@ pub fn verify(code: &ExprCode, constants: &[Constant]) -> Result<VerifiedExpr, B
         return Err(BytecodeError::new(0, "the code is empty"));
     }
     check_spans(code)?;
-    let index_of: HashMap<u32, usize> = decoded
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.offset, i))
-        .collect();
     let loader = Loader {
         code,
         constants,
         decoded: &decoded,
-        index_of: &index_of,
     };
     let ops = decoded
         .iter()
@@ -222,7 +216,6 @@ struct Loader<'a> {
     code: &'a ExprCode,
     constants: &'a [Constant],
     decoded: &'a [Decoded],
-    index_of: &'a HashMap<u32, usize>,
 }
 
 impl Loader<'_> {
@@ -249,7 +242,9 @@ impl Loader<'_> {
     }
 
     fn target(&self, d: &Decoded, target: u32) -> Result<u32, BytecodeError> {
-        let index = *self.index_of.get(&target).ok_or_else(|| {
+        // Decoded instructions are in offset order.
+        let found = self.decoded.binary_search_by_key(&target, |d| d.offset).ok();
+        let index = found.ok_or_else(|| {
             BytecodeError::new(
                 d.offset,
                 format!(
@@ -662,7 +657,6 @@ impl<'a> Flow<'a> {
         let at = self.offset(index);
         let fail = |message: String| Err(BytecodeError::new(at, message));
         let op = &self.ops[index];
-        let entry = state.clone();
         let (pops, frame_pops) = effects(&op.instr);
         if state.stack.len() < pops {
             return fail(format!(
@@ -688,9 +682,9 @@ impl<'a> Flow<'a> {
                 );
             }
             let mut caught = State {
-                stack: entry.stack[..handler.stack_len].to_vec(),
-                handlers: entry.handlers[..entry.handlers.len() - 1].to_vec(),
-                frames: entry.frames[..handler.frames_len].to_vec(),
+                stack: state.stack[..handler.stack_len].to_vec(),
+                handlers: state.handlers[..state.handlers.len() - 1].to_vec(),
+                frames: state.frames[..handler.frames_len].to_vec(),
             };
             caught.stack.push(Ty::Cond);
             let target = handler.target;
@@ -728,7 +722,7 @@ impl<'a> Flow<'a> {
         };
 
         let next = index + 1;
-        let mut jumps: Vec<(usize, State)> = Vec::new();
+        let mut jumps: SmallVec<[(usize, State); 1]> = SmallVec::new();
         let mut falls = true;
         match &op.instr {
             Instr::Nop | Instr::AllocList(_) => {}
