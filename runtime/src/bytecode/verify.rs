@@ -243,7 +243,10 @@ impl Loader<'_> {
 
     fn target(&self, d: &Decoded, target: u32) -> Result<u32, BytecodeError> {
         // Decoded instructions are in offset order.
-        let found = self.decoded.binary_search_by_key(&target, |d| d.offset).ok();
+        let found = self
+            .decoded
+            .binary_search_by_key(&target, |d| d.offset)
+            .ok();
         let index = found.ok_or_else(|| {
             BytecodeError::new(
                 d.offset,
