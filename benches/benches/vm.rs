@@ -6,8 +6,14 @@
 //! VM reuses one `Machine` and starts each evaluation with the default fuel;
 //! `cel` executes its compiled program against one `Context`. Before
 //! measuring, every expression is checked to give the same result on both.
+//!
+//! Time is the benchmark thread's CPU time, not wall time: the machine is
+//! shared with other builds, and wall time there mostly measures how long
+//! the thread waited for a core. `DONMAI_BENCH_WALL_TIME=1` switches back to
+//! criterion's wall clock.
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use donmai_compiler::codegen::{compile_expr, compile_untyped};
 use donmai_grammar::expr::parse_expr;
 use donmai_runtime::bytecode::{ConstPool, Machine, Roots, VerifiedExpr, verify};
@@ -142,7 +148,94 @@ fn load(text: &str) -> VerifiedExpr {
     verify(&code, pool.constants()).expect("verifies")
 }
 
-fn bench_evaluation(c: &mut Criterion) {
+/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in ns.
+struct ThreadCpuTime;
+
+fn thread_cpu_nanos() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through the pointer,
+    // which points at a live, writable local of that type.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_nanos()
+    }
+
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_nanos().saturating_sub(start)
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &Nanoseconds
+    }
+}
+
+/// Formats nanoseconds like criterion's wall clock does.
+struct Nanoseconds;
+
+impl ValueFormatter for Nanoseconds {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if typical < 1e3 {
+            (1.0, "ns")
+        } else if typical < 1e6 {
+            (1e-3, "µs")
+        } else if typical < 1e9 {
+            (1e-6, "ms")
+        } else {
+            (1e-9, "s")
+        };
+        values.iter_mut().for_each(|v| *v *= factor);
+        unit
+    }
+
+    fn scale_throughputs(
+        &self,
+        typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let per_iteration = match throughput {
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => {
+                *n as f64
+            }
+            Throughput::ElementsAndBytes { elements, .. } => *elements as f64,
+            Throughput::Bits(n) => *n as f64,
+        };
+        let _ = typical;
+        values
+            .iter_mut()
+            .for_each(|v| *v = per_iteration * 1e9 / *v);
+        "elem/s"
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn bench_evaluation<M: Measurement>(c: &mut Criterion<M>) {
     let data = data();
     // The environment the engine would give: its few roots in a `Roots`.
     let roots: Roots = data.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -182,7 +275,7 @@ fn bench_evaluation(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_compile(c: &mut Criterion) {
+fn bench_compile<M: Measurement>(c: &mut Criterion<M>) {
     let mut group = c.benchmark_group("compile");
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
@@ -191,6 +284,13 @@ fn bench_compile(c: &mut Criterion) {
         .map(|(_, text)| parse_expr(text).0)
         .collect();
     // All 20 per iteration: the time per expression is a twentieth.
+    group.bench_function("parse_20", |b| {
+        b.iter(|| {
+            for (_, text) in EXPRESSIONS {
+                black_box(parse_expr(text));
+            }
+        })
+    });
     group.bench_function("codegen_20", |b| {
         b.iter(|| {
             let mut pool = ConstPool::new();
@@ -204,6 +304,18 @@ fn bench_compile(c: &mut Criterion) {
             let mut pool = ConstPool::new();
             for expr in &parsed {
                 black_box(compile_expr(expr, &mut pool, 0).ok());
+            }
+        })
+    });
+    let mut pool = ConstPool::new();
+    let codes: Vec<_> = parsed
+        .iter()
+        .map(|expr| compile_expr(expr, &mut pool, 0).expect("compiles"))
+        .collect();
+    group.bench_function("verify_20", |b| {
+        b.iter(|| {
+            for code in &codes {
+                black_box(verify(code, pool.constants()).ok());
             }
         })
     });
@@ -229,5 +341,18 @@ fn bench_compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_evaluation, bench_compile);
+fn benches() {
+    if std::env::var_os("DONMAI_BENCH_WALL_TIME").is_some_and(|v| v == "1") {
+        let mut c = Criterion::<WallTime>::default().configure_from_args();
+        bench_evaluation(&mut c);
+        bench_compile(&mut c);
+    } else {
+        let mut c = Criterion::default()
+            .with_measurement(ThreadCpuTime)
+            .configure_from_args();
+        bench_evaluation(&mut c);
+        bench_compile(&mut c);
+    }
+}
+
 criterion_main!(benches);

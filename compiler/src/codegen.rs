@@ -933,3 +933,158 @@ pub fn run_on_vm(expr: &Expr, vars: &Vars, fuel: &mut Fuel) -> Result<Value, Eva
     })?;
     loaded.run(vars, fuel)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use donmai_runtime::bytecode::disassemble;
+
+    fn listing(text: &str) -> String {
+        let (expr, diagnostics) = donmai_grammar::expr::parse_expr(text);
+        assert!(diagnostics.is_empty(), "{text}: {diagnostics:?}");
+        let mut pool = ConstPool::new();
+        let code = compile_expr(&expr, &mut pool, 0).expect("compiles");
+        disassemble(&code, pool.constants()).expect("decodes")
+    }
+
+    /// The listing shows the steps byte of each instruction: the node
+    /// entries it charges (five for the path and the `==` around it).
+    #[test]
+    fn paths_fuse_and_entries_are_charged_by_the_next_instruction() {
+        assert_eq!(
+            listing("nodes.x.output.status == 'done'"),
+            "    0  [5] LoadRootPath \"nodes\".\"x\".\"output\".\"status\"\n   \
+             22  [1] PushConst \"done\"\n   28  [0] Eq\n   30  [0] Return\n"
+        );
+        assert_eq!(
+            listing("a && b"),
+            "    0  [1] Try { handler: 17 }\n    6  [1] LoadRoot \"a\"\n   \
+             12  [0] Cond { context: And }\n   15  [0] EndTry\n   \
+             17  [0] JumpIfCond { decisive: false, target: 44 }\n   \
+             24  [0] Try { handler: 41 }\n   30  [1] LoadRoot \"b\"\n   \
+             36  [0] Cond { context: And }\n   39  [0] EndTry\n   \
+             41  [0] Logic { decisive: false }\n   44  [0] Return\n"
+        );
+    }
+
+    #[test]
+    fn a_macro_loops_back_to_its_head_which_charges_each_element() {
+        let text = listing("l.map(x, x > 1, x * 2)");
+        assert!(
+            text.contains("    9  [1] IterNext { slot: 0, exit: 56 }"),
+            "{text}"
+        );
+        assert!(text.contains("JumpIfFalse { target: 9 }"), "{text}");
+        assert!(text.contains("CollectStep { head: 9 }"), "{text}");
+    }
+
+    #[test]
+    fn fields_and_failing_operations_carry_their_own_spans() {
+        let text = "m.a.zz + 1";
+        let (expr, _) = donmai_grammar::expr::parse_expr(text);
+        let mut pool = ConstPool::new();
+        let code = compile_expr(&expr, &mut pool, 7).expect("compiles");
+        let loaded = verify(&code, pool.constants()).expect("verifies");
+        let spans: Vec<&str> = code
+            .spans
+            .iter()
+            .map(|(_, s)| &text[s.start as usize..s.end as usize])
+            .collect();
+        assert_eq!(spans, ["m", "a", "zz", "1", "m.a.zz + 1"]);
+        assert!(code.spans.iter().all(|(_, s)| s.file == 7));
+        let vars = Vars::from([(
+            "m".to_owned(),
+            Value::from_json(&serde_json::json!({"a": {"b": 1}})),
+        )]);
+        let error = loaded.run(&vars, &mut Fuel::default()).unwrap_err();
+        assert_eq!(error.code, error_code::NO_SUCH_KEY);
+        assert_eq!(&text[error.span.start..error.span.end], "zz");
+        assert_eq!(loaded.error_source(&error).file, 7);
+    }
+
+    #[test]
+    fn syntax_errors_and_excess_depth_are_refused() {
+        let (expr, _) = donmai_grammar::expr::parse_expr("1 + ");
+        let error = compile_expr(&expr, &mut ConstPool::new(), 0).unwrap_err();
+        assert_eq!(error.kind, CodegenErrorKind::Syntax);
+        assert_eq!(error.to_eval_error().code, error_code::SYNTAX);
+
+        let leaf = || Expr::new(ExprKind::Int(1), Span::default());
+        let mut negations = leaf();
+        let mut selections = Expr::new(
+            ExprKind::Ident(Name {
+                text: "x".into(),
+                span: Span::default(),
+            }),
+            Span::default(),
+        );
+        for _ in 0..MAX_DEPTH + 5 {
+            negations = Expr::new(
+                ExprKind::Unary {
+                    op: UnaryOp::Neg,
+                    operand: Box::new(negations),
+                },
+                Span::default(),
+            );
+            selections = Expr::new(
+                ExprKind::Select {
+                    operand: Box::new(selections),
+                    field: Name {
+                        text: "f".into(),
+                        span: Span::default(),
+                    },
+                    optional: false,
+                },
+                Span::default(),
+            );
+        }
+        for deep in [negations, selections] {
+            let error = compile_expr(&deep, &mut ConstPool::new(), 0).unwrap_err();
+            assert_eq!(error.kind, CodegenErrorKind::TooDeep);
+            assert_eq!(
+                crate::eval::evaluate(&deep, &Vars::new(), &mut Fuel::default())
+                    .unwrap_err()
+                    .code,
+                error_code::TOO_DEEP
+            );
+        }
+    }
+
+    #[test]
+    fn the_result_type_comes_from_the_checker() {
+        let typed = |text: &str| {
+            let (expr, _) = donmai_grammar::expr::parse_expr(text);
+            compile_expr(&expr, &mut ConstPool::new(), 0)
+                .expect("compiles")
+                .result_type
+        };
+        assert_eq!(typed("1 + 2"), "int");
+        assert_eq!(typed("size(x) > 2 ? 'a' : 'b'"), "string");
+        assert_eq!(typed("x.y"), "dyn");
+        // A problem the checker reports leaves `dyn`.
+        assert_eq!(typed("1 + 'a'"), "dyn");
+    }
+
+    #[test]
+    fn constants_are_shared_across_expressions() {
+        let mut pool = ConstPool::new();
+        for text in ["a.status == 'done'", "b.status == 'done'"] {
+            let (expr, _) = donmai_grammar::expr::parse_expr(text);
+            compile_expr(&expr, &mut pool, 0).expect("compiles");
+        }
+        // a, b, status, done.
+        assert_eq!(pool.len(), 4);
+    }
+
+    #[test]
+    fn unreachable_code_is_not_emitted() {
+        assert_eq!(
+            listing("nosuch(1, [2, 3])"),
+            "    0  [1] Raise unknown_function \"unknown function `nosuch`\"\n"
+        );
+        // A raise in one branch does not stop the other.
+        let text = listing("true ? nosuch() : 2");
+        assert!(text.contains("PushConst 2"), "{text}");
+        assert!(text.contains("Return"), "{text}");
+    }
+}

@@ -11,9 +11,10 @@ use common::{expression, value, vars};
 use donmai_compiler::codegen::{compile_expr, run_on_vm};
 use donmai_compiler::eval::{Vars, evaluate};
 use donmai_grammar::expr::parse_expr;
-use donmai_runtime::bytecode::{ConstPool, verify};
+use donmai_runtime::bytecode::{ConstPool, Env, verify};
 use donmai_stdlib::value::{EvalError, Fuel, Value, error_code};
 use proptest::prelude::*;
+use std::borrow::Cow;
 
 fn fuel() -> impl Strategy<Value = Fuel> {
     prop_oneof![
@@ -35,6 +36,16 @@ fn same_outcome(vm: &Result<Value, EvalError>, reference: &Result<Value, EvalErr
     }
 }
 
+/// An environment that computes its roots (hands out copies), so the VM
+/// cannot borrow them: the same results are due.
+struct Computed<'a>(&'a Vars);
+
+impl Env for Computed<'_> {
+    fn root(&self, name: &str) -> Option<Cow<'_, Value>> {
+        self.0.get(name).cloned().map(Cow::Owned)
+    }
+}
+
 fn check(text: &str, vars: &Vars, fuel: Fuel) -> Result<(), TestCaseError> {
     let (expr, diagnostics) = parse_expr(text);
     prop_assume!(diagnostics.is_empty());
@@ -45,6 +56,17 @@ fn check(text: &str, vars: &Vars, fuel: Fuel) -> Result<(), TestCaseError> {
         same_outcome(&vm, &reference) && vm_fuel == reference_fuel,
         "{text}\n  vm        {vm:?} {vm_fuel:?}\n  reference {reference:?} {reference_fuel:?}"
     );
+    let mut pool = ConstPool::new();
+    if let Ok(code) = compile_expr(&expr, &mut pool, 0) {
+        let loaded =
+            verify(&code, pool.constants()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut computed_fuel = fuel;
+        let computed = loaded.run(&Computed(vars), &mut computed_fuel);
+        prop_assert!(
+            same_outcome(&computed, &vm) && computed_fuel == vm_fuel,
+            "{text}\n  computed roots {computed:?}\n  borrowed roots {vm:?}"
+        );
+    }
     Ok(())
 }
 

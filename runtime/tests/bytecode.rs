@@ -586,3 +586,35 @@ fn the_listing_shows_constants_by_value() {
     );
     assert_eq!(decode(&code.code).expect("decodes").len(), 3);
 }
+
+#[test]
+fn verification_stays_linear_on_long_code_and_bounded_on_hostile_code() {
+    // A 20,000-element list literal: straight-line code, one state carried.
+    let n = 20_000u32;
+    let mut program: Vec<(u8, Instruction)> = vec![(1, AllocList { len: n })];
+    program.extend((0..n).map(|_| (1, PushTrue)));
+    program.push((0, MakeList { len: n }));
+    program.push((0, Return));
+    let started = std::time::Instant::now();
+    let loaded = accepted(&program, 20_000, 0);
+    assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
+    assert!(matches!(
+        loaded.run(&roots(), &mut Fuel::default()),
+        Ok(Value::List(items)) if items.len() == 20_000
+    ));
+
+    // A deep stack, then a join point after every instruction: each join
+    // compares the whole stack. The budget refuses it instead of spending
+    // quadratic time.
+    let n = 12_000u32;
+    let mut program: Vec<(u8, Instruction)> = (0..n).map(|_| (0, PushTrue)).collect();
+    for i in 0..n {
+        program.push((0, Jump { target: n + i + 1 }));
+    }
+    program.push((0, MakeList { len: n }));
+    program.push((0, Return));
+    let started = std::time::Instant::now();
+    let (_, message) = refused(&program, 12_000, 0);
+    assert!(message.contains("too complex to verify"), "{message}");
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+}

@@ -696,7 +696,8 @@ pub fn decode(code: &[u8]) -> Result<Vec<Decoded>, BytecodeError> {
             "the code is longer than 4 GiB",
         ));
     }
-    let mut out = Vec::new();
+    // Most instructions are two to six bytes.
+    let mut out = Vec::with_capacity(code.len() / 3);
     let mut at = 0usize;
     while at < code.len() {
         let (decoded, next) = decode_one(code, at)?;

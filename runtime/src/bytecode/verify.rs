@@ -24,11 +24,17 @@ use super::{BytecodeError, Decoded, Instruction, MacroKind, RAISE_CODES, decode}
 use crate::plan::{ConstIx, Constant, ExprCode, SourceRef};
 use donmai_stdlib::builtins::{self, Builtin};
 use donmai_stdlib::value::{MapKey, Value};
-use std::collections::HashMap;
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 /// Code that passed [`verify`], loaded for the VM: run it any number of
 /// times with [`VerifiedExpr::run`] or a reused [`super::Machine`].
+///
+/// Nothing else can make one, so the VM only ever runs verified code:
+///
+/// ```compile_fail
+/// let forged = donmai_runtime::bytecode::VerifiedExpr { ops: Box::new([]) };
+/// ```
 #[derive(Debug)]
 pub struct VerifiedExpr {
     pub(crate) ops: Box<[Op]>,
@@ -143,16 +149,10 @@ pub fn verify(code: &ExprCode, constants: &[Constant]) -> Result<VerifiedExpr, B
         return Err(BytecodeError::new(0, "the code is empty"));
     }
     check_spans(code)?;
-    let index_of: HashMap<u32, usize> = decoded
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.offset, i))
-        .collect();
     let loader = Loader {
         code,
         constants,
         decoded: &decoded,
-        index_of: &index_of,
     };
     let ops = decoded
         .iter()
@@ -216,7 +216,6 @@ struct Loader<'a> {
     code: &'a ExprCode,
     constants: &'a [Constant],
     decoded: &'a [Decoded],
-    index_of: &'a HashMap<u32, usize>,
 }
 
 impl Loader<'_> {
@@ -243,7 +242,12 @@ impl Loader<'_> {
     }
 
     fn target(&self, d: &Decoded, target: u32) -> Result<u32, BytecodeError> {
-        let index = *self.index_of.get(&target).ok_or_else(|| {
+        // Decoded instructions are in offset order.
+        let found = self
+            .decoded
+            .binary_search_by_key(&target, |d| d.offset)
+            .ok();
+        let index = found.ok_or_else(|| {
             BytecodeError::new(
                 d.offset,
                 format!(
@@ -551,26 +555,72 @@ fn fuse(ops: &mut [Op]) {
     }
 }
 
-/// The abstract interpretation over every path.
+/// Units of analysis (stack slots copied or compared) one expression may
+/// cost the verifier. Compiled expressions use a tiny fraction; the cap keeps
+/// a hostile plan from making verification quadratic in time or memory.
+const ANALYSIS_BUDGET: u64 = 1 << 26;
+
+/// The abstract interpretation over every path. States are kept only where
+/// paths meet (jump and handler targets); straight-line code carries one
+/// state forward, so a long list literal costs linear time and memory.
 struct Flow<'a> {
     decoded: &'a [Decoded],
     ops: &'a [Op],
+    /// Whether paths may meet at the instruction: a state is stored there.
+    joins: Vec<bool>,
     states: Vec<Option<State>>,
     work: Vec<usize>,
+    max_stack: usize,
+    max_frames: usize,
+    spent: u64,
+}
+
+/// What the walk does after an instruction.
+enum Next {
+    /// Falls through to the next instruction.
+    Continue,
+    /// Control does not fall through.
+    Stop,
 }
 
 impl<'a> Flow<'a> {
     fn new(decoded: &'a [Decoded], ops: &'a [Op]) -> Flow<'a> {
+        let mut joins = vec![false; ops.len()];
+        if let Some(first) = joins.first_mut() {
+            *first = true;
+        }
+        for op in ops {
+            if let Some(join) = target(&op.instr).and_then(|t| joins.get_mut(t)) {
+                *join = true;
+            }
+        }
         Flow {
             decoded,
             ops,
+            joins,
             states: vec![None; ops.len()],
             work: Vec::new(),
+            max_stack: 0,
+            max_frames: 0,
+            spent: 0,
         }
     }
 
     fn offset(&self, index: usize) -> u32 {
         self.decoded.get(index).map_or(0, |d| d.offset)
+    }
+
+    fn spend(&mut self, units: usize, at: u32) -> Result<(), BytecodeError> {
+        self.spent = self.spent.saturating_add(units as u64 + 1);
+        if self.spent > ANALYSIS_BUDGET {
+            return Err(BytecodeError::new(
+                at,
+                format!(
+                    "the code is too complex to verify (over {ANALYSIS_BUDGET} units of analysis)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Returns the deepest stack and the most iteration frames reached.
@@ -584,23 +634,43 @@ impl<'a> Flow<'a> {
             },
             0,
         )?;
-        while let Some(index) = self.work.pop() {
-            let Some(state) = self.states[index].clone() else {
+        while let Some(start) = self.work.pop() {
+            let Some(mut state) = self.states[start].clone() else {
                 continue;
             };
-            self.step(index, state)?;
+            self.spend(state.stack.len(), self.offset(start))?;
+            let mut index = start;
+            // The handler edge is the same for every instruction of a
+            // straight run inside one Try: nothing below its depth changes.
+            let mut caught_for: Option<Handler> = None;
+            loop {
+                self.max_stack = self.max_stack.max(state.stack.len());
+                self.max_frames = self.max_frames.max(state.frames.len());
+                match self.step(index, &mut state, &mut caught_for)? {
+                    Next::Stop => break,
+                    Next::Continue => {
+                        index += 1;
+                        if index >= self.ops.len() {
+                            return Err(BytecodeError::new(
+                                self.offset(index - 1),
+                                "execution runs off the end of the code without a Return",
+                            ));
+                        }
+                        if self.joins[index] {
+                            let from = self.offset(index - 1);
+                            self.merge(index, state, from)?;
+                            break;
+                        }
+                    }
+                }
+            }
         }
-        let mut max_stack = 0;
-        let mut max_frames = 0;
-        for state in self.states.iter().flatten() {
-            max_stack = max_stack.max(state.stack.len());
-            max_frames = max_frames.max(state.frames.len());
-        }
-        Ok((max_stack, max_frames))
+        Ok((self.max_stack, self.max_frames))
     }
 
     fn merge(&mut self, target: usize, incoming: State, from: u32) -> Result<(), BytecodeError> {
         let at = self.offset(target);
+        self.spend(incoming.stack.len(), at)?;
         match &mut self.states[target] {
             None => {
                 self.states[target] = Some(incoming);
@@ -652,11 +722,15 @@ impl<'a> Flow<'a> {
         Ok(())
     }
 
-    fn step(&mut self, index: usize, mut state: State) -> Result<(), BytecodeError> {
+    fn step(
+        &mut self,
+        index: usize,
+        state: &mut State,
+        caught_for: &mut Option<Handler>,
+    ) -> Result<Next, BytecodeError> {
         let at = self.offset(index);
         let fail = |message: String| Err(BytecodeError::new(at, message));
         let op = &self.ops[index];
-        let entry = state.clone();
         let (pops, frame_pops) = effects(&op.instr);
         if state.stack.len() < pops {
             return fail(format!(
@@ -681,14 +755,17 @@ impl<'a> Flow<'a> {
                     "the instruction closes an iteration frame its Try handler restores".into(),
                 );
             }
-            let mut caught = State {
-                stack: entry.stack[..handler.stack_len].to_vec(),
-                handlers: entry.handlers[..entry.handlers.len() - 1].to_vec(),
-                frames: entry.frames[..handler.frames_len].to_vec(),
-            };
-            caught.stack.push(Ty::Cond);
-            let target = handler.target;
-            self.merge(target, caught, at)?;
+            if caught_for.as_ref() != Some(handler) {
+                let mut caught = State {
+                    stack: state.stack[..handler.stack_len].to_vec(),
+                    handlers: state.handlers[..state.handlers.len() - 1].to_vec(),
+                    frames: state.frames[..handler.frames_len].to_vec(),
+                };
+                caught.stack.push(Ty::Cond);
+                let handler = handler.clone();
+                self.merge(handler.target, caught, at)?;
+                *caught_for = Some(handler);
+            }
         }
 
         let pop =
@@ -721,13 +798,12 @@ impl<'a> Flow<'a> {
             }
         };
 
-        let next = index + 1;
-        let mut jumps: Vec<(usize, State)> = Vec::new();
+        let mut jumps: SmallVec<[(usize, State); 1]> = SmallVec::new();
         let mut falls = true;
         match &op.instr {
             Instr::Nop | Instr::AllocList(_) => {}
             Instr::Return => {
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
                 if !state.stack.is_empty() {
                     return fail(format!(
                         "Return leaves {} more values on the stack",
@@ -740,18 +816,18 @@ impl<'a> Flow<'a> {
                 falls = false;
             }
             Instr::Pop => {
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
             }
             Instr::Jump(target) => {
                 jumps.push((*target as usize, state.clone()));
                 falls = false;
             }
             Instr::JumpIfFalse(target) => {
-                pop(&mut state, boolean, "a bool")?;
+                pop(state, boolean, "a bool")?;
                 jumps.push((*target as usize, state.clone()));
             }
             Instr::JumpIfNotNull(target) => {
-                let ty = pop(&mut state, any, "a value")?;
+                let ty = pop(state, any, "a value")?;
                 let mut kept = state.clone();
                 kept.stack.push(ty);
                 jumps.push((*target as usize, kept));
@@ -759,7 +835,7 @@ impl<'a> Flow<'a> {
             Instr::Raise { .. } => falls = false,
             Instr::NoOverload { argc, .. } => {
                 for _ in 0..*argc {
-                    pop(&mut state, any, "a value")?;
+                    pop(state, any, "a value")?;
                 }
                 falls = false;
             }
@@ -772,20 +848,20 @@ impl<'a> Flow<'a> {
             | Instr::LoadLocal(_)
             | Instr::LoadRootPath { .. } => state.stack.push(Ty::Value),
             Instr::SelectPath(_) | Instr::Neg | Instr::Size => {
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
             Instr::Has(..) | Instr::Not => {
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.stack.push(Ty::Bool);
             }
             Instr::Cond(_) => {
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.stack.push(Ty::Bool);
             }
             Instr::Add | Instr::Sub | Instr::Mul | Instr::Div | Instr::Rem | Instr::Index => {
-                pop(&mut state, any, "a value")?;
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
             Instr::CompareConst { .. } | Instr::CompareTop { .. } => {
@@ -793,18 +869,18 @@ impl<'a> Flow<'a> {
                 return fail("a fused instruction in code under verification".into());
             }
             Instr::StringTest(_) => {
-                pop(&mut state, any, "a value")?;
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.stack.push(Ty::Value);
             }
             Instr::Lt | Instr::Le | Instr::Gt | Instr::Ge | Instr::Eq | Instr::Ne | Instr::In => {
-                pop(&mut state, any, "a value")?;
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.stack.push(Ty::Bool);
             }
             Instr::Call { argc, .. } => {
                 for _ in 0..*argc {
-                    pop(&mut state, any, "a value")?;
+                    pop(state, any, "a value")?;
                 }
                 state.stack.push(Ty::Value);
             }
@@ -821,7 +897,7 @@ impl<'a> Flow<'a> {
                 }
             }
             Instr::JumpIfCond { target, .. } => {
-                let ty = pop(&mut state, condition, "a condition")?;
+                let ty = pop(state, condition, "a condition")?;
                 // Taken only on a bool, which stays on the stack.
                 let mut taken = state.clone();
                 taken.stack.push(Ty::Bool);
@@ -829,38 +905,34 @@ impl<'a> Flow<'a> {
                 state.stack.push(ty);
             }
             Instr::Logic { .. } => {
-                pop(&mut state, condition, "a condition")?;
-                pop(&mut state, condition, "a condition")?;
+                pop(state, condition, "a condition")?;
+                pop(state, condition, "a condition")?;
                 state.stack.push(Ty::Bool);
             }
             Instr::MakeList(len) => {
                 for _ in 0..*len {
-                    pop(&mut state, any, "a value")?;
+                    pop(state, any, "a value")?;
                 }
                 state.stack.push(Ty::Value);
             }
             Instr::MapNew(_) => state.stack.push(Ty::MapBuilder),
             Instr::MapKey => {
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.stack.push(Ty::Key);
             }
             Instr::MapInsert => {
-                pop(&mut state, any, "a value")?;
-                pop(&mut state, |t| t == Ty::Key, "a checked map key")?;
-                pop(
-                    &mut state,
-                    |t| t == Ty::MapBuilder,
-                    "a map under construction",
-                )?;
+                pop(state, any, "a value")?;
+                pop(state, |t| t == Ty::Key, "a checked map key")?;
+                pop(state, |t| t == Ty::MapBuilder, "a map under construction")?;
                 state.stack.push(Ty::MapBuilder);
             }
             Instr::IterBegin { kind, .. } => {
-                pop(&mut state, any, "a value")?;
+                pop(state, any, "a value")?;
                 state.frames.push(*kind);
             }
             Instr::IterNext { exit, .. } => {
                 top_frame(
-                    &state,
+                    state,
                     &[
                         MacroKind::All,
                         MacroKind::Exists,
@@ -872,9 +944,9 @@ impl<'a> Flow<'a> {
                 jumps.push((*exit as usize, state.clone()));
             }
             Instr::QuantStep { decisive, head } => {
-                pop(&mut state, condition, "a condition")?;
+                pop(state, condition, "a condition")?;
                 top_frame(
-                    &state,
+                    state,
                     if *decisive {
                         &[MacroKind::Exists]
                     } else {
@@ -885,25 +957,25 @@ impl<'a> Flow<'a> {
                 falls = false;
             }
             Instr::CountStep(head) => {
-                pop(&mut state, boolean, "a bool")?;
-                top_frame(&state, &[MacroKind::ExistsOne])?;
+                pop(state, boolean, "a bool")?;
+                top_frame(state, &[MacroKind::ExistsOne])?;
                 jumps.push((*head as usize, state.clone()));
                 falls = false;
             }
             Instr::CollectStep(head) => {
-                pop(&mut state, any, "a value")?;
-                top_frame(&state, &[MacroKind::Map])?;
+                pop(state, any, "a value")?;
+                top_frame(state, &[MacroKind::Map])?;
                 jumps.push((*head as usize, state.clone()));
                 falls = false;
             }
             Instr::KeepStep(head) => {
-                pop(&mut state, boolean, "a bool")?;
-                top_frame(&state, &[MacroKind::Filter])?;
+                pop(state, boolean, "a bool")?;
+                top_frame(state, &[MacroKind::Filter])?;
                 jumps.push((*head as usize, state.clone()));
                 falls = false;
             }
             Instr::IterEnd(kind) => {
-                top_frame(&state, &[*kind])?;
+                top_frame(state, &[*kind])?;
                 state.frames.pop();
                 state.stack.push(match kind {
                     MacroKind::All | MacroKind::Exists | MacroKind::ExistsOne => Ty::Bool,
@@ -917,13 +989,25 @@ impl<'a> Flow<'a> {
         for (target, successor) in jumps {
             self.merge(target, successor, at)?;
         }
-        if falls {
-            if next >= self.ops.len() {
-                return fail("execution runs off the end of the code without a Return".into());
-            }
-            self.merge(next, state, at)?;
-        }
-        Ok(())
+        Ok(if falls { Next::Continue } else { Next::Stop })
+    }
+}
+
+/// The instruction index a loaded instruction may transfer control to,
+/// besides the next one.
+fn target(instr: &Instr) -> Option<usize> {
+    match instr {
+        Instr::Jump(t)
+        | Instr::JumpIfFalse(t)
+        | Instr::JumpIfNotNull(t)
+        | Instr::Try(t)
+        | Instr::JumpIfCond { target: t, .. }
+        | Instr::IterNext { exit: t, .. }
+        | Instr::QuantStep { head: t, .. }
+        | Instr::CountStep(t)
+        | Instr::CollectStep(t)
+        | Instr::KeepStep(t) => Some(*t as usize),
+        _ => None,
     }
 }
 
