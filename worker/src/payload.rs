@@ -47,7 +47,10 @@ pub fn trigger_payload(trigger: &TriggerDef, payload: &serde_json::Value) -> Res
     let mut value = Value::from_json(payload);
     for port in &trigger.fields {
         let given = fields.get(&port.name).unwrap_or(&serde_json::Value::Null);
-        let typed = check_field(trigger, port, given)?;
+        // An optional field left out reads as null, as its type `T?` says;
+        // absent, `trigger.<field>` would be an error instead.
+        let typed = check_field(trigger, port, given)?
+            .or_else(|| (!fields.contains_key(&port.name)).then_some(Value::Null));
         if let (Some(typed), Value::Map(entries)) = (typed, &mut value) {
             let mut updated = (**entries).clone();
             updated.insert(MapKey::from(port.name.as_str()), typed);
