@@ -109,7 +109,11 @@ fn check_run_events(txn: &dyn ReadTxn) -> StoreResult<Result<(), String>> {
 }
 
 fn parse_anchor(text: &str) -> Result<ChainReport, String> {
-    let bad = || format!("--anchor `{text}`: expected LENGTH:HEADHASH (64 hex digits), as `donmai audit verify` prints it");
+    let bad = || {
+        format!(
+            "--anchor `{text}`: expected LENGTH:HEADHASH (64 hex digits), as `donmai audit verify` prints it"
+        )
+    };
     let (length, hash) = text.split_once(':').ok_or_else(bad)?;
     let length: u64 = length.trim().parse().map_err(|_| bad())?;
     let hash = hash.trim();
@@ -283,7 +287,9 @@ pub fn export_command(args: &AuditExportArgs) -> ExitCode {
     let to_stdout = args.output.as_os_str() == "-";
     // Written beside the target and renamed, so a reader never sees half
     // an export.
-    let temporary = args.output.with_extension(format!("tmp-{}", std::process::id()));
+    let temporary = args
+        .output
+        .with_extension(format!("tmp-{}", std::process::id()));
     let mut buffer: Vec<u8> = Vec::new();
     let mut outcome = None;
     let read = store.read(&mut |txn| {

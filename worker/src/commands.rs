@@ -23,7 +23,9 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn open_existing(explicit: Option<&std::path::Path>) -> Result<(std::path::PathBuf, Arc<HeedStore>), String> {
+fn open_existing(
+    explicit: Option<&std::path::Path>,
+) -> Result<(std::path::PathBuf, Arc<HeedStore>), String> {
     let dir = existing_store_dir(explicit)?;
     let store = HeedStore::open(&dir).map_err(|e| format!("store {}: {e}", dir.display()))?;
     Ok((dir, Arc::new(store)))

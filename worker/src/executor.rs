@@ -8,8 +8,8 @@
 
 use donmai_runtime::exec::core::is_core;
 use donmai_runtime::exec::{
-    CompositeExecutor, CoreExecutor, ExecError, Fixtures, HttpClient, HttpPluginExecutor,
-    VerbCall, VerbExecutor, VerbOutcome, error_kind,
+    CompositeExecutor, CoreExecutor, ExecError, Fixtures, HttpClient, HttpPluginExecutor, VerbCall,
+    VerbExecutor, VerbOutcome, error_kind,
 };
 use donmai_runtime::plan::model::{Plan, VerbKind, VerbRef};
 use std::path::Path;
@@ -81,7 +81,9 @@ impl RunExecutor {
 /// `linear=http://…` or `linear@1=http://…`.
 fn parse_endpoint(spec: &str) -> Result<(String, String), String> {
     let bad = || {
-        format!("--plugin-endpoint `{spec}`: expected PLUGIN=URL or PLUGIN@MAJOR=URL, e.g. linear=http://127.0.0.1:8080/verbs")
+        format!(
+            "--plugin-endpoint `{spec}`: expected PLUGIN=URL or PLUGIN@MAJOR=URL, e.g. linear=http://127.0.0.1:8080/verbs"
+        )
     };
     let (plugin, url) = spec.split_once('=').ok_or_else(bad)?;
     let (name, major) = match plugin.split_once('@') {
@@ -136,11 +138,14 @@ mod tests {
             parse_endpoint("linear=http://127.0.0.1:9/v").unwrap(),
             ("linear".into(), "http://127.0.0.1:9/v".into())
         );
-        assert_eq!(
-            parse_endpoint("linear@2=https://x").unwrap().0,
-            "linear@2"
-        );
-        for bad in ["linear", "=http://x", "Linear=http://x", "linear@=http://x", "linear=ftp://x"] {
+        assert_eq!(parse_endpoint("linear@2=https://x").unwrap().0, "linear@2");
+        for bad in [
+            "linear",
+            "=http://x",
+            "Linear=http://x",
+            "linear@=http://x",
+            "linear=ftp://x",
+        ] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");
         }
     }

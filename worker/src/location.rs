@@ -16,8 +16,8 @@ pub fn store_dir(explicit: Option<&Path>, near: &Path) -> Result<PathBuf, String
     if let Some(dir) = explicit {
         return Ok(dir.to_path_buf());
     }
-    let absolute = std::path::absolute(near)
-        .map_err(|e| format!("cannot resolve {}: {e}", near.display()))?;
+    let absolute =
+        std::path::absolute(near).map_err(|e| format!("cannot resolve {}: {e}", near.display()))?;
     let start = if absolute.is_dir() {
         absolute
     } else {

@@ -25,7 +25,8 @@ pub fn read_json(arg: &str, what: &str) -> Result<serde_json::Value, String> {
             (text, "standard input".to_string())
         }
         Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {what} from {path}: {e}"))?,
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {what} from {path}: {e}"))?,
             path.to_string(),
         ),
         None => (arg.to_string(), format!("the {what}")),

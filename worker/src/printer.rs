@@ -86,21 +86,23 @@ impl Printer {
     /// the event stream.
     pub fn log_sink(&self) -> donmai_runtime::exec::core::LogSink {
         let format = self.lock().format;
-        Arc::new(move |run: &str, step: &str, level: LogLevel, message: &str| {
-            let line = match format {
-                OutputFormat::Json => serde_json::json!({
-                    "type": "log",
-                    "runId": run,
-                    "stepId": step,
-                    "level": level.as_str(),
-                    "message": message,
-                })
-                .to_string(),
-                OutputFormat::Human => format!("[{}] {step}: {message}", level.as_str()),
-            };
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "{line}");
-        })
+        Arc::new(
+            move |run: &str, step: &str, level: LogLevel, message: &str| {
+                let line = match format {
+                    OutputFormat::Json => serde_json::json!({
+                        "type": "log",
+                        "runId": run,
+                        "stepId": step,
+                        "level": level.as_str(),
+                        "message": message,
+                    })
+                    .to_string(),
+                    OutputFormat::Human => format!("[{}] {step}: {message}", level.as_str()),
+                };
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(stderr, "{line}");
+            },
+        )
     }
 }
 

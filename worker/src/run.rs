@@ -229,7 +229,12 @@ fn resume_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         };
         let runs = match engine.resume(Takeover::Unowned) {
             Ok(runs) => runs,
-            Err(error) => return usage(&format!("cannot resume runs of plan {}: {error}", plan.id())),
+            Err(error) => {
+                return usage(&format!(
+                    "cannot resume runs of plan {}: {error}",
+                    plan.id()
+                ));
+            }
         };
         if runs.is_empty() {
             continue;
@@ -258,7 +263,11 @@ fn resume_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         eprintln!(
             "note: {} unfinished run{} left alone: held by another live process, or of a plan this store does not keep",
             unfinished - taken,
-            if unfinished - taken == 1 { " is" } else { "s are" }
+            if unfinished - taken == 1 {
+                " is"
+            } else {
+                "s are"
+            }
         );
     }
     if taken == 0 {
@@ -319,11 +328,14 @@ fn new_engine(
     Ok(engine)
 }
 
+/// A run and the steps at which it waits for a signal.
+type WaitingRun = (RunId, Vec<String>);
+
 enum Outcome {
     /// Every run ended (or went to another process).
     Ended(Vec<(RunId, Ending)>),
     /// Only gates remain (`--detach`): these runs wait, with their gates.
-    Detached(Vec<(RunId, Vec<String>)>),
+    Detached(Vec<WaitingRun>),
     Interrupted(Vec<RunId>),
 }
 
@@ -415,9 +427,7 @@ fn collect_endings(
             let status = info.as_ref().map(|i| i.run.status);
             match status {
                 Some(status) if status.is_terminal() => {
-                    context
-                        .printer
-                        .catch_up(context.store.as_ref(), &run)?;
+                    context.printer.catch_up(context.store.as_ref(), &run)?;
                     endings.push((run, Ending::Ended(status)));
                 }
                 _ if d.engine.is_active(&run) => still.push(run),
@@ -438,7 +448,7 @@ fn collect_endings(
 fn only_gates_remain(
     context: &Context<'_>,
     driven: &[Driven],
-) -> Result<Option<Vec<(RunId, Vec<String>)>>, String> {
+) -> Result<Option<Vec<WaitingRun>>, String> {
     let mut waiting = Vec::new();
     let mut any_gate = false;
     for d in driven {
@@ -519,7 +529,10 @@ fn finish(outcome: Result<Outcome, String>, context: &Context<'_>) -> ExitCode {
             eprintln!(
                 "interrupted: {} still unfinished ({}); continue with `{resume_hint}`",
                 plural_runs(runs.len()),
-                runs.iter().map(RunId::as_str).collect::<Vec<_>>().join(", ")
+                runs.iter()
+                    .map(RunId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             ExitCode::from(EXIT_INTERRUPTED)
         }

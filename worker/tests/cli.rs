@@ -101,12 +101,25 @@ fn a_workflow_runs_and_its_run_is_listed() {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
     let workflow = write(dir.path(), "simple.yaml", SIMPLE);
-    let out = donmai(&["run", &workflow, "--payload", r#"{"name":"Ada"}"#, "--format", "json"]);
+    let out = donmai(&[
+        "run",
+        &workflow,
+        "--payload",
+        r#"{"name":"Ada"}"#,
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let events = events(&out.stdout);
     assert_eq!(
         types(&events),
-        ["run.started", "step.completed", "step.started", "step.completed", "run.completed"]
+        [
+            "run.started",
+            "step.completed",
+            "step.started",
+            "step.completed",
+            "run.completed"
+        ]
     );
     assert_eq!(events[3]["output"], json!({"hello": "Ada"}));
     for event in &events {
@@ -117,10 +130,17 @@ fn a_workflow_runs_and_its_run_is_listed() {
     assert!(store.join("data.mdb").is_file());
     let run = events[0]["runId"].as_str().unwrap();
     let listed = donmai(&["runs", "--store", store.to_str().unwrap()]);
-    assert!(text(&listed.stdout).contains(run), "{}", text(&listed.stdout));
+    assert!(
+        text(&listed.stdout).contains(run),
+        "{}",
+        text(&listed.stdout)
+    );
     let shown = donmai(&["runs", "--store", store.to_str().unwrap(), run]);
     let shown = text(&shown.stdout);
-    assert!(shown.contains("completed") && shown.contains("greet") && shown.contains("Ada"), "{shown}");
+    assert!(
+        shown.contains("completed") && shown.contains("greet") && shown.contains("Ada"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -155,30 +175,99 @@ fn usage_errors_exit_2_with_a_reason() {
     );
     let simple = write(dir.path(), "simple.yaml", SIMPLE);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["run", &two, "--store", store], "choose one with --trigger: go, again"),
-        (vec!["run", &two, "--store", store, "--trigger", "nope"], "no trigger `nope`; its triggers: go, again"),
-        (vec!["run", &simple, "--store", store], "the payload lacks `name` (string)"),
-        (vec!["run", &simple, "--store", store, "--payload", r#"{"name": 3}"#], "must be a string"),
-        (vec!["run", &simple, "--store", store, "--payload", "{oops"], "not valid JSON"),
-        (vec!["run", &simple, "--store", store, "--payload", "[1]"], "must be a JSON object"),
-        (vec!["run", "no/such.yaml", "--store", store], "no such file"),
-        (vec!["run", &simple, "--store", store, "--payload", r#"{"name":"x"}"#, "--plugin-endpoint", "linear"], "expected PLUGIN=URL"),
-        (vec!["runs", "--store", "/nonexistent/store"], "no store at /nonexistent/store"),
-        (vec!["run", &simple, "--trust-key", &simple], "--trust-key applies to built plans"),
+        (
+            vec!["run", &two, "--store", store],
+            "choose one with --trigger: go, again",
+        ),
+        (
+            vec!["run", &two, "--store", store, "--trigger", "nope"],
+            "no trigger `nope`; its triggers: go, again",
+        ),
+        (
+            vec!["run", &simple, "--store", store],
+            "the payload lacks `name` (string)",
+        ),
+        (
+            vec![
+                "run",
+                &simple,
+                "--store",
+                store,
+                "--payload",
+                r#"{"name": 3}"#,
+            ],
+            "must be a string",
+        ),
+        (
+            vec!["run", &simple, "--store", store, "--payload", "{oops"],
+            "not valid JSON",
+        ),
+        (
+            vec!["run", &simple, "--store", store, "--payload", "[1]"],
+            "must be a JSON object",
+        ),
+        (
+            vec!["run", "no/such.yaml", "--store", store],
+            "no such file",
+        ),
+        (
+            vec![
+                "run",
+                &simple,
+                "--store",
+                store,
+                "--payload",
+                r#"{"name":"x"}"#,
+                "--plugin-endpoint",
+                "linear",
+            ],
+            "expected PLUGIN=URL",
+        ),
+        (
+            vec!["runs", "--store", "/nonexistent/store"],
+            "no store at /nonexistent/store",
+        ),
+        (
+            vec!["run", &simple, "--trust-key", &simple],
+            "--trust-key applies to built plans",
+        ),
     ];
     for (args, expected) in cases {
         let out = donmai(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains(expected), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
     // A workflow with check errors is a refused plan, its diagnostics shown
     // as `donmaic check` shows them.
-    let bad = write(dir.path(), "bad.yaml", &SIMPLE.replace("core.set", "core.sett"));
-    let out = donmai(&["run", &bad, "--store", store, "--payload", r#"{"name":"x"}"#]);
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        &SIMPLE.replace("core.set", "core.sett"),
+    );
+    let out = donmai(&[
+        "run",
+        &bad,
+        "--store",
+        store,
+        "--payload",
+        r#"{"name":"x"}"#,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("error[DN") && stderr.contains("nothing was run"), "{stderr}");
+    assert!(
+        stderr.contains("error[DN") && stderr.contains("nothing was run"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -200,15 +289,28 @@ spec:
 "#,
     );
     let store = dir.path().join("s");
-    let out = donmai(&["run", &workflow, "--store", store.to_str().unwrap(), "--format", "json"]);
+    let out = donmai(&[
+        "run",
+        &workflow,
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("warning: nothing can run `linear@1:linear.issue.get`"), "{stderr}");
+    assert!(
+        stderr.contains("warning: nothing can run `linear@1:linear.issue.get`"),
+        "{stderr}"
+    );
     let events = events(&out.stdout);
     let failed = events.iter().find(|e| e["type"] == "step.failed").unwrap();
     assert_eq!(failed["error"]["kind"], "no_executor");
     let message = failed["error"]["message"].as_str().unwrap();
-    assert!(message.contains("linear@1:linear.issue.get") && message.contains("--fixtures"), "{message}");
+    assert!(
+        message.contains("linear@1:linear.issue.get") && message.contains("--fixtures"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -223,7 +325,14 @@ fn a_tampered_plan_is_refused_and_a_signed_one_needs_a_trusted_key() {
 
     let plan = dir.path().join("simple.dplan");
     std::fs::write(&plan, &bytes).unwrap();
-    let out = donmai(&["run", plan.to_str().unwrap(), "--store", store, "--payload", payload]);
+    let out = donmai(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--store",
+        store,
+        "--payload",
+        payload,
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
     let mut tampered = bytes.clone();
@@ -231,38 +340,94 @@ fn a_tampered_plan_is_refused_and_a_signed_one_needs_a_trusted_key() {
     tampered[middle] ^= 0x20;
     let bad = dir.path().join("tampered.dplan");
     std::fs::write(&bad, &tampered).unwrap();
-    let out = donmai(&["run", bad.to_str().unwrap(), "--store", store, "--payload", payload]);
+    let out = donmai(&[
+        "run",
+        bad.to_str().unwrap(),
+        "--store",
+        store,
+        "--payload",
+        payload,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("plan refused"), "{stderr}");
 
     // Signed with one key; trusted with that key, another, or none.
-    let signing = donmai_runtime::keys::load_or_create_signing_key(dir.path().join("signing.pem")).unwrap();
+    let signing =
+        donmai_runtime::keys::load_or_create_signing_key(dir.path().join("signing.pem")).unwrap();
     let public = dir.path().join("signing.pub.pem");
-    std::fs::write(&public, signing.verifying_key().to_public_key_pem(LineEnding::LF).unwrap()).unwrap();
-    let other = donmai_runtime::keys::load_or_create_signing_key(dir.path().join("other.pem")).unwrap();
+    std::fs::write(
+        &public,
+        signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let other =
+        donmai_runtime::keys::load_or_create_signing_key(dir.path().join("other.pem")).unwrap();
     let other_public = dir.path().join("other.pub.pem");
-    std::fs::write(&other_public, other.verifying_key().to_public_key_pem(LineEnding::LF).unwrap()).unwrap();
+    std::fs::write(
+        &other_public,
+        other
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
     let signed = donmai_runtime::plan::sign(&bytes, &signing).unwrap();
     let signed_path = dir.path().join("signed.dplan");
     std::fs::write(&signed_path, &signed).unwrap();
     let signed_path = signed_path.to_str().unwrap();
 
-    let trusted = donmai(&["run", signed_path, "--store", store, "--payload", payload, "--trust-key", public.to_str().unwrap()]);
+    let trusted = donmai(&[
+        "run",
+        signed_path,
+        "--store",
+        store,
+        "--payload",
+        payload,
+        "--trust-key",
+        public.to_str().unwrap(),
+    ]);
     assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted.stderr));
-    let untrusted = donmai(&["run", signed_path, "--store", store, "--payload", payload, "--trust-key", other_public.to_str().unwrap()]);
+    let untrusted = donmai(&[
+        "run",
+        signed_path,
+        "--store",
+        store,
+        "--payload",
+        payload,
+        "--trust-key",
+        other_public.to_str().unwrap(),
+    ]);
     assert_eq!(untrusted.status.code(), Some(2));
-    assert!(text(&untrusted.stderr).contains("plan refused"), "{}", text(&untrusted.stderr));
-    let unsigned = donmai(&["run", plan.to_str().unwrap(), "--store", store, "--payload", payload, "--trust-key", public.to_str().unwrap()]);
+    assert!(
+        text(&untrusted.stderr).contains("plan refused"),
+        "{}",
+        text(&untrusted.stderr)
+    );
+    let unsigned = donmai(&[
+        "run",
+        plan.to_str().unwrap(),
+        "--store",
+        store,
+        "--payload",
+        payload,
+        "--trust-key",
+        public.to_str().unwrap(),
+    ]);
     assert_eq!(unsigned.status.code(), Some(2));
-    assert!(text(&unsigned.stderr).contains("plan refused"), "{}", text(&unsigned.stderr));
+    assert!(
+        text(&unsigned.stderr).contains("plan refused"),
+        "{}",
+        text(&unsigned.stderr)
+    );
 }
 
 fn store_put(dir: &str, table: Table, key: &[u8], value: &[u8]) {
     let store = HeedStore::open(Path::new(dir)).unwrap();
-    store
-        .write(&mut |txn| txn.put(table, key, value))
-        .unwrap();
+    store.write(&mut |txn| txn.put(table, key, value)).unwrap();
 }
 
 fn first_run_event_key(dir: &str) -> (Vec<u8>, Vec<u8>) {
@@ -290,11 +455,23 @@ fn the_audit_chain_verifies_after_runs_and_exports_for_offline_checks() {
     let store_path = dir.path().join("s");
     let store = store_path.to_str().unwrap();
     for name in ["a", "b"] {
-        let out = donmai(&["run", &workflow, "--store", store, "--payload", &format!(r#"{{"name":"{name}"}}"#)]);
+        let out = donmai(&[
+            "run",
+            &workflow,
+            "--store",
+            store,
+            "--payload",
+            &format!(r#"{{"name":"{name}"}}"#),
+        ]);
         assert_eq!(out.status.code(), Some(0));
     }
     let verified = donmai(&["audit", "verify", "--store", store, "--format", "json"]);
-    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified.stderr));
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        text(&verified.stderr)
+    );
     let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
     assert_eq!(report["valid"], true);
     assert_eq!(report["length"], 10, "two runs of five events");
@@ -308,22 +485,62 @@ fn the_audit_chain_verifies_after_runs_and_exports_for_offline_checks() {
     let offline = donmai(&["audit", "verify", "--file", export_str]);
     assert_eq!(offline.status.code(), Some(0), "{}", text(&offline.stderr));
     let offline_text = text(&offline.stdout);
-    assert!(offline_text.contains("10 entries, head hash"), "{offline_text}");
+    assert!(
+        offline_text.contains("10 entries, head hash"),
+        "{offline_text}"
+    );
     assert!(offline_text.contains(&anchor), "{offline_text}");
     let anchored = donmai(&["audit", "verify", "--file", export_str, "--anchor", &anchor]);
-    assert_eq!(anchored.status.code(), Some(0), "{}", text(&anchored.stderr));
+    assert_eq!(
+        anchored.status.code(),
+        Some(0),
+        "{}",
+        text(&anchored.stderr)
+    );
 
-    let store_key = donmai_runtime::audit::AuditSigner::for_store(&store_path).unwrap().verifying_key();
+    let store_key = donmai_runtime::audit::AuditSigner::for_store(&store_path)
+        .unwrap()
+        .verifying_key();
     let pinned = dir.path().join("store.pub.pem");
-    std::fs::write(&pinned, store_key.to_public_key_pem(LineEnding::LF).unwrap()).unwrap();
-    let other = donmai_runtime::keys::load_or_create_signing_key(dir.path().join("other.pem")).unwrap();
+    std::fs::write(
+        &pinned,
+        store_key.to_public_key_pem(LineEnding::LF).unwrap(),
+    )
+    .unwrap();
+    let other =
+        donmai_runtime::keys::load_or_create_signing_key(dir.path().join("other.pem")).unwrap();
     let wrong = dir.path().join("other.pub.pem");
-    std::fs::write(&wrong, other.verifying_key().to_public_key_pem(LineEnding::LF).unwrap()).unwrap();
-    let ok = donmai(&["audit", "verify", "--file", export_str, "--key", pinned.to_str().unwrap()]);
+    std::fs::write(
+        &wrong,
+        other
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let ok = donmai(&[
+        "audit",
+        "verify",
+        "--file",
+        export_str,
+        "--key",
+        pinned.to_str().unwrap(),
+    ]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
-    let refused = donmai(&["audit", "verify", "--file", export_str, "--key", wrong.to_str().unwrap()]);
+    let refused = donmai(&[
+        "audit",
+        "verify",
+        "--file",
+        export_str,
+        "--key",
+        wrong.to_str().unwrap(),
+    ]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused.stderr).contains("not a trusted key"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("not a trusted key"),
+        "{}",
+        text(&refused.stderr)
+    );
 
     // A changed event in the export is found, and named.
     let exported = std::fs::read_to_string(&export).unwrap();
@@ -333,7 +550,11 @@ fn the_audit_chain_verifies_after_runs_and_exports_for_offline_checks() {
     std::fs::write(&tampered, changed).unwrap();
     let out = donmai(&["audit", "verify", "--file", tampered.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("INVALID") && text(&out.stderr).contains("altered"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("INVALID") && text(&out.stderr).contains("altered"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A changed run event in the store (what `donmai runs` reads) is found.
     let (key, value) = first_run_event_key(store);
@@ -342,16 +563,37 @@ fn the_audit_chain_verifies_after_runs_and_exports_for_offline_checks() {
     store_put(store, Table::Events, &key, event.to_string().as_bytes());
     let out = donmai(&["audit", "verify", "--store", store]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("is not signed by the audit chain"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not signed by the audit chain"),
+        "{}",
+        text(&out.stderr)
+    );
     store_put(store, Table::Events, &key, &value);
-    assert_eq!(donmai(&["audit", "verify", "--store", store]).status.code(), Some(0));
+    assert_eq!(
+        donmai(&["audit", "verify", "--store", store]).status.code(),
+        Some(0)
+    );
 
     // An anchor the chain does not extend (as after entries were cut off
     // its end) is refused.
     let longer_anchor = format!("11:{}", "0".repeat(64));
-    let out = donmai(&["audit", "verify", "--file", export_str, "--anchor", &longer_anchor]);
+    let out = donmai(&[
+        "audit",
+        "verify",
+        "--file",
+        export_str,
+        "--anchor",
+        &longer_anchor,
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    let out = donmai(&["audit", "verify", "--store", store, "--anchor", &longer_anchor]);
+    let out = donmai(&[
+        "audit",
+        "verify",
+        "--store",
+        store,
+        "--anchor",
+        &longer_anchor,
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
 }
 
@@ -391,7 +633,12 @@ fn wait_exit(child: &mut Child) -> (Option<i32>, String) {
     for _ in 0..600 {
         if let Some(status) = child.try_wait().unwrap() {
             let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
             return (status.code(), stderr);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -411,8 +658,14 @@ fn a_signal_from_another_process_resumes_a_live_run() {
     let waiting = wait_for(&rx, "gate.waiting");
     let run = waiting["runId"].as_str().unwrap().to_string();
     let out = donmai(&[
-        "signal", "--store", store, "com.github.workflow_run.completed",
-        "--run", &run, "--data", r#"{"workflow_run": {"conclusion": "success"}}"#,
+        "signal",
+        "--store",
+        store,
+        "com.github.workflow_run.completed",
+        "--run",
+        &run,
+        "--data",
+        r#"{"workflow_run": {"conclusion": "success"}}"#,
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let completed = wait_for(&rx, "run.completed");
@@ -421,7 +674,12 @@ fn a_signal_from_another_process_resumes_a_live_run() {
     assert_eq!(code, Some(0), "{stderr}");
     let shown = donmai(&["runs", "--store", store, &run, "--format", "json"]);
     let info: Value = serde_json::from_slice(&shown.stdout).unwrap();
-    let after = info["steps"].as_array().unwrap().iter().find(|s| s["stepId"] == "after").unwrap();
+    let after = info["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stepId"] == "after")
+        .unwrap();
     assert_eq!(after["output"], json!({"got": "success"}));
 }
 
@@ -433,7 +691,10 @@ fn a_cancel_from_another_process_ends_a_live_run() {
     let store = dir.path().join("s");
     let store = store.to_str().unwrap();
     let (mut child, rx) = spawn_run(&["run", &workflow, "--store", store, "--format", "json"]);
-    let run = wait_for(&rx, "gate.waiting")["runId"].as_str().unwrap().to_string();
+    let run = wait_for(&rx, "gate.waiting")["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = donmai(&["cancel", "--store", store, &run]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("run.cancelled"));
@@ -443,7 +704,10 @@ fn a_cancel_from_another_process_ends_a_live_run() {
     let (code, stderr) = wait_exit(&mut child);
     assert_eq!(code, Some(1), "{stderr}");
     // Cancelling again: the run has ended.
-    assert_eq!(donmai(&["cancel", "--store", store, &run]).status.code(), Some(1));
+    assert_eq!(
+        donmai(&["cancel", "--store", store, &run]).status.code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -454,14 +718,30 @@ fn ctrl_c_stops_driving_and_resume_continues() {
     let store = dir.path().join("s");
     let store = store.to_str().unwrap();
     let (mut child, rx) = spawn_run(&["run", &workflow, "--store", store, "--format", "json"]);
-    let run = wait_for(&rx, "gate.waiting")["runId"].as_str().unwrap().to_string();
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let run = wait_for(&rx, "gate.waiting")["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let (code, stderr) = wait_exit(&mut child);
     assert_eq!(code, Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted") && stderr.contains("--resume"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("--resume"),
+        "{stderr}"
+    );
 
-    let out = donmai(&["signal", "--store", store, "com.github.workflow_run.completed", "--data", r#"{"workflow_run": {"conclusion": "neutral"}}"#]);
+    let out = donmai(&[
+        "signal",
+        "--store",
+        store,
+        "com.github.workflow_run.completed",
+        "--data",
+        r#"{"workflow_run": {"conclusion": "neutral"}}"#,
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let out = donmai(&["run", "--resume", "--store", store, "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -478,7 +758,9 @@ fn plugin_verbs_are_served_by_an_http_endpoint() {
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut request = Vec::new();
         let mut buf = [0u8; 4096];
         // Headers, then the body by its Content-Length.
@@ -489,7 +771,11 @@ fn plugin_verbs_are_served_by_an_http_endpoint() {
             if let Some(end) = text.find("\r\n\r\n") {
                 let length: usize = text
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
                     .unwrap_or(0);
                 if request.len() >= end + 4 + length {
                     break;
@@ -499,7 +785,8 @@ fn plugin_verbs_are_served_by_an_http_endpoint() {
                 break;
             }
         }
-        let body = r#"{"output": {"title": "From the plugin", "status": "Todo", "assigneeId": null}}"#;
+        let body =
+            r#"{"output": {"title": "From the plugin", "status": "Todo", "assigneeId": null}}"#;
         write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
         String::from_utf8_lossy(&request).into_owned()
     });
@@ -521,13 +808,31 @@ spec:
     );
     let store = dir.path().join("s");
     let endpoint = format!("linear=http://127.0.0.1:{port}/verbs");
-    let out = donmai(&["run", &workflow, "--store", store.to_str().unwrap(), "--plugin-endpoint", &endpoint, "--format", "json"]);
+    let out = donmai(&[
+        "run",
+        &workflow,
+        "--store",
+        store.to_str().unwrap(),
+        "--plugin-endpoint",
+        &endpoint,
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let request = server.join().unwrap();
     assert!(request.starts_with("POST /verbs"), "{request}");
-    assert!(request.to_ascii_lowercase().contains("idempotency-key:"), "{request}");
-    assert!(request.contains(r#""verb":"linear@1:linear.issue.get""#), "{request}");
+    assert!(
+        request.to_ascii_lowercase().contains("idempotency-key:"),
+        "{request}"
+    );
+    assert!(
+        request.contains(r#""verb":"linear@1:linear.issue.get""#),
+        "{request}"
+    );
     let events = events(&out.stdout);
-    let done = events.iter().find(|e| e["type"] == "step.completed" && e["stepId"] == "get").unwrap();
+    let done = events
+        .iter()
+        .find(|e| e["type"] == "step.completed" && e["stepId"] == "get")
+        .unwrap();
     assert_eq!(done["output"]["title"], "From the plugin");
 }

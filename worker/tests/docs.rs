@@ -118,7 +118,9 @@ fn normalise(text: &str, scratch: &Path) -> String {
         // Keep spacing meaningful only as "some space": tables pad columns
         // to the width of the run ids and times they hold.
         while !rest.is_empty() {
-            let start = rest.find(|c: char| !c.is_whitespace()).unwrap_or(rest.len());
+            let start = rest
+                .find(|c: char| !c.is_whitespace())
+                .unwrap_or(rest.len());
             rest = &rest[start..];
             let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
             if end > 0 {
@@ -148,10 +150,19 @@ fn mask(word: &str) -> String {
         } else if rest.len() >= 12 && looks_like(&take(12), "dd:dd:dd.ddd") {
             out.push_str("<time>");
             i += 12;
-        } else if rest.len() >= 64 && take(64).bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        } else if rest.len() >= 64
+            && take(64)
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             out.push_str("<hash>");
             i += 64;
-        } else if rest.len() >= 16 && take(16).bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) && take(16).bytes().any(|b| b.is_ascii_alphabetic()) {
+        } else if rest.len() >= 16
+            && take(16)
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && take(16).bytes().any(|b| b.is_ascii_alphabetic())
+        {
             out.push_str("<id>");
             i += 16;
         } else {
@@ -226,7 +237,10 @@ fn check_doc(name: &str) -> (usize, Vec<String>) {
             let dir = scratch.path().canonicalize().unwrap();
             setup(&dir);
             for block in blocks.iter().filter(|b| b.info.starts_with("yaml")) {
-                let file = block.info.strip_prefix("yaml file=").unwrap_or("workflow.yaml");
+                let file = block
+                    .info
+                    .strip_prefix("yaml file=")
+                    .unwrap_or("workflow.yaml");
                 let path = dir.join(file);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(path, &block.body).unwrap();
@@ -238,7 +252,12 @@ fn check_doc(name: &str) -> (usize, Vec<String>) {
             let mut last_run: Option<String> = None;
             for expected in session(&console.body) {
                 let mut words = split_words(&expected.command);
-                assert_eq!(words.remove(0), "donmai", "{name} § {heading}: {}", expected.command);
+                assert_eq!(
+                    words.remove(0),
+                    "donmai",
+                    "{name} § {heading}: {}",
+                    expected.command
+                );
                 for word in &mut words {
                     if let Some(run) = &last_run
                         && is_run_id(word)
@@ -256,14 +275,16 @@ fn check_doc(name: &str) -> (usize, Vec<String>) {
                 let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
                 if let Some(run) = stdout
                     .split(|c: char| !c.is_ascii_alphanumeric())
-                    .filter(|w| is_run_id(w))
-                    .next_back()
+                    .rfind(|w| is_run_id(w))
                     .filter(|_| words.first().is_some_and(|w| w == "run"))
                 {
                     last_run = Some(run.to_string());
                 }
                 if show {
-                    println!("== {name} § {heading}\n$ {}\n{stdout}--- stderr\n{stderr}", expected.command);
+                    println!(
+                        "== {name} § {heading}\n$ {}\n{stdout}--- stderr\n{stderr}",
+                        expected.command
+                    );
                 }
                 let status = output.status.code().unwrap_or(-1);
                 if status != expected.status
@@ -298,12 +319,26 @@ fn cli_reference_sessions_run_as_shown() {
 fn masks_and_words() {
     assert_eq!(
         split_words(r#"run wf.yaml --payload '{"a": 1}' --data "x \"y\"" a\ b"#),
-        ["run", "wf.yaml", "--payload", r#"{"a": 1}"#, "--data", r#"x "y""#, "a b"]
+        [
+            "run",
+            "wf.yaml",
+            "--payload",
+            r#"{"a": 1}"#,
+            "--data",
+            r#"x "y""#,
+            "a b"
+        ]
     );
     let dir = Path::new("/tmp/x");
     assert_eq!(
-        normalise("21:38:58.753  run.started    01M87QYV21ATVK8FZ0A48X0ZVZ (trigger go)", dir),
+        normalise(
+            "21:38:58.753  run.started    01M87QYV21ATVK8FZ0A48X0ZVZ (trigger go)",
+            dir
+        ),
         "<time> run.started <run> (trigger go)"
     );
-    assert_eq!(normalise("started 2026-11-24T21:38:58.753Z, ended", dir), "started <timestamp>, ended");
+    assert_eq!(
+        normalise("started 2026-11-24T21:38:58.753Z, ended", dir),
+        "started <timestamp>, ended"
+    );
 }

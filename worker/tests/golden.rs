@@ -133,7 +133,10 @@ impl Normaliser {
     }
 
     fn final_state(&mut self, mut info: Value) -> Value {
-        let run = info["run"]["runId"].as_str().unwrap_or_default().to_string();
+        let run = info["run"]["runId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         for field in ["startedAt", "endedAt"] {
             if let Some(text) = info["run"][field].as_str().map(str::to_string) {
                 info["run"][field] = self.time(&run, &text);
@@ -202,15 +205,26 @@ fn play(case: &Path) -> Result<CaseResult, String> {
         let mut args: Vec<String>;
         let prints_events;
         if let Some(extra) = step.get("run") {
-            let extra: Vec<String> = strings_of(extra).iter().map(|a| substitute(a, &runs)).collect();
+            let extra: Vec<String> = strings_of(extra)
+                .iter()
+                .map(|a| substitute(a, &runs))
+                .collect();
             args = vec!["run".into()];
             if !extra.iter().any(|a| a == "--resume") {
                 args.push(case.join("workflow.yaml").to_str().expect("UTF-8").into());
             }
-            args.extend(["--store".into(), store_arg.clone(), "--format".into(), "json".into()]);
+            args.extend([
+                "--store".into(),
+                store_arg.clone(),
+                "--format".into(),
+                "json".into(),
+            ]);
             args.push("--virtual-time".into());
             if fixtures.is_file() {
-                args.extend(["--fixtures".into(), fixtures.to_str().expect("UTF-8").into()]);
+                args.extend([
+                    "--fixtures".into(),
+                    fixtures.to_str().expect("UTF-8").into(),
+                ]);
             }
             args.extend(extra);
             prints_events = true;
@@ -248,9 +262,7 @@ fn play(case: &Path) -> Result<CaseResult, String> {
     }
     for needle in strings_of(&spec["stderr"]) {
         if !stderr_all.contains(&needle) {
-            return Err(format!(
-                "standard error lacks {needle:?}:\n{stderr_all}"
-            ));
+            return Err(format!("standard error lacks {needle:?}:\n{stderr_all}"));
         }
     }
     let mut finals = Vec::new();
@@ -295,7 +307,12 @@ fn ordered(event: &Value) -> String {
         return event.to_string();
     };
     let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort_by_key(|k| (FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()), k.as_str()));
+    keys.sort_by_key(|k| {
+        (
+            FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()),
+            k.as_str(),
+        )
+    });
     let fields: Vec<String> = keys
         .iter()
         .map(|k| format!("{}:{}", Value::String((*k).clone()), map[k.as_str()]))
@@ -342,8 +359,18 @@ fn golden_runtime_cases() {
     for case in &cases {
         match play(case) {
             Ok(result) => {
-                compare(&case.join("expected.ndjson"), &result.events, update, &mut failures);
-                compare(&case.join("final.json"), &result.final_state, update, &mut failures);
+                compare(
+                    &case.join("expected.ndjson"),
+                    &result.events,
+                    update,
+                    &mut failures,
+                );
+                compare(
+                    &case.join("final.json"),
+                    &result.final_state,
+                    update,
+                    &mut failures,
+                );
             }
             Err(message) => failures.push(format!("{}: {message}", case.display())),
         }
@@ -364,6 +391,9 @@ fn rfc3339_parsing_matches_the_engine_clock() {
         parse_rfc3339_ms("2026-01-01T00:00:00.000Z"),
         Some(1_767_225_600_000)
     );
-    assert_eq!(parse_rfc3339_ms("2024-02-29T12:34:56.789Z"), Some(1_709_210_096_789));
+    assert_eq!(
+        parse_rfc3339_ms("2024-02-29T12:34:56.789Z"),
+        Some(1_709_210_096_789)
+    );
     assert_eq!(parse_rfc3339_ms("not a time"), None);
 }
