@@ -213,7 +213,7 @@ pub fn runs_command(args: &RunsArgs) -> ExitCode {
                         run.started_at.clone(),
                     ]);
                 }
-                print!("{}", table(&rows));
+                emit(table(&rows).trim_end());
             }
         }
         return ExitCode::SUCCESS;
@@ -278,7 +278,7 @@ pub fn runs_command(args: &RunsArgs) -> ExitCode {
                     detail,
                 ]);
             }
-            print!("{}", table(&rows));
+            emit(table(&rows).trim_end());
         }
     }
     ExitCode::SUCCESS

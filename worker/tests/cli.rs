@@ -710,6 +710,7 @@ fn a_cancel_from_another_process_ends_a_live_run() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn ctrl_c_stops_driving_and_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
@@ -835,4 +836,57 @@ spec:
         .find(|e| e["type"] == "step.completed" && e["stepId"] == "get")
         .unwrap();
     assert_eq!(done["output"]["title"], "From the plugin");
+}
+
+#[test]
+fn a_killed_process_s_run_is_resumed_with_its_history_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path());
+    let workflow = write(dir.path(), "gated.yaml", GATED);
+    let store = dir.path().join("s");
+    let store = store.to_str().unwrap();
+    let (mut child, rx) = spawn_run(&["run", &workflow, "--store", store, "--format", "json"]);
+    let run = wait_for(&rx, "gate.waiting")["runId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // SIGKILL: no chance to clean up; the lease names a dead process.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = donmai(&[
+        "signal",
+        "--store",
+        store,
+        "com.github.workflow_run.completed",
+        "--run",
+        &run,
+        "--data",
+        r#"{"workflow_run": {"conclusion": "success"}}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = donmai(&["run", "--resume", "--store", store, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        types(&events(&out.stdout)),
+        [
+            "gate.resumed",
+            "step.completed",
+            "step.started",
+            "step.completed",
+            "run.completed"
+        ]
+    );
+    // The store holds one uninterrupted history: nine events, each once,
+    // every one signed.
+    let shown = donmai(&["runs", "--store", store, &run, "--format", "json"]);
+    let info: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(info["run"]["status"], "completed");
+    let audit = donmai(&["audit", "verify", "--store", store, "--format", "json"]);
+    assert_eq!(audit.status.code(), Some(0));
+    let audit: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(audit["length"], 9);
+    // Nothing is left to resume.
+    let again = donmai(&["run", "--resume", "--store", store]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(text(&again.stderr).contains("resuming 0 unfinished runs"));
 }
