@@ -15,21 +15,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The core@1 manifest the golden cases use, for workflows written here.
-fn project(dir: &Path) {
-    let plugins = dir.join(".donmai/plugins/core");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        root().join("tests/runtime/.donmai/plugins/core/plugin.yaml"),
-        plugins.join("plugin.yaml"),
-    )
-    .unwrap();
-}
-
 fn donmai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_donmai"))
         .args(args)
@@ -99,7 +84,6 @@ fn build(workflow: &Path) -> Vec<u8> {
 #[test]
 fn a_workflow_runs_and_its_run_is_listed() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(dir.path(), "simple.yaml", SIMPLE);
     let out = donmai(&[
         "run",
@@ -146,7 +130,6 @@ fn a_workflow_runs_and_its_run_is_listed() {
 #[test]
 fn the_default_store_is_under_the_project_root() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     std::fs::write(dir.path().join("donmai.toml"), "").unwrap();
     std::fs::create_dir_all(dir.path().join("flows")).unwrap();
     let workflow = write(&dir.path().join("flows"), "simple.yaml", SIMPLE);
@@ -159,7 +142,6 @@ fn the_default_store_is_under_the_project_root() {
 #[test]
 fn usage_errors_exit_2_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let store = dir.path().join("state");
     let store = store.to_str().unwrap();
     let two = write(
@@ -273,7 +255,6 @@ fn usage_errors_exit_2_with_a_reason() {
 #[test]
 fn a_verb_with_no_executor_fails_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(
         dir.path(),
         "wf.yaml",
@@ -316,7 +297,6 @@ spec:
 #[test]
 fn a_tampered_plan_is_refused_and_a_signed_one_needs_a_trusted_key() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(dir.path(), "simple.yaml", SIMPLE);
     let bytes = build(Path::new(&workflow));
     let store = dir.path().join("s");
@@ -450,7 +430,6 @@ fn first_run_event_key(dir: &str) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn the_audit_chain_verifies_after_runs_and_exports_for_offline_checks() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(dir.path(), "simple.yaml", SIMPLE);
     let store_path = dir.path().join("s");
     let store = store_path.to_str().unwrap();
@@ -650,7 +629,6 @@ fn wait_exit(child: &mut Child) -> (Option<i32>, String) {
 #[test]
 fn a_signal_from_another_process_resumes_a_live_run() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(dir.path(), "gated.yaml", GATED);
     let store = dir.path().join("s");
     let store = store.to_str().unwrap();
@@ -686,7 +664,6 @@ fn a_signal_from_another_process_resumes_a_live_run() {
 #[test]
 fn a_cancel_from_another_process_ends_a_live_run() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(dir.path(), "gated.yaml", GATED);
     let store = dir.path().join("s");
     let store = store.to_str().unwrap();
@@ -714,7 +691,6 @@ fn a_cancel_from_another_process_ends_a_live_run() {
 #[test]
 fn ctrl_c_stops_driving_and_resume_continues() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(dir.path(), "gated.yaml", GATED);
     let store = dir.path().join("s");
     let store = store.to_str().unwrap();
@@ -792,7 +768,6 @@ fn plugin_verbs_are_served_by_an_http_endpoint() {
         String::from_utf8_lossy(&request).into_owned()
     });
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(
         dir.path(),
         "wf.yaml",
@@ -841,7 +816,6 @@ spec:
 #[test]
 fn a_killed_process_s_run_is_resumed_with_its_history_intact() {
     let dir = tempfile::tempdir().unwrap();
-    project(dir.path());
     let workflow = write(dir.path(), "gated.yaml", GATED);
     let store = dir.path().join("s");
     let store = store.to_str().unwrap();

@@ -181,16 +181,6 @@ fn looks_like(text: &str, pattern: &str) -> bool {
         })
 }
 
-fn setup(dir: &Path) {
-    let plugins = dir.join(".donmai/plugins/core");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        root().join("tests/runtime/.donmai/plugins/core/plugin.yaml"),
-        plugins.join("plugin.yaml"),
-    )
-    .unwrap();
-}
-
 struct Expected {
     command: String,
     stdout: String,
@@ -235,7 +225,6 @@ fn check_doc(name: &str) -> (usize, Vec<String>) {
             sessions += 1;
             let scratch = tempfile::tempdir().unwrap();
             let dir = scratch.path().canonicalize().unwrap();
-            setup(&dir);
             for block in blocks.iter().filter(|b| b.info.starts_with("yaml")) {
                 let file = block
                     .info
