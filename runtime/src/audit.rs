@@ -13,7 +13,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `Audit` | seq (8 bytes) | the entry, encoded as below |
-//! | `Events` | seq (8 bytes) | the event bytes the entry signs |
+//! | `AuditEvents` | seq (8 bytes) | the event bytes the entry signs (the engine keeps its own per-run index in `Events`) |
 //! | `Meta` | `audit/head` | seq (8) ‖ hash of that entry (32) |
 //! | `Meta` | `audit/key/<keyId>` | the 32-byte Ed25519 public key |
 //!
@@ -475,7 +475,7 @@ pub fn append(
         }
     };
     let key = seq_key(seq);
-    if txn.get(Table::Events, &key)?.is_some() {
+    if txn.get(Table::AuditEvents, &key)?.is_some() {
         return Err(StoreError::new(format!(
             "event {seq} is already stored though the audit head says it is next; \
              refusing to overwrite it (run `donmai audit verify`)"
@@ -499,7 +499,7 @@ pub fn append(
     }
     let encoded = entry.encode();
     let hash: Hash = Sha256::digest(&encoded).into();
-    txn.put(Table::Events, &key, event_bytes)?;
+    txn.put(Table::AuditEvents, &key, event_bytes)?;
     txn.put(Table::Audit, &key, &encoded)?;
     let mut head_record = [0u8; 40];
     head_record[..8].copy_from_slice(&key);
@@ -673,7 +673,7 @@ fn verify_chain(
             let position = decode_seq_key(key)?;
             let entry = AuditEntry::decode(value)
                 .map_err(|detail| AuditError::at(position, AuditErrorKind::Malformed(detail)))?;
-            let event = txn.get(Table::Events, key)?;
+            let event = txn.get(Table::AuditEvents, key)?;
             checker.check(position, &entry, event.as_deref())
         })();
         match step {
@@ -688,7 +688,7 @@ fn verify_chain(
         return Err(err);
     }
     let chain = checker.report();
-    txn.scan(Table::Events, b"", &mut |key, _| {
+    txn.scan(Table::AuditEvents, b"", &mut |key, _| {
         let outcome = decode_seq_key(key).and_then(|seq| {
             if (1..=chain.length).contains(&seq) {
                 Ok(())
@@ -809,7 +809,7 @@ pub fn export(txn: &dyn ReadTxn, out: &mut dyn Write) -> Result<ChainReport, Aud
             let position = decode_seq_key(key)?;
             let entry = AuditEntry::decode(value)
                 .map_err(|detail| AuditError::at(position, AuditErrorKind::Malformed(detail)))?;
-            let event = txn.get(Table::Events, key)?;
+            let event = txn.get(Table::AuditEvents, key)?;
             let (text, bytes) = match event {
                 None => (None, None),
                 Some(bytes) => match String::from_utf8(bytes) {

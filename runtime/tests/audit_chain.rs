@@ -150,7 +150,7 @@ fn an_empty_chain_verifies() {
 fn a_changed_event_is_found() {
     both(|fixture| {
         fixture.tamper(|txn| {
-            txn.put(Table::Events, &key(5), b"{\"forged\":true}")
+            txn.put(Table::AuditEvents, &key(5), b"{\"forged\":true}")
                 .unwrap()
         });
         let err = failure(fixture.verify());
@@ -175,7 +175,7 @@ fn a_changed_entry_is_found() {
         let mut entry = fixture.entry(5);
         entry.event_digest = sha256(forged);
         fixture.tamper(|txn| {
-            txn.put(Table::Events, &key(5), forged).unwrap();
+            txn.put(Table::AuditEvents, &key(5), forged).unwrap();
             txn.put(Table::Audit, &key(5), &entry.encode()).unwrap();
         });
         let err = failure(fixture.verify());
@@ -209,7 +209,7 @@ fn a_dropped_entry_is_found() {
     both(|fixture| {
         fixture.tamper(|txn| {
             txn.delete(Table::Audit, &key(4)).unwrap();
-            txn.delete(Table::Events, &key(4)).unwrap();
+            txn.delete(Table::AuditEvents, &key(4)).unwrap();
         });
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(4));
@@ -226,14 +226,14 @@ fn a_dropped_entry_is_found() {
         fixture.tamper(|txn| {
             for seq in 4..EVENTS {
                 let next_entry = txn.get(Table::Audit, &key(seq + 1)).unwrap().unwrap();
-                let next_event = txn.get(Table::Events, &key(seq + 1)).unwrap().unwrap();
+                let next_event = txn.get(Table::AuditEvents, &key(seq + 1)).unwrap().unwrap();
                 let mut entry = AuditEntry::decode(&next_entry).unwrap();
                 entry.seq = seq;
                 txn.put(Table::Audit, &key(seq), &entry.encode()).unwrap();
-                txn.put(Table::Events, &key(seq), &next_event).unwrap();
+                txn.put(Table::AuditEvents, &key(seq), &next_event).unwrap();
             }
             txn.delete(Table::Audit, &key(EVENTS)).unwrap();
-            txn.delete(Table::Events, &key(EVENTS)).unwrap();
+            txn.delete(Table::AuditEvents, &key(EVENTS)).unwrap();
         });
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(4));
@@ -248,7 +248,7 @@ fn a_dropped_entry_is_found() {
 fn reordered_entries_are_found() {
     both(|fixture| {
         fixture.tamper(|txn| {
-            for table in [Table::Audit, Table::Events] {
+            for table in [Table::Audit, Table::AuditEvents] {
                 let five = txn.get(table, &key(5)).unwrap().unwrap();
                 let six = txn.get(table, &key(6)).unwrap().unwrap();
                 txn.put(table, &key(5), &six).unwrap();
@@ -267,7 +267,7 @@ fn truncate(fixture: &Fixture, count: u64, update_head: bool) {
     fixture.tamper(|txn| {
         for seq in EVENTS - count + 1..=EVENTS {
             txn.delete(Table::Audit, &key(seq)).unwrap();
-            txn.delete(Table::Events, &key(seq)).unwrap();
+            txn.delete(Table::AuditEvents, &key(seq)).unwrap();
         }
         if update_head {
             let record = [&key(new_head.length)[..], &new_head.head_hash].concat();
@@ -329,7 +329,7 @@ fn a_tail_cut_that_leaves_the_head_record_is_found() {
 #[test]
 fn an_unsigned_event_is_found() {
     both(|fixture| {
-        fixture.tamper(|txn| txn.put(Table::Events, &key(EVENTS + 1), b"{}").unwrap());
+        fixture.tamper(|txn| txn.put(Table::AuditEvents, &key(EVENTS + 1), b"{}").unwrap());
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(EVENTS + 1));
         assert_eq!(err.kind, AuditErrorKind::UnsignedEvent);

@@ -2,13 +2,11 @@
 //! run event, signed, inside the transaction that stores it; and
 //! `donmai audit verify` / `donmai audit export`.
 //!
-//! One store table holds two kinds of event records: the chain's copy of
-//! each event under its 8-byte chain position (what the audit module signs
-//! and verifies), and the engine's per-run index under `{run}/{seq}` (what
-//! `donmai runs` reads). The chain verifier expects only the former in the
-//! table, so it is shown a view without the per-run index; the index is
-//! then checked on its own: every run event must be byte-for-byte one the
-//! chain signs, or verification fails naming it.
+//! The chain keeps its own copy of every event it signs (by chain
+//! position); the engine keeps its per-run index (what `donmai runs`
+//! reads). Verification checks the chain, then the index against it: every
+//! run event must be byte-for-byte one the chain signs, or verification
+//! fails naming it.
 
 use crate::cli::{AuditExportArgs, AuditVerifyArgs, OutputFormat};
 use crate::location::existing_store_dir;
@@ -39,35 +37,6 @@ pub fn signer_for(dir: &Path) -> Result<AuditSigner, String> {
     AuditSigner::for_store(dir).map_err(|e| format!("the store's audit key: {e}"))
 }
 
-const CHAIN_KEY_LEN: usize = 8;
-
-/// A read view in which `Events` holds only the chain's records.
-struct ChainView<'a>(&'a dyn ReadTxn);
-
-impl ReadTxn for ChainView<'_> {
-    fn get(&self, table: Table, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        self.0.get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> StoreResult<()> {
-        if table != Table::Events {
-            return self.0.scan(table, prefix, visit);
-        }
-        self.0.scan(table, prefix, &mut |key, value| {
-            if key.len() == CHAIN_KEY_LEN {
-                visit(key, value)
-            } else {
-                true
-            }
-        })
-    }
-}
-
 /// Every run event in the engine's index must be one the chain signs.
 fn check_run_events(txn: &dyn ReadTxn) -> StoreResult<Result<(), String>> {
     let mut signed: HashSet<[u8; 32]> = HashSet::new();
@@ -79,9 +48,6 @@ fn check_run_events(txn: &dyn ReadTxn) -> StoreResult<Result<(), String>> {
     })?;
     let mut problem = None;
     txn.scan(Table::Events, b"", &mut |key, value| {
-        if key.len() == CHAIN_KEY_LEN {
-            return true;
-        }
         let digest: [u8; 32] = Sha256::digest(value).into();
         if signed.contains(&digest) {
             return true;
@@ -247,10 +213,9 @@ pub fn verify_command(args: &AuditVerifyArgs) -> ExitCode {
                 }
             },
         };
-        let view = ChainView(txn);
         let chain = match &anchor {
-            Some(anchor) => audit::verify_anchored(&view, &keys, anchor),
-            None => audit::verify(&view, &keys),
+            Some(anchor) => audit::verify_anchored(txn, &keys, anchor),
+            None => audit::verify(txn, &keys),
         };
         outcome = Some(match chain {
             Err(e) => Err(e.to_string()),

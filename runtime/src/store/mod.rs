@@ -34,6 +34,9 @@ pub enum Table {
     Events,
     /// The audit chain over the run events.
     Audit,
+    /// The chain's own copy of each event it signs, by chain position, so
+    /// the chain verifies and exports without knowing the engine's layout.
+    AuditEvents,
     /// Leases on work handed to a process or a worker.
     Leases,
 }
@@ -48,6 +51,7 @@ impl Table {
         Table::Signals,
         Table::Events,
         Table::Audit,
+        Table::AuditEvents,
         Table::Leases,
     ];
 
@@ -61,6 +65,7 @@ impl Table {
             Table::Signals => "signals",
             Table::Events => "events",
             Table::Audit => "audit",
+            Table::AuditEvents => "audit-events",
             Table::Leases => "leases",
         }
     }
