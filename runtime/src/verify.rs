@@ -353,7 +353,9 @@ impl fmt::Display for VerifyErrorKind {
                 write!(f, "no branch for {} and no default", backticked(handles))
             }
             K::DefaultNotAllowed => {
-                f.write_str("only a switch condition can have a default handle")
+                f.write_str(
+                    "only a switch condition (or a gate with handles, to `branches.default`) can have a default route",
+                )
             }
             K::DefaultCaseUnknown { case } => {
                 write!(f, "the default handle `{case}` is not one of the cases")
@@ -876,7 +878,19 @@ impl<'p> Verifier<'p> {
             }
             Ok(())
         };
-        if step.default.is_some() && !matches!(step.kind, StepKind::Condition { .. }) {
+        // A switch may name a default case or route to `branches.default`;
+        // a gate with named handles may route to `branches.default`.
+        let default_allowed = match (&step.default, &step.kind) {
+            (None, _) | (Some(_), StepKind::Condition { .. }) => true,
+            (Some(DefaultRoute::Branch), StepKind::Gate { verb: Some(_), .. }) => {
+                if !step.branches.iter().any(|(handle, _)| handle == "default") {
+                    return Err(VerifyErrorKind::DefaultBranchMissing);
+                }
+                true
+            }
+            _ => false,
+        };
+        if !default_allowed {
             return Err(VerifyErrorKind::DefaultNotAllowed);
         }
         match &step.kind {

@@ -256,10 +256,20 @@ impl Lowerer<'_> {
                 inputs,
                 next,
                 branches,
-                default: step.default_handle.as_ref().map(|d| match &d.value {
-                    ast::DefaultHandle::Case(case) => model::DefaultRoute::Case(case.clone()),
-                    ast::DefaultHandle::Branch => model::DefaultRoute::Branch,
-                }),
+                default: match &step.default_handle {
+                    Some(handle) => Some(match &handle.value {
+                        ast::DefaultHandle::Case(case) => model::DefaultRoute::Case(case.clone()),
+                        ast::DefaultHandle::Branch => model::DefaultRoute::Branch,
+                    }),
+                    // A gate's `branches.default` takes every handle that
+                    // has no branch of its own.
+                    None if step.ty.value == StepType::Gate
+                        && step.branches.iter().any(|(h, _)| h.value == "default") =>
+                    {
+                        Some(model::DefaultRoute::Branch)
+                    }
+                    None => None,
+                },
                 retry: step.retry.as_ref().map(retry_policy),
                 timeout_ms: step.timeout_ms.as_ref().map(|t| non_negative(t.value)),
                 predecessors: Vec::new(),
