@@ -329,7 +329,10 @@ fn a_tail_cut_that_leaves_the_head_record_is_found() {
 #[test]
 fn an_unsigned_event_is_found() {
     both(|fixture| {
-        fixture.tamper(|txn| txn.put(Table::AuditEvents, &key(EVENTS + 1), b"{}").unwrap());
+        fixture.tamper(|txn| {
+            txn.put(Table::AuditEvents, &key(EVENTS + 1), b"{}")
+                .unwrap()
+        });
         let err = failure(fixture.verify());
         assert_eq!(err.seq, Some(EVENTS + 1));
         assert_eq!(err.kind, AuditErrorKind::UnsignedEvent);
