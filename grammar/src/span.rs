@@ -86,8 +86,10 @@ pub struct SourceFile {
     /// Characters and UTF-16 units before each multiple of
     /// [`COUNT_STRIDE`] bytes, so that a column costs at most one stride
     /// of counting however long the line (a minified one-line workflow with
-    /// many diagnostics made column counting quadratic).
+    /// many diagnostics made column counting quadratic). Empty for ASCII
+    /// text, where both counts equal the byte offset.
     counts: Vec<(usize, usize)>,
+    ascii: bool,
 }
 
 const COUNT_STRIDE: usize = 1024;
@@ -108,26 +110,28 @@ fn count_units(bytes: &[u8]) -> (usize, usize) {
 impl SourceFile {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
         let text = text.into();
+        // Every check builds this index, most never read it: it must cost
+        // next to nothing next to parsing.
         let mut line_starts = vec![0];
-        line_starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        let mut counts = Vec::with_capacity(text.len() / COUNT_STRIDE + 1);
-        let mut total = (0, 0);
-        counts.push(total);
-        for chunk in text.as_bytes().chunks_exact(COUNT_STRIDE) {
-            let (chars, units) = count_units(chunk);
-            total = (total.0 + chars, total.1 + units);
+        line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        let ascii = text.is_ascii();
+        let mut counts = Vec::new();
+        if !ascii {
+            counts.reserve(text.len() / COUNT_STRIDE + 1);
+            let mut total = (0, 0);
             counts.push(total);
+            for chunk in text.as_bytes().chunks_exact(COUNT_STRIDE) {
+                let (chars, units) = count_units(chunk);
+                total = (total.0 + chars, total.1 + units);
+                counts.push(total);
+            }
         }
         SourceFile {
             path: path.into(),
             text,
             line_starts,
             counts,
+            ascii,
         }
     }
 
@@ -183,6 +187,9 @@ impl SourceFile {
 
     /// Characters and UTF-16 units before `offset`, a character boundary.
     fn units_before(&self, offset: usize) -> (usize, usize) {
+        if self.ascii {
+            return (offset, offset);
+        }
         let stride = offset / COUNT_STRIDE;
         let (chars, units) = self.counts[stride];
         let (more_chars, more_units) =
