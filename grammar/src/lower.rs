@@ -132,21 +132,60 @@ struct Lowerer<'t> {
 
 /// The entries of one mapping, consumed key by key; whatever is left over is
 /// reported as unknown.
-struct Fields<'n> {
-    entries: Vec<&'n Entry>,
+struct Fields<'n, 's> {
+    entries: &'n [Entry<'s>],
+    /// Which entries were taken: a bit per entry, without allocating for the
+    /// mappings of up to 64 entries that make up nearly every file.
+    taken: Taken,
 }
 
-impl<'n> Fields<'n> {
-    fn take(&mut self, key: &str) -> Option<&'n Entry> {
-        let index = self
-            .entries
-            .iter()
-            .position(|e| e.key.as_scalar().is_some_and(|s| s.value == key))?;
-        Some(self.entries.remove(index))
+enum Taken {
+    Few(u64),
+    Many(Vec<bool>),
+}
+
+impl<'n, 's> Fields<'n, 's> {
+    fn new(entries: &'n [Entry<'s>]) -> Fields<'n, 's> {
+        let taken = if entries.len() <= 64 {
+            Taken::Few(0)
+        } else {
+            Taken::Many(vec![false; entries.len()])
+        };
+        Fields { entries, taken }
     }
 
-    fn take_value(&mut self, key: &str) -> Option<&'n Node> {
+    fn is_taken(&self, index: usize) -> bool {
+        match &self.taken {
+            Taken::Few(bits) => bits & (1 << index) != 0,
+            Taken::Many(flags) => flags[index],
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<&'n Entry<'s>> {
+        let index = (0..self.entries.len()).find(|&i| {
+            !self.is_taken(i)
+                && self.entries[i]
+                    .key
+                    .as_scalar()
+                    .is_some_and(|s| s.value == key)
+        })?;
+        match &mut self.taken {
+            Taken::Few(bits) => *bits |= 1 << index,
+            Taken::Many(flags) => flags[index] = true,
+        }
+        Some(&self.entries[index])
+    }
+
+    fn take_value(&mut self, key: &str) -> Option<&'n Node<'s>> {
         self.take(key).map(|entry| &entry.value)
+    }
+
+    /// The entries not taken, in document order.
+    fn remaining(&self) -> impl Iterator<Item = &'n Entry<'s>> + '_ {
+        let entries = self.entries;
+        (0..entries.len())
+            .filter(|&i| !self.is_taken(i))
+            .map(move |i| &entries[i])
     }
 }
 
@@ -181,17 +220,13 @@ impl<'t> Lowerer<'t> {
         }
     }
 
-    fn mapping<'n>(&mut self, node: &'n Node, what: &str) -> Option<Fields<'n>> {
+    fn mapping<'n, 's>(&mut self, node: &'n Node<'s>, what: &str) -> Option<Fields<'n, 's>> {
         match &node.kind {
-            NodeKind::Map(entries) => Some(Fields {
-                entries: entries.iter().collect(),
-            }),
+            NodeKind::Map(entries) => Some(Fields::new(entries)),
             NodeKind::Scalar(scalar)
                 if scalar.style == ScalarStyle::Plain && scalar.resolve() == Resolved::Null =>
             {
-                Some(Fields {
-                    entries: Vec::new(),
-                })
+                Some(Fields::new(&[]))
             }
             _ => {
                 self.wrong_shape(node, &format!("{what} must be a mapping"));
@@ -239,8 +274,8 @@ impl<'t> Lowerer<'t> {
         true
     }
 
-    fn finish(&mut self, fields: Fields<'_>, known: &[&str], context: &str) {
-        for entry in fields.entries {
+    fn finish(&mut self, fields: Fields<'_, '_>, known: &[&str], context: &str) {
+        for entry in fields.remaining() {
             let Some(key) = entry.key.as_scalar() else {
                 self.error(
                     Code::WRONG_SHAPE,
@@ -294,7 +329,7 @@ impl<'t> Lowerer<'t> {
                     );
                     return None;
                 }
-                Some(Spanned::new(scalar.value.clone(), node.span))
+                Some(Spanned::new(scalar.value.to_string(), node.span))
             }
             _ => {
                 self.wrong_shape(node, &format!("{what} must be a string"));
@@ -579,9 +614,7 @@ impl<'t> Lowerer<'t> {
         let config_span = config.map_or(node.span, |c| c.span);
         let mut config = match config {
             Some(config) => self.mapping(config, "trigger config")?,
-            None => Fields {
-                entries: Vec::new(),
-            },
+            None => Fields::new(&[]),
         };
         let context = "the trigger's config";
         match kind_value {
@@ -630,7 +663,7 @@ impl<'t> Lowerer<'t> {
                         .and_then(|n| self.ident(n, "project"));
                     let rest = Node {
                         span: request.span,
-                        kind: NodeKind::Map(request_fields.entries.into_iter().cloned().collect()),
+                        kind: NodeKind::Map(request_fields.remaining().cloned().collect()),
                     };
                     trigger.fields = self.typed_fields(&rest, "request");
                 } else {
@@ -648,7 +681,7 @@ impl<'t> Lowerer<'t> {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for entry in fields.entries {
+        for entry in fields.remaining() {
             let Some(name) = self.ident(&entry.key, "a field name") else {
                 continue;
             };
@@ -689,7 +722,7 @@ impl<'t> Lowerer<'t> {
         if let Some(outputs_node) = fields.take_value("outputs")
             && let Some(output_fields) = self.mapping(outputs_node, "interface.outputs")
         {
-            for entry in output_fields.entries {
+            for entry in output_fields.remaining() {
                 if let Some(name) = self.ident(&entry.key, "an output name") {
                     let value = self.value(&entry.value);
                     outputs.push((name, value));
@@ -718,7 +751,8 @@ impl<'t> Lowerer<'t> {
             self.wrong_shape(steps_node, "spec.steps must be a list");
             return (Vec::new(), steps_node.span);
         };
-        let steps = items.iter().filter_map(|item| self.step(item)).collect();
+        let mut steps = Vec::with_capacity(items.len());
+        steps.extend(items.iter().filter_map(|item| self.step(item)));
         (steps, steps_node.span)
     }
 
@@ -834,7 +868,8 @@ impl<'t> Lowerer<'t> {
                 step.until = fields.take_value("until").and_then(|n| self.predicate(n));
             }
         }
-        for entry in fields.entries {
+        step.inputs.reserve_exact(fields.remaining().count());
+        for entry in fields.remaining() {
             let Some(name) = self.ident(&entry.key, "an input name") else {
                 continue;
             };
@@ -848,7 +883,7 @@ impl<'t> Lowerer<'t> {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for entry in fields.entries {
+        for entry in fields.remaining() {
             if let (Some(handle), Some(target)) = (
                 self.ident(&entry.key, "a handle"),
                 self.ident(&entry.value, "a branch target"),
@@ -866,7 +901,7 @@ impl<'t> Lowerer<'t> {
         };
         let value = match scalar.resolve() {
             Resolved::Bool(true) if scalar.style == ScalarStyle::Plain => DefaultHandle::Branch,
-            _ => DefaultHandle::Case(scalar.value.clone()),
+            _ => DefaultHandle::Case(scalar.value.to_string()),
         };
         Some(Spanned::new(value, node.span))
     }
@@ -1045,7 +1080,7 @@ impl<'t> Lowerer<'t> {
                     let mut template = template_of(scalar);
                     self.diagnostics.append(&mut template.diagnostics);
                     ValueKind::Str {
-                        text: scalar.value.clone(),
+                        text: scalar.value.to_string(),
                         template: Box::new(template),
                     }
                 }

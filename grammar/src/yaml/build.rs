@@ -9,6 +9,7 @@
 //! Tags are ignored: the workflow format gives them no meaning, and the core
 //! schema reading of plain scalars is done on demand by `Scalar::resolve`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle as EventStyle, ScanError, Span as EventSpan};
@@ -21,7 +22,7 @@ use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
 use crate::span::Span;
 
-pub(super) fn parse(text: &str) -> Parsed {
+pub(super) fn parse(text: &str) -> Parsed<'_> {
     // saphyr reads a NUL character as the end of input and would silently
     // drop everything after it; YAML does not allow NUL anywhere.
     let (text, nul) = match text.find('\0') {
@@ -105,8 +106,8 @@ impl Positions {
     }
 }
 
-struct Anchored {
-    node: Node,
+struct Anchored<'t> {
+    node: Node<'t>,
     /// Nodes in the subtree, aliases already expanded.
     size: usize,
     height: usize,
@@ -116,23 +117,23 @@ struct Anchored {
 /// (a frame owns the tail above its base) and move into the node with one
 /// exact-size allocation when it closes, instead of growing a `Vec` per
 /// collection.
-enum Children {
+enum Children<'t> {
     Seq { base: usize },
-    Map(MapChildren),
+    Map(MapChildren<'t>),
 }
 
-struct MapChildren {
+struct MapChildren<'t> {
     base: usize,
-    key: Option<Node>,
+    key: Option<Node<'t>>,
     /// Key value → entry position, built once the mapping is large enough
     /// that a linear duplicate check would be quadratic.
-    index: Option<HashMap<String, usize>>,
+    index: Option<HashMap<Cow<'t, str>, usize>>,
 }
 
 const INDEX_THRESHOLD: usize = 16;
 
-struct Frame {
-    children: Children,
+struct Frame<'t> {
+    children: Children<'t>,
     start: usize,
     /// Opened with a `[` or `{` (not a block collection, nor the implicit
     /// single-pair mapping of `[a: b]`).
@@ -149,13 +150,13 @@ struct Frame {
 struct Builder<'t> {
     text: &'t str,
     positions: Positions,
-    documents: Vec<Node>,
+    documents: Vec<Node<'t>>,
     diagnostics: Vec<Diagnostic>,
-    frames: Vec<Frame>,
-    items: Vec<Node>,
-    entries: Vec<Entry>,
-    root: Option<Node>,
-    anchors: HashMap<usize, Anchored>,
+    frames: Vec<Frame<'t>>,
+    items: Vec<Node<'t>>,
+    entries: Vec<Entry<'t>>,
+    root: Option<Node<'t>>,
+    anchors: HashMap<usize, Anchored<'t>>,
     expanded: usize,
     /// End of the last token we placed exactly; the next node's indicators
     /// and properties lie between it and the node.
@@ -363,7 +364,7 @@ impl<'t> Builder<'t> {
         Flow::Continue
     }
 
-    fn attach(&mut self, node: Node, size: usize, height: usize, anchor: usize) {
+    fn attach(&mut self, node: Node<'t>, size: usize, height: usize, anchor: usize) {
         if anchor > 0 {
             self.anchors.insert(
                 anchor,
@@ -401,7 +402,7 @@ impl<'t> Builder<'t> {
         style: EventStyle,
         has_properties: bool,
         span: EventSpan,
-    ) -> Node {
+    ) -> Node<'t> {
         let text = self.text;
         let bytes = text.as_bytes();
         let event_start = self.byte(span.start);
@@ -462,6 +463,15 @@ impl<'t> Builder<'t> {
             offsets.push(end);
             (Span::new(start, end), ScalarMap::Table { offsets })
         });
+        // A value that reads exactly as written is kept as a slice of the
+        // text: the tree then holds no copy of most scalars.
+        let value = match map {
+            ScalarMap::Verbatim { start } => match text.get(start..start + value.len()) {
+                Some(source) if source == value => Cow::Borrowed(source),
+                _ => Cow::Owned(value),
+            },
+            ScalarMap::Table { .. } => Cow::Owned(value),
+        };
         Node {
             span,
             kind: NodeKind::Scalar(Scalar { value, style, map }),
@@ -478,10 +488,10 @@ fn too_deep(span: Span) -> Diagnostic {
     .with_help("flatten the structure; deeper nesting is refused to bound the work")
 }
 
-fn insert_entry(
-    map: &mut MapChildren,
-    stack: &mut Vec<Entry>,
-    entry: Entry,
+fn insert_entry<'t>(
+    map: &mut MapChildren<'t>,
+    stack: &mut Vec<Entry<'t>>,
+    entry: Entry<'t>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let NodeKind::Scalar(key) = &entry.key.kind else {
@@ -490,7 +500,7 @@ fn insert_entry(
     };
     let entries = &stack[map.base..];
     let existing = match &map.index {
-        Some(index) => index.get(key.value.as_str()).copied(),
+        Some(index) => index.get(&*key.value).copied(),
         None => entries
             .iter()
             .position(|e| matches!(&e.key.kind, NodeKind::Scalar(k) if k.value == key.value)),
@@ -514,7 +524,7 @@ fn insert_entry(
             index.insert(key.value.clone(), position);
         }
         None if position >= INDEX_THRESHOLD => {
-            let mut index: HashMap<String, usize> = entries
+            let mut index: HashMap<Cow<'t, str>, usize> = entries
                 .iter()
                 .enumerate()
                 .filter_map(|(i, e)| match &e.key.kind {
