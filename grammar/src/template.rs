@@ -103,12 +103,18 @@ impl Template {
 }
 
 pub fn parse_template(text: &str) -> Template {
-    let mut segments = Vec::new();
+    // Nearly every template is one literal or one expression.
+    let mut segments = Vec::with_capacity(1);
     let mut diagnostics = Vec::new();
     let bytes = text.as_bytes();
     let mut literal_start = 0;
     let mut pos = 0;
     while pos + 1 < bytes.len() {
+        // Both delimiters end with `{`: jump from one to the next.
+        let Some(brace) = memchr::memchr(b'{', &bytes[pos + 1..]) else {
+            break;
+        };
+        pos += brace;
         let delimiter = match (bytes[pos], bytes[pos + 1]) {
             (b'{', b'{') => Delimiter::Braces,
             (b'$', b'{') => Delimiter::Dollar,

@@ -228,6 +228,15 @@ pub fn scalar_source(value: &str) -> String {
 }
 
 fn resolve_plain(value: &str) -> Resolved<'_> {
+    // Most plain scalars are names: a first letter that starts none of the
+    // special words (`null`, `true`, `false` and their capitalisations) can
+    // only read as a string. Numbers start with a digit, a sign or a dot.
+    if let Some(&first) = value.as_bytes().first()
+        && first.is_ascii_alphabetic()
+        && !matches!(first, b'n' | b'N' | b't' | b'T' | b'f' | b'F')
+    {
+        return Resolved::Str(value);
+    }
     match value {
         "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
         "true" | "True" | "TRUE" => return Resolved::Bool(true),
