@@ -21,12 +21,27 @@ pub struct ParsedWorkflow {
 
 /// Parses and lowers a workflow file.
 pub fn parse_workflow(text: &str) -> ParsedWorkflow {
-    let parsed = yaml::parse(text);
-    let mut lowerer = Lowerer {
-        text,
-        diagnostics: parsed.diagnostics,
-        dropped_steps: Vec::new(),
+    parse_workflow_with(text, true)
+}
+
+/// With `streaming`, each step is lowered as soon as the YAML parser has
+/// read it, and its YAML tree dropped at once: the tree of the whole file
+/// never exists, which halves the memory a large file takes and keeps each
+/// step in the cache while it is lowered. Without, the whole tree is built
+/// first; the result is the same (a test compares both).
+fn parse_workflow_with(text: &str, streaming: bool) -> ParsedWorkflow {
+    let mut streamed = StreamedSteps::default();
+    let parsed = if streaming {
+        yaml::parse_visiting(text, &["spec", "steps"], &mut |node| {
+            let mut lowerer = Lowerer::new(text, Vec::new());
+            let step = lowerer.step(&node);
+            streamed.push(node.span.start, lowerer, step);
+        })
+    } else {
+        yaml::parse(text)
     };
+    let mut lowerer = Lowerer::new(text, parsed.diagnostics);
+    lowerer.streamed = streamed;
     // Any error from the YAML layer (syntax, limits) means a missing
     // document is its consequence, not an empty file.
     let syntax_failed = lowerer.diagnostics.iter().any(|d| d.is_error());
@@ -128,6 +143,52 @@ struct Lowerer<'t> {
     diagnostics: Vec<Diagnostic>,
     /// Ids of steps left out of the AST because of an error already reported.
     dropped_steps: Vec<Ident>,
+    streamed: StreamedSteps,
+}
+
+/// Steps lowered while the YAML was read, in document order.
+#[derive(Default)]
+struct StreamedSteps {
+    /// The steps lowered, without those dropped for an error: the common
+    /// case hands this vector to the workflow as it is.
+    steps: Vec<Step>,
+    /// One per step mapping handed over, in document order.
+    items: Vec<StreamedItem>,
+}
+
+/// What lowering one step mapping gave besides the step: merged in when
+/// `spec.steps` is lowered, it is the same as lowering the step there.
+struct StreamedItem {
+    /// Start of the step's mapping, which identifies its (emptied) node.
+    start: usize,
+    /// Index of the step in [`StreamedSteps::steps`], if it was kept.
+    step: Option<usize>,
+    diagnostics: Vec<Diagnostic>,
+    dropped: Vec<Ident>,
+}
+
+impl StreamedSteps {
+    fn push(&mut self, start: usize, lowerer: Lowerer<'_>, step: Option<Step>) {
+        let index = step.map(|step| {
+            self.steps.push(step);
+            self.steps.len() - 1
+        });
+        self.items.push(StreamedItem {
+            start,
+            step: index,
+            diagnostics: lowerer.diagnostics,
+            dropped: lowerer.dropped_steps,
+        });
+    }
+
+    /// Whether `item` is the emptied node of the `k`-th step handed over.
+    fn matches(&self, k: usize, item: &Node<'_>) -> bool {
+        matches!(&item.kind, NodeKind::Map(entries) if entries.is_empty())
+            && self
+                .items
+                .get(k)
+                .is_some_and(|streamed| streamed.start == item.span.start)
+    }
 }
 
 /// The entries of one mapping, consumed key by key; whatever is left over is
@@ -190,6 +251,15 @@ impl<'n, 's> Fields<'n, 's> {
 }
 
 impl<'t> Lowerer<'t> {
+    fn new(text: &'t str, diagnostics: Vec<Diagnostic>) -> Lowerer<'t> {
+        Lowerer {
+            text,
+            diagnostics,
+            dropped_steps: Vec::new(),
+            streamed: StreamedSteps::default(),
+        }
+    }
+
     fn error(&mut self, code: Code, span: Span, message: impl Into<String>, help: Option<&str>) {
         let mut diagnostic = Diagnostic::new(code, span, message);
         if let Some(help) = help {
@@ -751,8 +821,45 @@ impl<'t> Lowerer<'t> {
             self.wrong_shape(steps_node, "spec.steps must be a list");
             return (Vec::new(), steps_node.span);
         };
+        let streamed = std::mem::take(&mut self.streamed);
+        // Usually every item was handed over, in order, and nothing else was.
+        let all_streamed = streamed.items.len() == items.len()
+            && items
+                .iter()
+                .enumerate()
+                .all(|(k, item)| streamed.matches(k, item));
+        if all_streamed {
+            for item in streamed.items {
+                self.diagnostics.extend(item.diagnostics);
+                self.dropped_steps.extend(item.dropped);
+            }
+            return (streamed.steps, steps_node.span);
+        }
+        // Items under a dropped duplicate key, aliases that were never
+        // handed over: match items to what was streamed by position.
+        let mut slots: Vec<Option<Step>> = streamed.steps.into_iter().map(Some).collect();
+        let mut streamed_items = streamed.items.into_iter().peekable();
         let mut steps = Vec::with_capacity(items.len());
-        steps.extend(items.iter().filter_map(|item| self.step(item)));
+        for item in items {
+            while streamed_items
+                .peek()
+                .is_some_and(|streamed| streamed.start < item.span.start)
+            {
+                streamed_items.next();
+            }
+            let is_emptied = matches!(&item.kind, NodeKind::Map(entries) if entries.is_empty());
+            let step = match streamed_items
+                .next_if(|streamed| is_emptied && streamed.start == item.span.start)
+            {
+                Some(streamed) => {
+                    self.diagnostics.extend(streamed.diagnostics);
+                    self.dropped_steps.extend(streamed.dropped);
+                    streamed.step.and_then(|index| slots[index].take())
+                }
+                None => self.step(item),
+            };
+            steps.extend(step);
+        }
         (steps, steps_node.span)
     }
 
@@ -777,13 +884,17 @@ impl<'t> Lowerer<'t> {
             // Display only: any mapping of edge → label is fine.
             self.mapping(labels, "edgeLabels");
         }
-        let retry = fields.take_value("retry").and_then(|n| self.retry(n));
+        let retry = fields
+            .take_value("retry")
+            .and_then(|n| self.retry(n))
+            .map(Box::new);
         let timeout_ms = fields
             .take_value("timeoutMs")
             .and_then(|n| self.int(n, "timeoutMs"));
         let gate = fields
             .take_value("gateConfig")
-            .and_then(|n| self.gate_config(n));
+            .and_then(|n| self.gate_config(n))
+            .map(Box::new);
         self.finish(fields, STEP_KEYS, "a step");
         let Some(id) = id else {
             self.missing(node.span, "id", "the step");
@@ -865,7 +976,10 @@ impl<'t> Lowerer<'t> {
                 step.max_iterations = fields
                     .take_value("maxIterations")
                     .and_then(|n| self.int(n, "maxIterations"));
-                step.until = fields.take_value("until").and_then(|n| self.predicate(n));
+                step.until = fields
+                    .take_value("until")
+                    .and_then(|n| self.predicate(n))
+                    .map(Box::new);
             }
         }
         step.inputs.reserve_exact(fields.remaining().count());
@@ -1217,5 +1331,115 @@ impl TypeParser<'_> {
             };
         }
         Ok(ty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Streaming and whole-tree lowering give the same workflow and the
+    /// same diagnostics, in the same order.
+    fn assert_same_either_way(text: &str) {
+        let streamed = parse_workflow_with(text, true);
+        let whole = parse_workflow_with(text, false);
+        assert_eq!(streamed.workflow, whole.workflow, "{text}");
+        assert_eq!(streamed.diagnostics, whole.diagnostics, "{text}");
+    }
+
+    /// Every YAML file of the repository: examples, the corpus, the docs'
+    /// cases, the bundled plugin manifests (not workflows, which matters
+    /// too).
+    #[test]
+    fn streaming_lowering_agrees_on_the_repository_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut pending = vec![root.clone()];
+        let mut checked = 0;
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir)
+                .expect("a readable folder")
+                .flatten()
+            {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                if path.is_dir() {
+                    if !name.starts_with('.') && name != "target" {
+                        pending.push(path);
+                    }
+                } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                    let text = std::fs::read_to_string(&path).expect("UTF-8 YAML");
+                    assert_same_either_way(&text);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "only {checked} files found under {root:?}");
+    }
+
+    #[test]
+    fn streaming_lowering_agrees_on_awkward_shapes() {
+        for text in [
+            // A duplicate `spec` and a duplicate `steps`: the first ones count.
+            "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata: {name: a, version: '1'}\nspec:\n  steps:\n    - {id: a, type: trigger, config: {triggerId: t}}\nspec:\n  steps:\n    - {id: b, type: action}\n",
+            "apiVersion: workflow/v2\nspec: {steps: [{id: a, type: action}], steps: [{id: b}]}\n",
+            // Anchored steps, aliases as items, an alias as the sequence.
+            "apiVersion: workflow/v2\nspec:\n  steps:\n    - &s {id: a, type: action, config: {action: 'x@1:x.y'}}\n    - *s\n    - id: c\n      type: gate\n",
+            "apiVersion: workflow/v2\nx: &all [{id: a, type: action}, {}]\nspec: {steps: *all}\n",
+            "apiVersion: workflow/v2\nspec: &sp\n  steps: &st\n    - {id: a, type: trigger}\n    - [not, a, mapping]\n    - plain\n    -\n    - {}\n",
+            // Not a workflow, a syntax error after the steps, several documents.
+            "spec:\n  steps:\n    - {id: a, type: action}\n",
+            "apiVersion: workflow/v2\nspec:\n  steps:\n    - {id: a, type: action}\n    - {id: b, type: action\n",
+            "---\n---\napiVersion: workflow/v2\nspec:\n  steps:\n    - {id: a, type: action}\n---\nspec:\n  steps:\n    - {id: z}\n",
+            "--- x\n---\napiVersion: workflow/v2\nspec:\n  steps:\n    - {id: a, type: action}\n",
+            // Quoted keys on the path, a complex key, steps under another key.
+            "apiVersion: workflow/v2\n'spec':\n  \"steps\":\n    - {id: a, type: trigger, bogus: 1}\n",
+            "apiVersion: workflow/v2\n? spec\n: steps:\n    - {id: a, type: action}\nother:\n  steps:\n    - {id: q}\n",
+            "apiVersion: workflow/v2\nspec:\n  steps:\n    - id: a\n      type: action\n      config: {{ x }}\n    - {id: a, type: nope}\n    - {type: action}\n",
+        ] {
+            assert_same_either_way(text);
+        }
+    }
+
+    /// Workflow-like documents built from pieces that stress the path
+    /// matching: keys of the path in other places, flow and block styles,
+    /// anchors, aliases, duplicates, broken lines.
+    fn workflowish() -> impl Strategy<Value = String> {
+        let line = prop::sample::select(vec![
+            "apiVersion: workflow/v2",
+            "kind: WorkflowDefinition",
+            "metadata: {name: n, version: '1'}",
+            "spec:",
+            "  steps:",
+            "steps:",
+            "  spec:",
+            "    - id: a",
+            "    - {id: b, type: action}",
+            "    - &x {id: c, type: trigger, config: {triggerId: t}}",
+            "    - *x",
+            "    - [x]",
+            "    -",
+            "      type: action",
+            "      config: {action: 'a@1:a.b', k: '{{ trigger.x }}'}",
+            "      next: [b]",
+            "spec: {steps: [{id: d, type: gate}]}",
+            "spec: &sp {steps: [{id: e}]}",
+            "other: *sp",
+            "  steps: *x",
+            "---",
+            "  - {",
+            "# comment",
+            "",
+        ]);
+        prop::collection::vec(line, 0..16).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn streaming_lowering_agrees_on_generated_documents(text in workflowish()) {
+            assert_same_either_way(&text);
+        }
     }
 }

@@ -35,7 +35,25 @@ pub struct Parsed<'src> {
 /// (`DUPLICATE_KEY`, the later entry is dropped) and inputs beyond the
 /// nesting or alias-expansion limits (`DOCUMENT_TOO_COMPLEX`, parsing stops).
 pub fn parse(text: &str) -> Parsed<'_> {
-    build::parse(text)
+    build::parse(text, None)
+}
+
+/// [`parse`], handing each mapping that is an item of the sequence at `path`
+/// (mapping keys from the root of the first document, e.g. `spec.steps`) to
+/// `visit` as soon as it is complete. In the returned tree such an item is an
+/// empty mapping with the item's span. A consumer can then process a large
+/// sequence item by item while each item is fresh in the cache, instead of
+/// holding the whole tree.
+///
+/// Items under a duplicate key (which the tree drops) or in a document that
+/// ends in a syntax error are visited too: the visitor cannot know yet
+/// whether the tree will keep them.
+pub fn parse_visiting<'src>(
+    text: &'src str,
+    path: &[&str],
+    visit: &mut dyn FnMut(Node<'src>),
+) -> Parsed<'src> {
+    build::parse(text, Some(build::Visitor { path, visit }))
 }
 
 #[derive(Clone, Debug, PartialEq)]

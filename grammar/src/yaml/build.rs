@@ -22,7 +22,14 @@ use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
 use crate::span::Span;
 
-pub(super) fn parse(text: &str) -> Parsed<'_> {
+/// Hands the items of one sequence to a visitor as they complete; see
+/// [`super::parse_visiting`].
+pub(super) struct Visitor<'v, 'src> {
+    pub path: &'v [&'v str],
+    pub visit: &'v mut dyn FnMut(Node<'src>),
+}
+
+pub(super) fn parse<'src>(text: &'src str, visitor: Option<Visitor<'_, 'src>>) -> Parsed<'src> {
     // saphyr reads a NUL character as the end of input and would silently
     // drop everything after it; YAML does not allow NUL anywhere.
     let (text, nul) = match text.find('\0') {
@@ -30,6 +37,7 @@ pub(super) fn parse(text: &str) -> Parsed<'_> {
         None => (text, None),
     };
     let mut builder = Builder::new(text);
+    builder.visitor = visitor;
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
         let flow = match next {
@@ -134,6 +142,8 @@ const INDEX_THRESHOLD: usize = 16;
 
 struct Frame<'t> {
     children: Children<'t>,
+    /// The sequence whose mapping items go to the visitor.
+    visited: bool,
     start: usize,
     /// Opened with a `[` or `{` (not a block collection, nor the implicit
     /// single-pair mapping of `[a: b]`).
@@ -147,8 +157,9 @@ struct Frame<'t> {
     children_end: usize,
 }
 
-struct Builder<'t> {
+struct Builder<'t, 'v> {
     text: &'t str,
+    visitor: Option<Visitor<'v, 't>>,
     positions: Positions,
     documents: Vec<Node<'t>>,
     diagnostics: Vec<Diagnostic>,
@@ -163,10 +174,11 @@ struct Builder<'t> {
     cursor: usize,
 }
 
-impl<'t> Builder<'t> {
-    fn new(text: &'t str) -> Builder<'t> {
+impl<'t, 'v> Builder<'t, 'v> {
+    fn new(text: &'t str) -> Builder<'t, 'v> {
         Builder {
             text,
+            visitor: None,
             positions: Positions::new(text),
             documents: Vec::new(),
             diagnostics: Vec::new(),
@@ -266,6 +278,7 @@ impl<'t> Builder<'t> {
             column_at(self.text, start)
         };
         self.cursor = self.cursor.max(if bracketed { start + 1 } else { start });
+        let visited = !mapping && self.at_visited_path();
         let children = if mapping {
             Children::Map(MapChildren {
                 base: self.entries.len(),
@@ -279,6 +292,7 @@ impl<'t> Builder<'t> {
         };
         self.frames.push(Frame {
             children,
+            visited,
             start,
             bracketed,
             indent,
@@ -288,6 +302,23 @@ impl<'t> Builder<'t> {
             children_end: start,
         });
         Flow::Continue
+    }
+
+    /// Whether a sequence opened now sits at the visitor's path: in the
+    /// first document, under the mapping keys of the path from the root.
+    fn at_visited_path(&self) -> bool {
+        let Some(visitor) = &self.visitor else {
+            return false;
+        };
+        self.documents.is_empty()
+            && self.frames.len() == visitor.path.len()
+            && self.frames.iter().zip(visitor.path).all(|(frame, key)| {
+                matches!(
+                    &frame.children,
+                    Children::Map(MapChildren { key: Some(pending), .. })
+                        if pending.as_str() == Some(key)
+                )
+            })
     }
 
     fn close(&mut self, span: EventSpan) {
@@ -383,6 +414,16 @@ impl<'t> Builder<'t> {
         frame.height = frame.height.max(height + 1);
         frame.children_end = frame.children_end.max(node.span.end);
         match &mut frame.children {
+            Children::Seq { .. } if frame.visited && matches!(node.kind, NodeKind::Map(_)) => {
+                let span = node.span;
+                if let Some(visitor) = &mut self.visitor {
+                    (visitor.visit)(node);
+                }
+                self.items.push(Node {
+                    span,
+                    kind: NodeKind::Map(Vec::new()),
+                });
+            }
             Children::Seq { .. } => self.items.push(node),
             Children::Map(map) => match map.key.take() {
                 None => map.key = Some(node),
