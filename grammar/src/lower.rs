@@ -940,12 +940,12 @@ impl<'t> Lowerer<'t> {
             step.config_valid = false;
             return;
         };
-        let context = format!("the config of step `{}`", step.id.value);
         match step.ty.value {
             StepType::Trigger => {
                 step.trigger_id = fields
                     .take_value("triggerId")
                     .and_then(|n| self.ident(n, "triggerId"));
+                let context = format!("the config of step `{}`", step.id.value);
                 self.finish(fields, &["triggerId"], &context);
                 return;
             }

@@ -193,12 +193,26 @@ impl Checker<'_> {
     /// fixed before any expression is checked, so a cached type never goes
     /// stale.
     fn trigger_type(&mut self, index: usize) -> Type {
-        let entries = self.reaching_entries(index);
-        if let Some(cached) = self.trigger_types.get(&entries) {
+        // Keyed by the reaching entries' positions in `entries`, which the
+        // topology already holds: a hit allocates nothing.
+        let topology = self.topology();
+        let key =
+            (index < self.workflow.steps.len()).then(|| topology.reached_by[index].as_slice());
+        let cached = match key {
+            Some(key) => self.trigger_types.get(key),
+            None => self.trigger_types_at_end.as_ref(),
+        };
+        if let Some(cached) = cached {
             return cached.clone();
         }
-        let ty = self.build_trigger_type(&entries);
-        self.trigger_types.insert(entries, ty.clone());
+        let key = key.map(<[usize]>::to_vec);
+        let ty = self.build_trigger_type(&self.reaching_entries(index));
+        match key {
+            Some(key) => {
+                self.trigger_types.insert(key, ty.clone());
+            }
+            None => self.trigger_types_at_end = Some(ty.clone()),
+        }
         ty
     }
 
