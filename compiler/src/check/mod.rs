@@ -153,8 +153,8 @@ struct Checker<'a> {
     /// Steps whose `output` some expression reads.
     used_outputs: HashSet<usize>,
     /// The type of `trigger`, by the set of triggers reaching a step.
-    /// Keyed by the positions in `topology.entries` of the reaching triggers.
-    trigger_types: HashMap<Vec<usize>, Type>,
+    /// Keyed by the reaching entries (`Topology::reached_by`).
+    trigger_types: HashMap<Vec<u64>, Type>,
     /// The type of `trigger` at the end of the run (all triggers).
     trigger_types_at_end: Option<Type>,
     /// Signature of each group and loop step.
