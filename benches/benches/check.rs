@@ -3,12 +3,17 @@
 //! levels and render the human report, on one thread. Throughput is in YAML
 //! lines (criterion prints them as `elem/s`); time per line must stay flat
 //! as the file grows.
+//!
+//! `DONMAI_BENCH_STEPS=1000,20000,40000` measures other sizes. Beyond
+//! `check::MAX_STEPS` (20,000) steps in one level the checker reports the
+//! limit instead of analysing the graph, so such a size measures reading,
+//! parsing, lowering and that one diagnostic.
 
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use donmai_bench::{donmai_workflow, line_count};
-use donmai_compiler::check::check_file;
+use donmai_compiler::check::{MAX_STEPS, check_file};
 use donmai_compiler::driver::{CheckOptions, run_check};
 use donmai_compiler::project::LintLevel;
 use donmai_compiler::render::{Format, RenderOptions, render};
@@ -19,6 +24,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
+
+/// The sizes to measure: [`SIZES`], or those listed in `DONMAI_BENCH_STEPS`.
+fn sizes() -> Vec<usize> {
+    match std::env::var("DONMAI_BENCH_STEPS") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("DONMAI_BENCH_STEPS: `{n}` is not a step count"))
+            })
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    }
+}
 
 /// The allocator the `donmaic` binary uses, so the bench measures the same.
 #[global_allocator]
@@ -57,15 +78,22 @@ fn bench_check(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(6));
-    for steps in SIZES {
+    for steps in sizes() {
         let text = donmai_workflow(steps);
         let path = scratch.0.join(format!("steps-{steps}.yaml"));
         std::fs::write(&path, &text).expect("write the workflow");
         let output = check_end_to_end(&path);
-        assert!(
-            output.contains("no problems"),
-            "the generated workflow must check clean:\n{output}"
-        );
+        if steps <= MAX_STEPS {
+            assert!(
+                output.contains("no problems"),
+                "the generated workflow must check clean:\n{output}"
+            );
+        } else {
+            assert!(
+                output.contains(&format!("the limit is {MAX_STEPS}")),
+                "a level beyond the limit is reported:\n{output}"
+            );
+        }
         group.throughput(Throughput::Elements(line_count(&text) as u64));
         group.bench_with_input(BenchmarkId::new("steps", steps), &path, |b, path| {
             b.iter(|| check_end_to_end(black_box(path)))

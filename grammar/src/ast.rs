@@ -167,7 +167,9 @@ pub struct Step {
     /// `config.ref` of a group, `config.body` of a loop.
     pub group_ref: Option<Ident>,
     pub max_iterations: Option<Spanned<i64>>,
-    pub until: Option<Predicate>,
+    /// Boxed, as `retry` and `gate`: most steps have none, and a step is
+    /// moved and stored by value in large numbers.
+    pub until: Option<Box<Predicate>>,
     /// The remaining `config` keys: the verb's (or group's) inputs.
     pub inputs: Vec<Input>,
     pub config_span: Option<Span>,
@@ -177,9 +179,9 @@ pub struct Step {
     /// `branches: {handle: step}`; handles are plain strings (YAML 1.2).
     pub branches: Vec<(Ident, Ident)>,
     pub default_handle: Option<Spanned<DefaultHandle>>,
-    pub retry: Option<Retry>,
+    pub retry: Option<Box<Retry>>,
     pub timeout_ms: Option<Spanned<i64>>,
-    pub gate: Option<GateConfig>,
+    pub gate: Option<Box<GateConfig>>,
     pub span: Span,
 }
 

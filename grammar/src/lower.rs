@@ -21,12 +21,27 @@ pub struct ParsedWorkflow {
 
 /// Parses and lowers a workflow file.
 pub fn parse_workflow(text: &str) -> ParsedWorkflow {
-    let parsed = yaml::parse(text);
-    let mut lowerer = Lowerer {
-        text,
-        diagnostics: parsed.diagnostics,
-        dropped_steps: Vec::new(),
+    parse_workflow_with(text, true)
+}
+
+/// With `streaming`, each step is lowered as soon as the YAML parser has
+/// read it, and its YAML tree dropped at once: the tree of the whole file
+/// never exists, which halves the memory a large file takes and keeps each
+/// step in the cache while it is lowered. Without, the whole tree is built
+/// first; the result is the same (a test compares both).
+fn parse_workflow_with(text: &str, streaming: bool) -> ParsedWorkflow {
+    let mut streamed = StreamedSteps::default();
+    let parsed = if streaming {
+        yaml::parse_visiting(text, &["spec", "steps"], &mut |node| {
+            let mut lowerer = Lowerer::new(text, Vec::new());
+            let step = lowerer.step(&node);
+            streamed.push(node.span.start, lowerer, step);
+        })
+    } else {
+        yaml::parse(text)
     };
+    let mut lowerer = Lowerer::new(text, parsed.diagnostics);
+    lowerer.streamed = streamed;
     // Any error from the YAML layer (syntax, limits) means a missing
     // document is its consequence, not an empty file.
     let syntax_failed = lowerer.diagnostics.iter().any(|d| d.is_error());
@@ -128,29 +143,123 @@ struct Lowerer<'t> {
     diagnostics: Vec<Diagnostic>,
     /// Ids of steps left out of the AST because of an error already reported.
     dropped_steps: Vec<Ident>,
+    streamed: StreamedSteps,
+}
+
+/// Steps lowered while the YAML was read, in document order.
+#[derive(Default)]
+struct StreamedSteps {
+    /// The steps lowered, without those dropped for an error: the common
+    /// case hands this vector to the workflow as it is.
+    steps: Vec<Step>,
+    /// One per step mapping handed over, in document order.
+    items: Vec<StreamedItem>,
+}
+
+/// What lowering one step mapping gave besides the step: merged in when
+/// `spec.steps` is lowered, it is the same as lowering the step there.
+struct StreamedItem {
+    /// Start of the step's mapping, which identifies its (emptied) node.
+    start: usize,
+    /// Index of the step in [`StreamedSteps::steps`], if it was kept.
+    step: Option<usize>,
+    diagnostics: Vec<Diagnostic>,
+    dropped: Vec<Ident>,
+}
+
+impl StreamedSteps {
+    fn push(&mut self, start: usize, lowerer: Lowerer<'_>, step: Option<Step>) {
+        let index = step.map(|step| {
+            self.steps.push(step);
+            self.steps.len() - 1
+        });
+        self.items.push(StreamedItem {
+            start,
+            step: index,
+            diagnostics: lowerer.diagnostics,
+            dropped: lowerer.dropped_steps,
+        });
+    }
+
+    /// Whether `item` is the emptied node of the `k`-th step handed over.
+    fn matches(&self, k: usize, item: &Node<'_>) -> bool {
+        matches!(&item.kind, NodeKind::Map(entries) if entries.is_empty())
+            && self
+                .items
+                .get(k)
+                .is_some_and(|streamed| streamed.start == item.span.start)
+    }
 }
 
 /// The entries of one mapping, consumed key by key; whatever is left over is
 /// reported as unknown.
-struct Fields<'n> {
-    entries: Vec<&'n Entry>,
+struct Fields<'n, 's> {
+    entries: &'n [Entry<'s>],
+    /// Which entries were taken: a bit per entry, without allocating for the
+    /// mappings of up to 64 entries that make up nearly every file.
+    taken: Taken,
 }
 
-impl<'n> Fields<'n> {
-    fn take(&mut self, key: &str) -> Option<&'n Entry> {
-        let index = self
-            .entries
-            .iter()
-            .position(|e| e.key.as_scalar().is_some_and(|s| s.value == key))?;
-        Some(self.entries.remove(index))
+enum Taken {
+    Few(u64),
+    Many(Vec<bool>),
+}
+
+impl<'n, 's> Fields<'n, 's> {
+    fn new(entries: &'n [Entry<'s>]) -> Fields<'n, 's> {
+        let taken = if entries.len() <= 64 {
+            Taken::Few(0)
+        } else {
+            Taken::Many(vec![false; entries.len()])
+        };
+        Fields { entries, taken }
     }
 
-    fn take_value(&mut self, key: &str) -> Option<&'n Node> {
+    fn is_taken(&self, index: usize) -> bool {
+        match &self.taken {
+            Taken::Few(bits) => bits & (1 << index) != 0,
+            Taken::Many(flags) => flags[index],
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<&'n Entry<'s>> {
+        let index = (0..self.entries.len()).find(|&i| {
+            !self.is_taken(i)
+                && self.entries[i]
+                    .key
+                    .as_scalar()
+                    .is_some_and(|s| s.value == key)
+        })?;
+        match &mut self.taken {
+            Taken::Few(bits) => *bits |= 1 << index,
+            Taken::Many(flags) => flags[index] = true,
+        }
+        Some(&self.entries[index])
+    }
+
+    fn take_value(&mut self, key: &str) -> Option<&'n Node<'s>> {
         self.take(key).map(|entry| &entry.value)
+    }
+
+    /// The entries not taken, in document order.
+    fn remaining(&self) -> impl Iterator<Item = &'n Entry<'s>> + '_ {
+        let entries = self.entries;
+        (0..entries.len())
+            .filter(|&i| !self.is_taken(i))
+            .map(move |i| &entries[i])
     }
 }
 
 impl<'t> Lowerer<'t> {
+    fn new(text: &'t str, diagnostics: Vec<Diagnostic>) -> Lowerer<'t> {
+        Lowerer {
+            text,
+            diagnostics,
+            dropped_steps: Vec::new(),
+            streamed: StreamedSteps::default(),
+        }
+    }
+
     fn error(&mut self, code: Code, span: Span, message: impl Into<String>, help: Option<&str>) {
         let mut diagnostic = Diagnostic::new(code, span, message);
         if let Some(help) = help {
@@ -181,17 +290,13 @@ impl<'t> Lowerer<'t> {
         }
     }
 
-    fn mapping<'n>(&mut self, node: &'n Node, what: &str) -> Option<Fields<'n>> {
+    fn mapping<'n, 's>(&mut self, node: &'n Node<'s>, what: &str) -> Option<Fields<'n, 's>> {
         match &node.kind {
-            NodeKind::Map(entries) => Some(Fields {
-                entries: entries.iter().collect(),
-            }),
+            NodeKind::Map(entries) => Some(Fields::new(entries)),
             NodeKind::Scalar(scalar)
                 if scalar.style == ScalarStyle::Plain && scalar.resolve() == Resolved::Null =>
             {
-                Some(Fields {
-                    entries: Vec::new(),
-                })
+                Some(Fields::new(&[]))
             }
             _ => {
                 self.wrong_shape(node, &format!("{what} must be a mapping"));
@@ -239,8 +344,8 @@ impl<'t> Lowerer<'t> {
         true
     }
 
-    fn finish(&mut self, fields: Fields<'_>, known: &[&str], context: &str) {
-        for entry in fields.entries {
+    fn finish(&mut self, fields: Fields<'_, '_>, known: &[&str], context: &str) {
+        for entry in fields.remaining() {
             let Some(key) = entry.key.as_scalar() else {
                 self.error(
                     Code::WRONG_SHAPE,
@@ -294,7 +399,7 @@ impl<'t> Lowerer<'t> {
                     );
                     return None;
                 }
-                Some(Spanned::new(scalar.value.clone(), node.span))
+                Some(Spanned::new(scalar.value.to_string(), node.span))
             }
             _ => {
                 self.wrong_shape(node, &format!("{what} must be a string"));
@@ -579,9 +684,7 @@ impl<'t> Lowerer<'t> {
         let config_span = config.map_or(node.span, |c| c.span);
         let mut config = match config {
             Some(config) => self.mapping(config, "trigger config")?,
-            None => Fields {
-                entries: Vec::new(),
-            },
+            None => Fields::new(&[]),
         };
         let context = "the trigger's config";
         match kind_value {
@@ -630,7 +733,7 @@ impl<'t> Lowerer<'t> {
                         .and_then(|n| self.ident(n, "project"));
                     let rest = Node {
                         span: request.span,
-                        kind: NodeKind::Map(request_fields.entries.into_iter().cloned().collect()),
+                        kind: NodeKind::Map(request_fields.remaining().cloned().collect()),
                     };
                     trigger.fields = self.typed_fields(&rest, "request");
                 } else {
@@ -648,7 +751,7 @@ impl<'t> Lowerer<'t> {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for entry in fields.entries {
+        for entry in fields.remaining() {
             let Some(name) = self.ident(&entry.key, "a field name") else {
                 continue;
             };
@@ -689,7 +792,7 @@ impl<'t> Lowerer<'t> {
         if let Some(outputs_node) = fields.take_value("outputs")
             && let Some(output_fields) = self.mapping(outputs_node, "interface.outputs")
         {
-            for entry in output_fields.entries {
+            for entry in output_fields.remaining() {
                 if let Some(name) = self.ident(&entry.key, "an output name") {
                     let value = self.value(&entry.value);
                     outputs.push((name, value));
@@ -718,7 +821,45 @@ impl<'t> Lowerer<'t> {
             self.wrong_shape(steps_node, "spec.steps must be a list");
             return (Vec::new(), steps_node.span);
         };
-        let steps = items.iter().filter_map(|item| self.step(item)).collect();
+        let streamed = std::mem::take(&mut self.streamed);
+        // Usually every item was handed over, in order, and nothing else was.
+        let all_streamed = streamed.items.len() == items.len()
+            && items
+                .iter()
+                .enumerate()
+                .all(|(k, item)| streamed.matches(k, item));
+        if all_streamed {
+            for item in streamed.items {
+                self.diagnostics.extend(item.diagnostics);
+                self.dropped_steps.extend(item.dropped);
+            }
+            return (streamed.steps, steps_node.span);
+        }
+        // Items under a dropped duplicate key, aliases that were never
+        // handed over: match items to what was streamed by position.
+        let mut slots: Vec<Option<Step>> = streamed.steps.into_iter().map(Some).collect();
+        let mut streamed_items = streamed.items.into_iter().peekable();
+        let mut steps = Vec::with_capacity(items.len());
+        for item in items {
+            while streamed_items
+                .peek()
+                .is_some_and(|streamed| streamed.start < item.span.start)
+            {
+                streamed_items.next();
+            }
+            let is_emptied = matches!(&item.kind, NodeKind::Map(entries) if entries.is_empty());
+            let step = match streamed_items
+                .next_if(|streamed| is_emptied && streamed.start == item.span.start)
+            {
+                Some(streamed) => {
+                    self.diagnostics.extend(streamed.diagnostics);
+                    self.dropped_steps.extend(streamed.dropped);
+                    streamed.step.and_then(|index| slots[index].take())
+                }
+                None => self.step(item),
+            };
+            steps.extend(step);
+        }
         (steps, steps_node.span)
     }
 
@@ -743,13 +884,17 @@ impl<'t> Lowerer<'t> {
             // Display only: any mapping of edge → label is fine.
             self.mapping(labels, "edgeLabels");
         }
-        let retry = fields.take_value("retry").and_then(|n| self.retry(n));
+        let retry = fields
+            .take_value("retry")
+            .and_then(|n| self.retry(n))
+            .map(Box::new);
         let timeout_ms = fields
             .take_value("timeoutMs")
             .and_then(|n| self.int(n, "timeoutMs"));
         let gate = fields
             .take_value("gateConfig")
-            .and_then(|n| self.gate_config(n));
+            .and_then(|n| self.gate_config(n))
+            .map(Box::new);
         self.finish(fields, STEP_KEYS, "a step");
         let Some(id) = id else {
             self.missing(node.span, "id", "the step");
@@ -795,12 +940,12 @@ impl<'t> Lowerer<'t> {
             step.config_valid = false;
             return;
         };
-        let context = format!("the config of step `{}`", step.id.value);
         match step.ty.value {
             StepType::Trigger => {
                 step.trigger_id = fields
                     .take_value("triggerId")
                     .and_then(|n| self.ident(n, "triggerId"));
+                let context = format!("the config of step `{}`", step.id.value);
                 self.finish(fields, &["triggerId"], &context);
                 return;
             }
@@ -831,10 +976,14 @@ impl<'t> Lowerer<'t> {
                 step.max_iterations = fields
                     .take_value("maxIterations")
                     .and_then(|n| self.int(n, "maxIterations"));
-                step.until = fields.take_value("until").and_then(|n| self.predicate(n));
+                step.until = fields
+                    .take_value("until")
+                    .and_then(|n| self.predicate(n))
+                    .map(Box::new);
             }
         }
-        for entry in fields.entries {
+        step.inputs.reserve_exact(fields.remaining().count());
+        for entry in fields.remaining() {
             let Some(name) = self.ident(&entry.key, "an input name") else {
                 continue;
             };
@@ -848,7 +997,7 @@ impl<'t> Lowerer<'t> {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for entry in fields.entries {
+        for entry in fields.remaining() {
             if let (Some(handle), Some(target)) = (
                 self.ident(&entry.key, "a handle"),
                 self.ident(&entry.value, "a branch target"),
@@ -866,7 +1015,7 @@ impl<'t> Lowerer<'t> {
         };
         let value = match scalar.resolve() {
             Resolved::Bool(true) if scalar.style == ScalarStyle::Plain => DefaultHandle::Branch,
-            _ => DefaultHandle::Case(scalar.value.clone()),
+            _ => DefaultHandle::Case(scalar.value.to_string()),
         };
         Some(Spanned::new(value, node.span))
     }
@@ -1045,7 +1194,7 @@ impl<'t> Lowerer<'t> {
                     let mut template = template_of(scalar);
                     self.diagnostics.append(&mut template.diagnostics);
                     ValueKind::Str {
-                        text: scalar.value.clone(),
+                        text: scalar.value.to_string(),
                         template: Box::new(template),
                     }
                 }
@@ -1182,5 +1331,115 @@ impl TypeParser<'_> {
             };
         }
         Ok(ty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Streaming and whole-tree lowering give the same workflow and the
+    /// same diagnostics, in the same order.
+    fn assert_same_either_way(text: &str) {
+        let streamed = parse_workflow_with(text, true);
+        let whole = parse_workflow_with(text, false);
+        assert_eq!(streamed.workflow, whole.workflow, "{text}");
+        assert_eq!(streamed.diagnostics, whole.diagnostics, "{text}");
+    }
+
+    /// Every YAML file of the repository: examples, the corpus, the docs'
+    /// cases, the bundled plugin manifests (not workflows, which matters
+    /// too).
+    #[test]
+    fn streaming_lowering_agrees_on_the_repository_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut pending = vec![root.clone()];
+        let mut checked = 0;
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir)
+                .expect("a readable folder")
+                .flatten()
+            {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                if path.is_dir() {
+                    if !name.starts_with('.') && name != "target" {
+                        pending.push(path);
+                    }
+                } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                    let text = std::fs::read_to_string(&path).expect("UTF-8 YAML");
+                    assert_same_either_way(&text);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "only {checked} files found under {root:?}");
+    }
+
+    #[test]
+    fn streaming_lowering_agrees_on_awkward_shapes() {
+        for text in [
+            // A duplicate `spec` and a duplicate `steps`: the first ones count.
+            "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata: {name: a, version: '1'}\nspec:\n  steps:\n    - {id: a, type: trigger, config: {triggerId: t}}\nspec:\n  steps:\n    - {id: b, type: action}\n",
+            "apiVersion: workflow/v2\nspec: {steps: [{id: a, type: action}], steps: [{id: b}]}\n",
+            // Anchored steps, aliases as items, an alias as the sequence.
+            "apiVersion: workflow/v2\nspec:\n  steps:\n    - &s {id: a, type: action, config: {action: 'x@1:x.y'}}\n    - *s\n    - id: c\n      type: gate\n",
+            "apiVersion: workflow/v2\nx: &all [{id: a, type: action}, {}]\nspec: {steps: *all}\n",
+            "apiVersion: workflow/v2\nspec: &sp\n  steps: &st\n    - {id: a, type: trigger}\n    - [not, a, mapping]\n    - plain\n    -\n    - {}\n",
+            // Not a workflow, a syntax error after the steps, several documents.
+            "spec:\n  steps:\n    - {id: a, type: action}\n",
+            "apiVersion: workflow/v2\nspec:\n  steps:\n    - {id: a, type: action}\n    - {id: b, type: action\n",
+            "---\n---\napiVersion: workflow/v2\nspec:\n  steps:\n    - {id: a, type: action}\n---\nspec:\n  steps:\n    - {id: z}\n",
+            "--- x\n---\napiVersion: workflow/v2\nspec:\n  steps:\n    - {id: a, type: action}\n",
+            // Quoted keys on the path, a complex key, steps under another key.
+            "apiVersion: workflow/v2\n'spec':\n  \"steps\":\n    - {id: a, type: trigger, bogus: 1}\n",
+            "apiVersion: workflow/v2\n? spec\n: steps:\n    - {id: a, type: action}\nother:\n  steps:\n    - {id: q}\n",
+            "apiVersion: workflow/v2\nspec:\n  steps:\n    - id: a\n      type: action\n      config: {{ x }}\n    - {id: a, type: nope}\n    - {type: action}\n",
+        ] {
+            assert_same_either_way(text);
+        }
+    }
+
+    /// Workflow-like documents built from pieces that stress the path
+    /// matching: keys of the path in other places, flow and block styles,
+    /// anchors, aliases, duplicates, broken lines.
+    fn workflowish() -> impl Strategy<Value = String> {
+        let line = prop::sample::select(vec![
+            "apiVersion: workflow/v2",
+            "kind: WorkflowDefinition",
+            "metadata: {name: n, version: '1'}",
+            "spec:",
+            "  steps:",
+            "steps:",
+            "  spec:",
+            "    - id: a",
+            "    - {id: b, type: action}",
+            "    - &x {id: c, type: trigger, config: {triggerId: t}}",
+            "    - *x",
+            "    - [x]",
+            "    -",
+            "      type: action",
+            "      config: {action: 'a@1:a.b', k: '{{ trigger.x }}'}",
+            "      next: [b]",
+            "spec: {steps: [{id: d, type: gate}]}",
+            "spec: &sp {steps: [{id: e}]}",
+            "other: *sp",
+            "  steps: *x",
+            "---",
+            "  - {",
+            "# comment",
+            "",
+        ]);
+        prop::collection::vec(line, 0..16).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn streaming_lowering_agrees_on_generated_documents(text in workflowish()) {
+            assert_same_either_way(&text);
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// A half-open byte range `start..end` into one source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,13 +82,22 @@ pub struct LineCol {
 pub struct SourceFile {
     path: PathBuf,
     text: String,
+    /// Built on first use: a file that checks clean is never asked for a
+    /// position, and a large one spent time and memory on it for nothing.
+    index: OnceLock<LineIndex>,
+}
+
+#[derive(Clone, Debug)]
+struct LineIndex {
     /// Byte offset of the first byte of each line.
     line_starts: Vec<usize>,
     /// Characters and UTF-16 units before each multiple of
     /// [`COUNT_STRIDE`] bytes, so that a column costs at most one stride
     /// of counting however long the line (a minified one-line workflow with
-    /// many diagnostics made column counting quadratic).
+    /// many diagnostics made column counting quadratic). Empty for ASCII
+    /// text, where both counts equal the byte offset.
     counts: Vec<(usize, usize)>,
+    ascii: bool,
 }
 
 const COUNT_STRIDE: usize = 1024;
@@ -105,30 +115,41 @@ fn count_units(bytes: &[u8]) -> (usize, usize) {
     (chars, chars + astral)
 }
 
-impl SourceFile {
-    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
-        let text = text.into();
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
         let mut line_starts = vec![0];
-        line_starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        let mut counts = Vec::with_capacity(text.len() / COUNT_STRIDE + 1);
-        let mut total = (0, 0);
-        counts.push(total);
-        for chunk in text.as_bytes().chunks_exact(COUNT_STRIDE) {
-            let (chars, units) = count_units(chunk);
-            total = (total.0 + chars, total.1 + units);
+        line_starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        let ascii = text.is_ascii();
+        let mut counts = Vec::new();
+        if !ascii {
+            counts.reserve(text.len() / COUNT_STRIDE + 1);
+            let mut total = (0, 0);
             counts.push(total);
+            for chunk in text.as_bytes().chunks_exact(COUNT_STRIDE) {
+                let (chars, units) = count_units(chunk);
+                total = (total.0 + chars, total.1 + units);
+                counts.push(total);
+            }
         }
-        SourceFile {
-            path: path.into(),
-            text,
+        LineIndex {
             line_starts,
             counts,
+            ascii,
         }
+    }
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            text: text.into(),
+            index: OnceLock::new(),
+        }
+    }
+
+    fn index(&self) -> &LineIndex {
+        self.index.get_or_init(|| LineIndex::new(&self.text))
     }
 
     pub fn path(&self) -> &Path {
@@ -140,7 +161,7 @@ impl SourceFile {
     }
 
     pub fn line_count(&self) -> usize {
-        self.line_starts.len()
+        self.index().line_starts.len()
     }
 
     /// Clamps `offset` into the text and onto a character boundary, so a
@@ -156,7 +177,7 @@ impl SourceFile {
     /// 0-based line index of the line holding `offset`.
     pub fn line_index(&self, offset: usize) -> usize {
         let offset = self.clamp(offset);
-        match self.line_starts.binary_search(&offset) {
+        match self.index().line_starts.binary_search(&offset) {
             Ok(line) => line,
             Err(next) => next - 1,
         }
@@ -164,7 +185,8 @@ impl SourceFile {
 
     /// Byte offset at which 0-based `line` starts.
     pub fn line_start(&self, line: usize) -> usize {
-        self.line_starts
+        self.index()
+            .line_starts
             .get(line)
             .copied()
             .unwrap_or(self.text.len())
@@ -174,6 +196,7 @@ impl SourceFile {
     pub fn line_text(&self, line: usize) -> &str {
         let start = self.line_start(line);
         let end = self
+            .index()
             .line_starts
             .get(line + 1)
             .copied()
@@ -183,8 +206,12 @@ impl SourceFile {
 
     /// Characters and UTF-16 units before `offset`, a character boundary.
     fn units_before(&self, offset: usize) -> (usize, usize) {
+        let index = self.index();
+        if index.ascii {
+            return (offset, offset);
+        }
         let stride = offset / COUNT_STRIDE;
-        let (chars, units) = self.counts[stride];
+        let (chars, units) = index.counts[stride];
         let (more_chars, more_units) =
             count_units(&self.text.as_bytes()[stride * COUNT_STRIDE..offset]);
         (chars + more_chars, units + more_units)
@@ -194,7 +221,7 @@ impl SourceFile {
     pub fn line_col(&self, offset: usize) -> LineCol {
         let offset = self.clamp(offset);
         let line = self.line_index(offset);
-        let start = self.line_starts[line];
+        let start = self.index().line_starts[line];
         LineCol {
             line: line + 1,
             column: self.units_before(offset).0 - self.units_before(start).0 + 1,
@@ -205,7 +232,7 @@ impl SourceFile {
     pub fn utf16_position(&self, offset: usize) -> (u32, u32) {
         let offset = self.clamp(offset);
         let line = self.line_index(offset);
-        let start = self.line_starts[line];
+        let start = self.index().line_starts[line];
         let column = self.units_before(offset).1 - self.units_before(start).1;
         (line as u32, column as u32)
     }
@@ -214,10 +241,10 @@ impl SourceFile {
     /// of a line clamp to its end, as LSP requires.
     pub fn offset_of_utf16(&self, line: u32, column: u32) -> usize {
         let line = line as usize;
-        if line >= self.line_starts.len() {
+        if line >= self.index().line_starts.len() {
             return self.text.len();
         }
-        let start = self.line_starts[line];
+        let start = self.index().line_starts[line];
         let text = self.line_text(line);
         let mut units = 0u32;
         for (i, c) in text.char_indices() {

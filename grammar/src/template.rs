@@ -8,8 +8,8 @@
 
 use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
-use crate::expr::lexer::{Lexer, TokenKind};
-use crate::expr::parser::parse_expr_in;
+use crate::expr::lexer::{Lexer, Token, TokenKind};
+use crate::expr::parser::parse_tokens;
 use crate::expr::{Expr, ExprKind};
 use crate::span::Span;
 
@@ -103,12 +103,18 @@ impl Template {
 }
 
 pub fn parse_template(text: &str) -> Template {
-    let mut segments = Vec::new();
+    // Nearly every template is one literal or one expression.
+    let mut segments = Vec::with_capacity(1);
     let mut diagnostics = Vec::new();
     let bytes = text.as_bytes();
     let mut literal_start = 0;
     let mut pos = 0;
     while pos + 1 < bytes.len() {
+        // Both delimiters end with `{`: jump from one to the next.
+        let Some(brace) = memchr::memchr(b'{', &bytes[pos + 1..]) else {
+            break;
+        };
+        pos += brace;
         let delimiter = match (bytes[pos], bytes[pos + 1]) {
             (b'{', b'{') => Delimiter::Braces,
             (b'$', b'{') => Delimiter::Dollar,
@@ -133,7 +139,7 @@ pub fn parse_template(text: &str) -> Template {
             open = Span::new(pos + 1, pos + 3);
             delimiter = Delimiter::Braces;
         }
-        let Some(close) = find_close(text, open.end, delimiter) else {
+        let Some((close, tokens, lexer_diagnostics)) = find_close(text, open.end, delimiter) else {
             diagnostics.push(unclosed(text, open, delimiter));
             // The rest stays literal text: there is no telling where the
             // expression was meant to end.
@@ -158,7 +164,8 @@ pub fn parse_template(text: &str) -> Template {
             );
             Expr::new(ExprKind::Error, Span::new(open.end, close.start))
         } else {
-            let (expr, expr_diagnostics) = parse_expr_in(text, open.end, close.start);
+            let range = Span::new(open.end, close.start);
+            let (expr, expr_diagnostics) = parse_tokens(text, range, tokens, lexer_diagnostics);
             diagnostics.extend(expr_diagnostics);
             expr
         };
@@ -188,26 +195,49 @@ fn push_literal(segments: &mut Vec<Segment>, text: &str, start: usize, end: usiz
 
 /// Finds the closing delimiter of an expression starting at `start`: a `}`
 /// (followed by another `}` for `{{`) outside any string and any braces the
-/// expression opens itself.
-fn find_close(text: &str, start: usize, delimiter: Delimiter) -> Option<Span> {
+/// expression opens itself. Returns it with the expression's tokens (ending
+/// with `Eof` at the delimiter) and the lexer's diagnostics, which are those
+/// of lexing just the expression: every token before the delimiter ends
+/// before it, and a token's kind never depends on what follows its end when
+/// that is `}` or the end of the text. The parser then need not lex again.
+fn find_close(
+    text: &str,
+    start: usize,
+    delimiter: Delimiter,
+) -> Option<(Span, Vec<Token>, Vec<Diagnostic>)> {
     let mut lexer = Lexer::with_range(text, start, text.len());
+    let mut tokens = Vec::new();
     let mut depth = 0usize;
     loop {
         let token = lexer.next_token();
-        match token.kind {
+        let close = match token.kind {
             TokenKind::Eof => return None,
-            TokenKind::LBrace => depth += 1,
-            TokenKind::RBrace if depth > 0 => depth -= 1,
+            TokenKind::LBrace => {
+                depth += 1;
+                None
+            }
+            TokenKind::RBrace if depth > 0 => {
+                depth -= 1;
+                None
+            }
             TokenKind::RBrace => match delimiter {
-                Delimiter::Dollar => return Some(token.span),
+                Delimiter::Dollar => Some(token.span),
                 Delimiter::Braces if text.as_bytes().get(token.span.end) == Some(&b'}') => {
-                    return Some(Span::new(token.span.start, token.span.end + 1));
+                    Some(Span::new(token.span.start, token.span.end + 1))
                 }
                 // A lone `}` inside `{{ }}`: the parser will report it.
-                Delimiter::Braces => {}
+                Delimiter::Braces => None,
             },
-            _ => {}
+            _ => None,
+        };
+        if let Some(close) = close {
+            tokens.push(Token {
+                kind: TokenKind::Eof,
+                span: Span::at(close.start),
+            });
+            return Some((close, tokens, lexer.into_diagnostics()));
         }
+        tokens.push(token);
     }
 }
 
@@ -434,6 +464,62 @@ mod properties {
             )
             .prop_map(|parts| parts.concat()),
         ]
+    }
+
+    /// Text after an opening delimiter: expression pieces, including those
+    /// whose lexing looks past their end (numbers, exponents, strings).
+    fn expression_like() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("}}"),
+                Just("}"),
+                Just("{"),
+                Just(" "),
+                Just("a.b"),
+                Just("x"),
+                Just("1"),
+                Just("1."),
+                Just(".5"),
+                Just("1e"),
+                Just("1e+"),
+                Just("0x"),
+                Just("'"),
+                Just("\""),
+                Just("\\"),
+                Just("?"),
+                Just("?."),
+                Just("??"),
+                Just("="),
+                Just("!"),
+                Just("&&"),
+                Just("|"),
+                Just("é"),
+                Just("("),
+                Just(")"),
+                Just("["),
+                Just(":"),
+                Just(","),
+            ],
+            0..16,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The tokens found while looking for the closing delimiter parse
+        /// exactly as lexing the expression afresh would.
+        #[test]
+        fn reused_tokens_parse_as_a_fresh_lex(text in expression_like()) {
+            for delimiter in [Delimiter::Braces, Delimiter::Dollar] {
+                if let Some((close, tokens, lexed)) = find_close(&text, 0, delimiter) {
+                    let reused = parse_tokens(&text, Span::new(0, close.start), tokens, lexed);
+                    let fresh = crate::expr::parser::parse_expr_in(&text, 0, close.start);
+                    prop_assert_eq!(reused, fresh, "{:?}", text);
+                }
+            }
+        }
     }
 
     proptest! {

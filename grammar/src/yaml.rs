@@ -3,6 +3,12 @@
 //! Built on saphyr-parser's event stream (not its loader) so that we keep
 //! spans on every key, value and item, see scalar styles, report duplicate
 //! keys with both positions, and bound alias expansion and nesting depth.
+//!
+//! The tree borrows from the text: a scalar that reads exactly as written
+//! (most of them) is a slice of the source, and only scalars changed by
+//! decoding (escapes, folding, block scalars) own their value.
+
+use std::borrow::Cow;
 
 use crate::diagnostic::Diagnostic;
 use crate::span::Span;
@@ -17,10 +23,10 @@ pub const MAX_ALIAS_EXPANSION: usize = 100_000;
 
 /// The documents of one YAML stream.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Parsed {
+pub struct Parsed<'src> {
     /// One node per document; documents completed before a syntax error are
     /// kept, the one the error is in is not.
-    pub documents: Vec<Node>,
+    pub documents: Vec<Node<'src>>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -28,29 +34,47 @@ pub struct Parsed {
 /// syntax errors (`YAML_SYNTAX`, parsing stops there), duplicate keys
 /// (`DUPLICATE_KEY`, the later entry is dropped) and inputs beyond the
 /// nesting or alias-expansion limits (`DOCUMENT_TOO_COMPLEX`, parsing stops).
-pub fn parse(text: &str) -> Parsed {
-    build::parse(text)
+pub fn parse(text: &str) -> Parsed<'_> {
+    build::parse(text, None)
+}
+
+/// [`parse`], handing each mapping that is an item of the sequence at `path`
+/// (mapping keys from the root of the first document, e.g. `spec.steps`) to
+/// `visit` as soon as it is complete. In the returned tree such an item is an
+/// empty mapping with the item's span. A consumer can then process a large
+/// sequence item by item while each item is fresh in the cache, instead of
+/// holding the whole tree.
+///
+/// Items under a duplicate key (which the tree drops) or in a document that
+/// ends in a syntax error are visited too: the visitor cannot know yet
+/// whether the tree will keep them.
+pub fn parse_visiting<'src>(
+    text: &'src str,
+    path: &[&str],
+    visit: &mut dyn FnMut(Node<'src>),
+) -> Parsed<'src> {
+    build::parse(text, Some(build::Visitor { path, visit }))
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
+pub struct Node<'src> {
     /// Exact extent in the file: a flow collection includes its closing
     /// bracket, a quoted scalar its quotes, a block scalar its `|`/`>` header.
     pub span: Span,
-    pub kind: NodeKind,
+    pub kind: NodeKind<'src>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum NodeKind {
-    Scalar(Scalar),
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
+pub enum NodeKind<'src> {
+    Scalar(Scalar<'src>),
+    Seq(Vec<Node<'src>>),
+    Map(Vec<Entry<'src>>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
-    pub key: Node,
-    pub value: Node,
+pub struct Entry<'src> {
+    pub key: Node<'src>,
+    pub value: Node<'src>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,9 +87,10 @@ pub enum ScalarStyle {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Scalar {
-    /// The decoded value (escapes resolved, lines folded).
-    pub value: String,
+pub struct Scalar<'src> {
+    /// The decoded value (escapes resolved, lines folded): borrowed from the
+    /// text when it reads exactly as written.
+    pub value: Cow<'src, str>,
     pub style: ScalarStyle,
     /// Where each byte of `value` came from in the file.
     pub map: ScalarMap,
@@ -91,8 +116,8 @@ pub enum Resolved<'a> {
     Str(&'a str),
 }
 
-impl Node {
-    pub fn as_scalar(&self) -> Option<&Scalar> {
+impl<'src> Node<'src> {
+    pub fn as_scalar(&self) -> Option<&Scalar<'src>> {
         match &self.kind {
             NodeKind::Scalar(scalar) => Some(scalar),
             _ => None,
@@ -101,17 +126,17 @@ impl Node {
 
     /// The decoded value of a scalar.
     pub fn as_str(&self) -> Option<&str> {
-        self.as_scalar().map(|scalar| scalar.value.as_str())
+        self.as_scalar().map(|scalar| &*scalar.value)
     }
 
-    pub fn as_map(&self) -> Option<&[Entry]> {
+    pub fn as_map(&self) -> Option<&[Entry<'src>]> {
         match &self.kind {
             NodeKind::Map(entries) => Some(entries),
             _ => None,
         }
     }
 
-    pub fn as_seq(&self) -> Option<&[Node]> {
+    pub fn as_seq(&self) -> Option<&[Node<'src>]> {
         match &self.kind {
             NodeKind::Seq(items) => Some(items),
             _ => None,
@@ -119,14 +144,14 @@ impl Node {
     }
 
     /// The entry of a mapping whose scalar key decodes to `key`.
-    pub fn entry(&self, key: &str) -> Option<&Entry> {
+    pub fn entry(&self, key: &str) -> Option<&Entry<'src>> {
         self.as_map()?
             .iter()
             .find(|entry| entry.key.as_str() == Some(key))
     }
 
     /// The value of a mapping's entry whose scalar key decodes to `key`.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node<'src>> {
         self.entry(key).map(|entry| &entry.value)
     }
 
@@ -156,7 +181,7 @@ impl ScalarMap {
     }
 }
 
-impl Scalar {
+impl Scalar<'_> {
     /// The file offset of decoded byte `decoded_offset`, clamped to the value.
     pub fn to_file(&self, decoded_offset: usize) -> usize {
         self.map.to_file(decoded_offset.min(self.value.len()))
@@ -221,6 +246,15 @@ pub fn scalar_source(value: &str) -> String {
 }
 
 fn resolve_plain(value: &str) -> Resolved<'_> {
+    // Most plain scalars are names: a first letter that starts none of the
+    // special words (`null`, `true`, `false` and their capitalisations) can
+    // only read as a string. Numbers start with a digit, a sign or a dot.
+    if let Some(&first) = value.as_bytes().first()
+        && first.is_ascii_alphabetic()
+        && !matches!(first, b'n' | b'N' | b't' | b'T' | b'f' | b'F')
+    {
+        return Resolved::Str(value);
+    }
     match value {
         "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
         "true" | "True" | "TRUE" => return Resolved::Bool(true),
@@ -309,7 +343,7 @@ mod tests {
     use super::*;
     use crate::codes::Code;
 
-    fn parse_one(text: &str) -> Node {
+    fn parse_one(text: &str) -> Node<'_> {
         let parsed = parse(text);
         assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
         assert_eq!(parsed.documents.len(), 1, "{text:?}");
@@ -320,12 +354,12 @@ mod tests {
         &text[node.span.start..node.span.end]
     }
 
-    fn scalar(node: &Node) -> &Scalar {
+    fn scalar<'n>(node: &'n Node) -> &'n Scalar<'n> {
         node.as_scalar().expect("a scalar")
     }
 
     /// Every node of a tree, without recursion.
-    fn all_nodes(root: &Node) -> Vec<&Node> {
+    fn all_nodes<'n, 's>(root: &'n Node<'s>) -> Vec<&'n Node<'s>> {
         let mut out = Vec::new();
         let mut stack = vec![root];
         while let Some(node) = stack.pop() {
@@ -923,9 +957,15 @@ mod tests {
     // ---- resolution and helpers ---------------------------------------
 
     /// The scalar `text` reads as in a mapping value.
-    fn value_of(text: &str) -> Scalar {
-        let root = parse_one(&format!("k: {text}\n"));
-        root.get("k").unwrap().as_scalar().unwrap().clone()
+    fn value_of(text: &str) -> Scalar<'static> {
+        let text = format!("k: {text}\n");
+        let root = parse_one(&text);
+        let scalar = root.get("k").unwrap().as_scalar().unwrap();
+        Scalar {
+            value: scalar.value.to_string().into(),
+            style: scalar.style,
+            map: scalar.map.clone(),
+        }
     }
 
     #[test]
@@ -1049,7 +1089,7 @@ mod tests {
 
         /// Parses without panicking and every position it hands out is a
         /// valid span of the text.
-        fn check_positions(text: &str) -> Parsed {
+        fn check_positions(text: &str) -> Parsed<'_> {
             let parsed = parse(text);
             for document in &parsed.documents {
                 for node in all_nodes(document) {

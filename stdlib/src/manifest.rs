@@ -404,13 +404,12 @@ pub fn verb_id_error(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("the verb id is empty".into());
     }
-    let segments: Vec<&str> = id.split('.').collect();
-    if segments.len() < 2 {
+    if !id.contains('.') {
         return Some(format!(
             "`{id}` is not a verb id: write `<namespace>.<verb>` or `<namespace>.<resource>.<op>`"
         ));
     }
-    if let Some(bad) = segments.iter().find(|s| !is_lower_identifier(s)) {
+    if let Some(bad) = id.split('.').find(|s| !is_lower_identifier(s)) {
         return Some(format!(
             "`{id}` is not a verb id: segment `{bad}` must be lowercase letters, digits and `_`, starting with a letter"
         ));

@@ -1,9 +1,11 @@
 //! The set of loaded plugins, and the lookups the compiler and the LSP make.
 //!
 //! The bundled plugins are embedded at build time (the [`BUNDLED`] table is
-//! the one place that lists them) and parsed once. Third-party plugins come
-//! from `<dir>/<plugin>/plugin.yaml` under the plugin directories a project
-//! names (by default `.donmai/plugins/`).
+//! the one place that lists them). Each plugin major, one YAML document of
+//! its manifest, is parsed the first time a lookup needs it: parsing every
+//! bundled manifest took most of a single-file check. Third-party plugins
+//! come from `<dir>/<plugin>/plugin.yaml` under the plugin directories a
+//! project names (by default `.donmai/plugins/`), and are parsed at once.
 
 use crate::manifest::{
     EventType, FIRST_PARTY_PLUGIN, Plugin, PluginOrigin, Verb, parse_plugin, plugin_name_error,
@@ -12,8 +14,10 @@ use crate::manifest::{
 use crate::yaml_json::document_to_json;
 use donmai_grammar::codes::Code;
 use donmai_grammar::diagnostic::{Diagnostic, did_you_mean};
-use donmai_grammar::span::SourceFile;
+use donmai_grammar::span::{SourceFile, Span};
+use donmai_grammar::yaml::{Node, NodeKind};
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -25,6 +29,18 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("github", include_str!("../plugins/github/plugin.yaml")),
     ("vercel", include_str!("../plugins/vercel/plugin.yaml")),
     ("slack", include_str!("../plugins/slack/plugin.yaml")),
+];
+
+/// The majors each bundled manifest defines, one per YAML document in
+/// order, so that a lookup parses only the document it needs. A test keeps
+/// this in step with the manifests; a manifest that disagrees with it at run
+/// time is parsed whole instead.
+const BUNDLED_MAJORS: &[(&str, &[u32])] = &[
+    ("donmai", &[1, 2]),
+    ("linear", &[1]),
+    ("github", &[1]),
+    ("vercel", &[1]),
+    ("slack", &[1]),
 ];
 
 /// The file name a plugin directory holds its manifest in.
@@ -188,7 +204,162 @@ pub struct LoadReport {
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
     /// Sorted by (name, major).
-    plugins: Vec<Arc<Plugin>>,
+    plugins: Vec<Slot>,
+}
+
+/// One plugin major of a registry.
+#[derive(Clone, Debug)]
+enum Slot {
+    Loaded(Arc<Plugin>),
+    /// A bundled plugin major, parsed on first use.
+    Bundled(&'static BundledDocument),
+}
+
+impl Slot {
+    fn name(&self) -> &str {
+        match self {
+            Slot::Loaded(plugin) => &plugin.name,
+            Slot::Bundled(document) => document.name,
+        }
+    }
+
+    fn major(&self) -> u32 {
+        match self {
+            Slot::Loaded(plugin) => plugin.major(),
+            Slot::Bundled(document) => document.major,
+        }
+    }
+
+    /// The plugin, parsing it if needed; `None` only if a bundled document
+    /// does not hold the plugin major [`BUNDLED_MAJORS`] says it does.
+    fn get(&self) -> Option<&Plugin> {
+        match self {
+            Slot::Loaded(plugin) => Some(plugin),
+            Slot::Bundled(document) => document.plugin(),
+        }
+    }
+}
+
+/// One document of a bundled manifest: one plugin major.
+#[derive(Debug)]
+struct BundledDocument {
+    /// The manifest's directory, which is its plugin's name.
+    name: &'static str,
+    major: u32,
+    /// The whole manifest, so that spans point into the file.
+    text: &'static str,
+    range: Range<usize>,
+    plugin: OnceLock<Option<Arc<Plugin>>>,
+}
+
+impl BundledDocument {
+    fn plugin(&self) -> Option<&Plugin> {
+        self.plugin
+            .get_or_init(|| self.parse().map(Arc::new))
+            .as_deref()
+    }
+
+    /// What [`Registry::add_manifest`] makes of this document. Bundled
+    /// manifests load without diagnostics (a test keeps them so), so none
+    /// are kept here.
+    fn parse(&self) -> Option<Plugin> {
+        let parsed = donmai_grammar::yaml::parse(&self.text[self.range.clone()]);
+        let mut document = parsed.documents.into_iter().next()?;
+        shift_spans(&mut document, self.range.start);
+        let (value, spans, conversion) = document_to_json(&document, Code::BAD_MANIFEST);
+        if conversion.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        let origin = PluginOrigin::Bundled(bundled_path(self.name));
+        let plugin = parse_plugin(&value, &spans, origin).0?;
+        let expected = plugin.name == self.name && plugin.major() == self.major;
+        debug_assert!(expected, "BUNDLED_MAJORS disagrees with {}", plugin.pin());
+        expected.then_some(plugin)
+    }
+}
+
+/// The documents of the bundled manifests, and the manifests whose
+/// documents [`BUNDLED_MAJORS`] does not describe (none, unless the table
+/// is stale), built once per process.
+type BundledDocuments = (Vec<BundledDocument>, Vec<(&'static str, &'static str)>);
+
+fn bundled_documents() -> &'static BundledDocuments {
+    static DOCUMENTS: OnceLock<BundledDocuments> = OnceLock::new();
+    DOCUMENTS.get_or_init(|| {
+        let mut documents = Vec::new();
+        let mut whole = Vec::new();
+        for &(name, text) in BUNDLED {
+            let majors = BUNDLED_MAJORS
+                .iter()
+                .find(|(directory, _)| *directory == name)
+                .map_or(&[][..], |(_, majors)| *majors);
+            let ranges = document_ranges(text);
+            if ranges.len() != majors.len() {
+                debug_assert!(false, "BUNDLED_MAJORS disagrees with {name}'s documents");
+                whole.push((name, text));
+                continue;
+            }
+            documents.extend(
+                majors
+                    .iter()
+                    .zip(ranges)
+                    .map(|(&major, range)| BundledDocument {
+                        name,
+                        major,
+                        text,
+                        range,
+                        plugin: OnceLock::new(),
+                    }),
+            );
+        }
+        (documents, whole)
+    })
+}
+
+fn bundled_path(directory: &str) -> PathBuf {
+    PathBuf::from(format!("<bundled>/{directory}/{MANIFEST_FILE}"))
+}
+
+/// Moves every span of a tree parsed from a slice of a file by the slice's
+/// offset. Recursion is bounded by the YAML layer's nesting limit.
+fn shift_spans(node: &mut Node<'_>, offset: usize) {
+    let shift = |span: &mut Span| *span = Span::new(span.start + offset, span.end + offset);
+    shift(&mut node.span);
+    match &mut node.kind {
+        NodeKind::Scalar(_) => {}
+        NodeKind::Seq(items) => items.iter_mut().for_each(|item| shift_spans(item, offset)),
+        NodeKind::Map(entries) => {
+            for entry in entries {
+                shift_spans(&mut entry.key, offset);
+                shift_spans(&mut entry.value, offset);
+            }
+        }
+    }
+}
+
+/// The byte ranges of the YAML documents of a manifest, split at `---`
+/// lines; comments and blank lines before the first `---` are no document.
+fn document_ranges(text: &str) -> Vec<Range<usize>> {
+    let mut markers = Vec::new();
+    let mut content_before_markers = false;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        if content == "---" || content.starts_with("--- ") || content.starts_with("---\t") {
+            markers.push(offset);
+        } else if markers.is_empty() {
+            let trimmed = content.trim();
+            content_before_markers |= !trimmed.is_empty() && !trimmed.starts_with('#');
+        }
+        offset += line.len();
+    }
+    let mut bounds = Vec::with_capacity(markers.len() + 2);
+    if content_before_markers || markers.is_empty() {
+        bounds.push(0);
+    }
+    bounds.extend(markers);
+    bounds.push(text.len());
+    bounds.windows(2).map(|pair| pair[0]..pair[1]).collect()
 }
 
 impl Registry {
@@ -196,10 +367,26 @@ impl Registry {
         Registry::default()
     }
 
-    /// The bundled plugins, parsed on first use.
+    /// The bundled plugins, each major parsed on first use.
     pub fn bundled() -> &'static Registry {
         static BUNDLED_REGISTRY: OnceLock<Registry> = OnceLock::new();
-        BUNDLED_REGISTRY.get_or_init(|| Registry::load_bundled().0)
+        BUNDLED_REGISTRY.get_or_init(Registry::lazy_bundled)
+    }
+
+    fn lazy_bundled() -> Registry {
+        let (documents, whole) = bundled_documents();
+        let mut registry = Registry::empty();
+        registry.plugins.extend(documents.iter().map(Slot::Bundled));
+        registry
+            .plugins
+            .sort_by(|a, b| (a.name(), a.major()).cmp(&(b.name(), b.major())));
+        // A manifest the table does not describe is parsed whole, now.
+        for &(name, text) in whole {
+            let path = bundled_path(name);
+            let file = SourceFile::new(path.clone(), text);
+            registry.add_manifest(&file, PluginOrigin::Bundled(path));
+        }
+        registry
     }
 
     /// Parses the bundled manifests afresh, with their diagnostics (a test
@@ -208,7 +395,7 @@ impl Registry {
         let mut registry = Registry::empty();
         let mut reports = Vec::new();
         for (directory, text) in BUNDLED {
-            let path = PathBuf::from(format!("<bundled>/{directory}/{MANIFEST_FILE}"));
+            let path = bundled_path(directory);
             let file = Arc::new(SourceFile::new(path.clone(), *text));
             let diagnostics = registry.add_manifest(&file, PluginOrigin::Bundled(path.clone()));
             reports.push(LoadReport {
@@ -311,8 +498,7 @@ impl Registry {
         }
         plugin.event_types.retain(|event| {
             let owner = self
-                .plugins
-                .iter()
+                .plugins()
                 .find(|other| other.name != plugin.name && other.event_type(&event.name).is_some());
             match owner {
                 Some(other) => {
@@ -333,35 +519,35 @@ impl Registry {
         let key = (plugin.name.clone(), plugin.major());
         let at = self
             .plugins
-            .partition_point(|p| (p.name.as_str(), p.major()) < (key.0.as_str(), key.1));
-        self.plugins.insert(at, Arc::new(plugin));
+            .partition_point(|p| (p.name(), p.major()) < (key.0.as_str(), key.1));
+        self.plugins.insert(at, Slot::Loaded(Arc::new(plugin)));
         diagnostics
     }
 
     pub fn plugin(&self, name: &str, major: u32) -> Option<&Plugin> {
         self.plugins
             .iter()
-            .find(|p| p.name == name && p.major() == major)
-            .map(Arc::as_ref)
+            .find(|p| p.name() == name && p.major() == major)
+            .and_then(Slot::get)
     }
 
     /// The loaded majors of a plugin, ascending.
     pub fn majors(&self, name: &str) -> Vec<u32> {
         self.plugins
             .iter()
-            .filter(|p| p.name == name)
-            .map(|p| p.major())
+            .filter(|p| p.name() == name && p.get().is_some())
+            .map(Slot::major)
             .collect()
     }
 
     /// Every loaded plugin major, sorted by name then major.
     pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
-        self.plugins.iter().map(Arc::as_ref)
+        self.plugins.iter().filter_map(Slot::get)
     }
 
     /// The closest loaded plugin name to a misspelt one.
     pub fn suggest_plugin(&self, name: &str) -> Option<&str> {
-        did_you_mean(name, self.plugins.iter().map(|p| p.name.as_str()))
+        did_you_mean(name, self.plugins().map(|p| p.name.as_str()))
     }
 
     pub fn resolve(&self, reference: &VerbRef) -> Result<(&Plugin, &Verb), ResolveError> {
@@ -385,18 +571,34 @@ impl Registry {
     /// The plugin and declaration of an event type. Several majors of one
     /// plugin may declare the same type; the highest major's declaration wins.
     pub fn event(&self, name: &str) -> Option<(&Plugin, &EventType)> {
-        self.plugins.iter().rev().find_map(|plugin| {
-            plugin
-                .event_type(name)
-                .map(|event| (plugin.as_ref(), event))
-        })
+        // An event type belongs to one plugin (adding a plugin drops the
+        // event types another one declares), so any plugin declaring it
+        // names the owner; then the owner's highest major declaring it
+        // wins. Plugins named by a segment of the type (`com.linear.…`) are
+        // tried first, so that usually only their manifest is parsed.
+        let named = |slot: &&Slot| name.split('.').any(|segment| segment == slot.name());
+        let declares = |slot: &&Slot| slot.get().is_some_and(|p| p.event_type(name).is_some());
+        let owner = self
+            .plugins
+            .iter()
+            .filter(named)
+            .chain(self.plugins.iter().filter(|slot| !named(slot)))
+            .find(declares)?
+            .name();
+        self.plugins
+            .iter()
+            .rev()
+            .filter(|slot| slot.name() == owner)
+            .find_map(|slot| {
+                let plugin = slot.get()?;
+                plugin.event_type(name).map(|event| (plugin, event))
+            })
     }
 
     /// Every declared event type name, sorted, without duplicates.
     pub fn event_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
-            .plugins
-            .iter()
+            .plugins()
             .flat_map(|p| p.event_types.iter().map(|e| e.name.as_str()))
             .collect();
         names.sort_unstable();
@@ -822,6 +1024,97 @@ mod tests {
                 (at.line, at.column, d.message.clone())
             })
             .collect()
+    }
+
+    #[test]
+    fn bundled_majors_describe_the_manifests() {
+        let (registry, _) = Registry::load_bundled();
+        for (directory, text) in BUNDLED {
+            let majors: Vec<u32> = registry
+                .plugins()
+                .filter(|p| p.origin.path() == bundled_path(directory))
+                .map(|p| {
+                    assert_eq!(
+                        p.name, *directory,
+                        "a bundled plugin lives in its own folder"
+                    );
+                    p.major()
+                })
+                .collect();
+            let table = BUNDLED_MAJORS
+                .iter()
+                .find(|(name, _)| name == directory)
+                .map(|(_, majors)| majors.to_vec());
+            assert_eq!(
+                table.as_deref(),
+                Some(&majors[..]),
+                "BUNDLED_MAJORS must list {directory}'s majors in document order"
+            );
+            assert_eq!(document_ranges(text).len(), majors.len(), "{directory}");
+        }
+        assert_eq!(bundled_documents().1, Vec::new(), "every manifest is split");
+    }
+
+    /// The lazily parsed bundled registry answers every lookup exactly as
+    /// the eagerly parsed one, spans included.
+    #[test]
+    fn lazy_bundled_registry_equals_the_eager_one() {
+        let (eager, _) = Registry::load_bundled();
+        let lazy = Registry::lazy_bundled();
+        let event_names = eager.event_names();
+        assert!(!event_names.is_empty());
+        // Events first, on an untouched registry: the order of parsing must
+        // not change the answers.
+        for name in event_names
+            .iter()
+            .copied()
+            .chain(["no.such.event", "linear"])
+        {
+            let describe = |found: Option<(&Plugin, &EventType)>| {
+                found.map(|(plugin, event)| (plugin.pin(), format!("{event:?}")))
+            };
+            assert_eq!(
+                describe(lazy.event(name)),
+                describe(eager.event(name)),
+                "{name}"
+            );
+        }
+        let pins = |registry: &Registry| registry.plugins().map(Plugin::pin).collect::<Vec<_>>();
+        assert_eq!(pins(&lazy), pins(&eager));
+        for plugin in eager.plugins() {
+            let twin = lazy
+                .plugin(&plugin.name, plugin.major())
+                .expect("same plugins");
+            assert_eq!(format!("{twin:?}"), format!("{plugin:?}"));
+        }
+        for name in ["donmai", "linear", "slack", "nope"] {
+            assert_eq!(lazy.majors(name), eager.majors(name));
+        }
+        assert_eq!(lazy.event_names(), event_names);
+        assert_eq!(
+            lazy.suggest_plugin("linaer"),
+            eager.suggest_plugin("linaer")
+        );
+    }
+
+    #[test]
+    fn manifests_split_into_documents_at_marker_lines() {
+        let ranges = |text: &str| {
+            document_ranges(text)
+                .into_iter()
+                .map(|range| text[range].to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ranges("a: 1\n"), ["a: 1\n"]);
+        assert_eq!(
+            ranges("# c\n\n---\na: 1\n---\nb: 2"),
+            ["---\na: 1\n", "---\nb: 2"]
+        );
+        assert_eq!(
+            ranges("a: 1\n--- # two\nb: 2\n"),
+            ["a: 1\n", "--- # two\nb: 2\n"]
+        );
+        assert_eq!(ranges("a: '---'\n ---\n"), ["a: '---'\n ---\n"]);
     }
 
     #[test]

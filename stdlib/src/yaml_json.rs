@@ -174,7 +174,7 @@ impl Converter {
                 let mut out = Map::new();
                 for entry in entries {
                     let name = match &entry.key.kind {
-                        NodeKind::Scalar(scalar) => scalar.value.clone(),
+                        NodeKind::Scalar(scalar) => scalar.value.to_string(),
                         _ => {
                             self.diagnostics.push(Diagnostic::new(
                                 self.code,

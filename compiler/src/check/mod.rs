@@ -101,6 +101,7 @@ pub(crate) fn check_workflow(
         outputs: vec![None; workflow.steps.len()],
         used_outputs: HashSet::new(),
         trigger_types: HashMap::new(),
+        trigger_types_at_end: None,
         signatures: vec![None; workflow.steps.len()],
         verbs: vec![None; workflow.steps.len()],
         in_cycle: false,
@@ -152,7 +153,10 @@ struct Checker<'a> {
     /// Steps whose `output` some expression reads.
     used_outputs: HashSet<usize>,
     /// The type of `trigger`, by the set of triggers reaching a step.
-    trigger_types: HashMap<Vec<usize>, Type>,
+    /// Keyed by the reaching entries (`Topology::reached_by`).
+    trigger_types: HashMap<Vec<u64>, Type>,
+    /// The type of `trigger` at the end of the run (all triggers).
+    trigger_types_at_end: Option<Type>,
     /// Signature of each group and loop step.
     signatures: Vec<Option<Signature>>,
     /// The verb of each step, resolved once.
@@ -869,9 +873,10 @@ impl<'a> Checker<'a> {
             self.inputs_untyped(index);
             return;
         };
-        let mut given: HashSet<&str> = HashSet::new();
+        // A handful of inputs per step: a vector beats a hash set.
+        let mut given: Vec<&str> = Vec::with_capacity(step.inputs.len());
         for input in &step.inputs {
-            given.insert(&input.name.value);
+            given.push(&input.name.value);
             match ports.fields.get(&input.name.value) {
                 Some(field) => {
                     let value_type = self.value_type(index, &input.value);
@@ -914,7 +919,7 @@ impl<'a> Checker<'a> {
         let missing: Vec<&String> = ports
             .fields
             .iter()
-            .filter(|(name, field)| field.required && !given.contains(name.as_str()))
+            .filter(|(name, field)| field.required && !given.contains(&name.as_str()))
             .map(|(name, _)| name)
             .collect();
         for name in missing {

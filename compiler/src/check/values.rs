@@ -67,7 +67,7 @@ impl Checker<'_> {
             return topology.dominates(j, index);
         }
         let mut sinks = (0..self.workflow.steps.len())
-            .filter(|&s| topology.successors[s].is_empty() && !topology.reached_by[s].is_empty())
+            .filter(|&s| topology.successors[s].is_empty() && topology.is_reached(s))
             .peekable();
         sinks.peek().is_some() && sinks.all(|s| topology.dominates(j, s))
     }
@@ -77,10 +77,7 @@ impl Checker<'_> {
         if index == self.workflow.steps.len() {
             topology.entries.clone()
         } else {
-            topology.reached_by[index]
-                .iter()
-                .map(|&k| topology.entries[k])
-                .collect()
+            topology.reaching_entries(index).collect()
         }
     }
 
@@ -193,20 +190,53 @@ impl Checker<'_> {
     /// fixed before any expression is checked, so a cached type never goes
     /// stale.
     fn trigger_type(&mut self, index: usize) -> Type {
-        let entries = self.reaching_entries(index);
-        if let Some(cached) = self.trigger_types.get(&entries) {
+        // Keyed by the set of reaching entries, which the topology already
+        // holds: a hit allocates nothing.
+        let topology = self.topology();
+        let key = (index < self.workflow.steps.len()).then(|| topology.reached_by(index));
+        let cached = match key {
+            Some(key) => self.trigger_types.get(key),
+            None => self.trigger_types_at_end.as_ref(),
+        };
+        if let Some(cached) = cached {
             return cached.clone();
         }
-        let ty = self.build_trigger_type(&entries);
-        self.trigger_types.insert(entries, ty.clone());
+        let key = key.map(<[u64]>::to_vec);
+        let ty = self.build_trigger_type(&self.reaching_entries(index));
+        match key {
+            Some(key) => {
+                self.trigger_types.insert(key, ty.clone());
+            }
+            None => self.trigger_types_at_end = Some(ty.clone()),
+        }
         ty
     }
 
     fn build_trigger_type(&self, entries: &[usize]) -> Type {
-        let payloads: Vec<Type> = entries
-            .iter()
-            .map(|&entry| self.outputs[entry].clone().unwrap_or(Type::Dyn))
-            .collect();
+        // Trigger steps of one trigger share its payload (the same `Arc`),
+        // and a workflow may have thousands of them. Merging a type into a
+        // merge that just took it changes nothing (`join` gives the merge
+        // back), so each run of the same payload is merged once; merging
+        // thousands of copies per step was quadratic. A single payload
+        // stands for several as two copies, as merging two differs from
+        // taking one (a non-object payload merges to `dyn`).
+        static DYN: Type = Type::Dyn;
+        let same = |a: &Type, b: &Type| match (a, b) {
+            (Type::Object(a), Type::Object(b)) => Arc::ptr_eq(a, b),
+            _ => a == b,
+        };
+        let mut payloads: Vec<Type> = Vec::new();
+        let mut last: Option<&Type> = None;
+        for &entry in entries {
+            let payload = self.outputs[entry].as_ref().unwrap_or(&DYN);
+            if last.is_none_or(|last| !same(last, payload)) {
+                payloads.push(payload.clone());
+                last = Some(payload);
+            }
+        }
+        if payloads.len() == 1 && entries.len() > 1 {
+            payloads.push(payloads[0].clone());
+        }
         let payload = merge_payloads(&payloads);
         if self.is_v2() {
             match payload {

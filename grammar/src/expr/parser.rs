@@ -41,7 +41,22 @@ pub(crate) fn parse_expr_in(text: &str, start: usize, end: usize) -> (Expr, Vec<
             break;
         }
     }
-    let diagnostics = lexer.into_diagnostics();
+    parse_tokens(
+        text,
+        Span::new(start, end),
+        tokens,
+        lexer.into_diagnostics(),
+    )
+}
+
+/// Parses tokens already lexed from `text[range]`, ending with `Eof`, with
+/// the lexer's diagnostics.
+pub(crate) fn parse_tokens(
+    text: &str,
+    range: Span,
+    tokens: Vec<Token>,
+    diagnostics: Vec<Diagnostic>,
+) -> (Expr, Vec<Diagnostic>) {
     let reported_starts = diagnostics.iter().map(|d| d.span.start).collect();
     let mut parser = Parser {
         text,
@@ -53,7 +68,7 @@ pub(crate) fn parse_expr_in(text: &str, start: usize, end: usize) -> (Expr, Vec<
         too_deep_reported: false,
         open: [0; 3],
         operand_context: None,
-        range: Span::new(start, end),
+        range,
     };
     let expr = parser.parse_top();
     let mut diagnostics = parser.diagnostics;

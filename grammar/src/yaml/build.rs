@@ -9,6 +9,7 @@
 //! Tags are ignored: the workflow format gives them no meaning, and the core
 //! schema reading of plain scalars is done on demand by `Scalar::resolve`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser, ScalarStyle as EventStyle, ScanError, Span as EventSpan};
@@ -21,7 +22,14 @@ use crate::codes::Code;
 use crate::diagnostic::Diagnostic;
 use crate::span::Span;
 
-pub(super) fn parse(text: &str) -> Parsed {
+/// Hands the items of one sequence to a visitor as they complete; see
+/// [`super::parse_visiting`].
+pub(super) struct Visitor<'v, 'src> {
+    pub path: &'v [&'v str],
+    pub visit: &'v mut dyn FnMut(Node<'src>),
+}
+
+pub(super) fn parse<'src>(text: &'src str, visitor: Option<Visitor<'_, 'src>>) -> Parsed<'src> {
     // saphyr reads a NUL character as the end of input and would silently
     // drop everything after it; YAML does not allow NUL anywhere.
     let (text, nul) = match text.find('\0') {
@@ -29,6 +37,7 @@ pub(super) fn parse(text: &str) -> Parsed {
         None => (text, None),
     };
     let mut builder = Builder::new(text);
+    builder.visitor = visitor;
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
         let flow = match next {
@@ -105,8 +114,8 @@ impl Positions {
     }
 }
 
-struct Anchored {
-    node: Node,
+struct Anchored<'t> {
+    node: Node<'t>,
     /// Nodes in the subtree, aliases already expanded.
     size: usize,
     height: usize,
@@ -116,23 +125,25 @@ struct Anchored {
 /// (a frame owns the tail above its base) and move into the node with one
 /// exact-size allocation when it closes, instead of growing a `Vec` per
 /// collection.
-enum Children {
+enum Children<'t> {
     Seq { base: usize },
-    Map(MapChildren),
+    Map(MapChildren<'t>),
 }
 
-struct MapChildren {
+struct MapChildren<'t> {
     base: usize,
-    key: Option<Node>,
+    key: Option<Node<'t>>,
     /// Key value → entry position, built once the mapping is large enough
     /// that a linear duplicate check would be quadratic.
-    index: Option<HashMap<String, usize>>,
+    index: Option<HashMap<Cow<'t, str>, usize>>,
 }
 
 const INDEX_THRESHOLD: usize = 16;
 
-struct Frame {
-    children: Children,
+struct Frame<'t> {
+    children: Children<'t>,
+    /// The sequence whose mapping items go to the visitor.
+    visited: bool,
     start: usize,
     /// Opened with a `[` or `{` (not a block collection, nor the implicit
     /// single-pair mapping of `[a: b]`).
@@ -146,26 +157,28 @@ struct Frame {
     children_end: usize,
 }
 
-struct Builder<'t> {
+struct Builder<'t, 'v> {
     text: &'t str,
+    visitor: Option<Visitor<'v, 't>>,
     positions: Positions,
-    documents: Vec<Node>,
+    documents: Vec<Node<'t>>,
     diagnostics: Vec<Diagnostic>,
-    frames: Vec<Frame>,
-    items: Vec<Node>,
-    entries: Vec<Entry>,
-    root: Option<Node>,
-    anchors: HashMap<usize, Anchored>,
+    frames: Vec<Frame<'t>>,
+    items: Vec<Node<'t>>,
+    entries: Vec<Entry<'t>>,
+    root: Option<Node<'t>>,
+    anchors: HashMap<usize, Anchored<'t>>,
     expanded: usize,
     /// End of the last token we placed exactly; the next node's indicators
     /// and properties lie between it and the node.
     cursor: usize,
 }
 
-impl<'t> Builder<'t> {
-    fn new(text: &'t str) -> Builder<'t> {
+impl<'t, 'v> Builder<'t, 'v> {
+    fn new(text: &'t str) -> Builder<'t, 'v> {
         Builder {
             text,
+            visitor: None,
             positions: Positions::new(text),
             documents: Vec::new(),
             diagnostics: Vec::new(),
@@ -265,6 +278,7 @@ impl<'t> Builder<'t> {
             column_at(self.text, start)
         };
         self.cursor = self.cursor.max(if bracketed { start + 1 } else { start });
+        let visited = !mapping && self.at_visited_path();
         let children = if mapping {
             Children::Map(MapChildren {
                 base: self.entries.len(),
@@ -278,6 +292,7 @@ impl<'t> Builder<'t> {
         };
         self.frames.push(Frame {
             children,
+            visited,
             start,
             bracketed,
             indent,
@@ -287,6 +302,23 @@ impl<'t> Builder<'t> {
             children_end: start,
         });
         Flow::Continue
+    }
+
+    /// Whether a sequence opened now sits at the visitor's path: in the
+    /// first document, under the mapping keys of the path from the root.
+    fn at_visited_path(&self) -> bool {
+        let Some(visitor) = &self.visitor else {
+            return false;
+        };
+        self.documents.is_empty()
+            && self.frames.len() == visitor.path.len()
+            && self.frames.iter().zip(visitor.path).all(|(frame, key)| {
+                matches!(
+                    &frame.children,
+                    Children::Map(MapChildren { key: Some(pending), .. })
+                        if pending.as_str() == Some(key)
+                )
+            })
     }
 
     fn close(&mut self, span: EventSpan) {
@@ -363,7 +395,7 @@ impl<'t> Builder<'t> {
         Flow::Continue
     }
 
-    fn attach(&mut self, node: Node, size: usize, height: usize, anchor: usize) {
+    fn attach(&mut self, node: Node<'t>, size: usize, height: usize, anchor: usize) {
         if anchor > 0 {
             self.anchors.insert(
                 anchor,
@@ -382,6 +414,16 @@ impl<'t> Builder<'t> {
         frame.height = frame.height.max(height + 1);
         frame.children_end = frame.children_end.max(node.span.end);
         match &mut frame.children {
+            Children::Seq { .. } if frame.visited && matches!(node.kind, NodeKind::Map(_)) => {
+                let span = node.span;
+                if let Some(visitor) = &mut self.visitor {
+                    (visitor.visit)(node);
+                }
+                self.items.push(Node {
+                    span,
+                    kind: NodeKind::Map(Vec::new()),
+                });
+            }
             Children::Seq { .. } => self.items.push(node),
             Children::Map(map) => match map.key.take() {
                 None => map.key = Some(node),
@@ -401,7 +443,7 @@ impl<'t> Builder<'t> {
         style: EventStyle,
         has_properties: bool,
         span: EventSpan,
-    ) -> Node {
+    ) -> Node<'t> {
         let text = self.text;
         let bytes = text.as_bytes();
         let event_start = self.byte(span.start);
@@ -462,6 +504,15 @@ impl<'t> Builder<'t> {
             offsets.push(end);
             (Span::new(start, end), ScalarMap::Table { offsets })
         });
+        // A value that reads exactly as written is kept as a slice of the
+        // text: the tree then holds no copy of most scalars.
+        let value = match map {
+            ScalarMap::Verbatim { start } => match text.get(start..start + value.len()) {
+                Some(source) if source == value => Cow::Borrowed(source),
+                _ => Cow::Owned(value),
+            },
+            ScalarMap::Table { .. } => Cow::Owned(value),
+        };
         Node {
             span,
             kind: NodeKind::Scalar(Scalar { value, style, map }),
@@ -478,10 +529,10 @@ fn too_deep(span: Span) -> Diagnostic {
     .with_help("flatten the structure; deeper nesting is refused to bound the work")
 }
 
-fn insert_entry(
-    map: &mut MapChildren,
-    stack: &mut Vec<Entry>,
-    entry: Entry,
+fn insert_entry<'t>(
+    map: &mut MapChildren<'t>,
+    stack: &mut Vec<Entry<'t>>,
+    entry: Entry<'t>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let NodeKind::Scalar(key) = &entry.key.kind else {
@@ -490,7 +541,7 @@ fn insert_entry(
     };
     let entries = &stack[map.base..];
     let existing = match &map.index {
-        Some(index) => index.get(key.value.as_str()).copied(),
+        Some(index) => index.get(&*key.value).copied(),
         None => entries
             .iter()
             .position(|e| matches!(&e.key.kind, NodeKind::Scalar(k) if k.value == key.value)),
@@ -514,7 +565,7 @@ fn insert_entry(
             index.insert(key.value.clone(), position);
         }
         None if position >= INDEX_THRESHOLD => {
-            let mut index: HashMap<String, usize> = entries
+            let mut index: HashMap<Cow<'t, str>, usize> = entries
                 .iter()
                 .enumerate()
                 .filter_map(|(i, e)| match &e.key.kind {

@@ -213,6 +213,35 @@ pub(super) fn quoted_map(
     if bytes.get(start) != Some(&quote) {
         return None;
     }
+    verbatim_quoted(bytes, start, value, quote).or_else(|| quoted_scan(text, start, value, double))
+}
+
+/// Without quotes, escapes or line breaks inside, the value is the text
+/// between the quotes: the common case, decided without the full scan.
+fn verbatim_quoted(
+    bytes: &[u8],
+    start: usize,
+    value: &str,
+    quote: u8,
+) -> Option<(usize, ScalarMap)> {
+    let content = start + 1..start + 1 + value.len();
+    let plain_content = !value
+        .bytes()
+        .any(|b| b == quote || b == b'\\' || b == b'\n' || b == b'\r');
+    (plain_content
+        && bytes.get(content.end) == Some(&quote)
+        && bytes.get(content.clone()) == Some(value.as_bytes()))
+    .then_some((
+        content.end + 1,
+        ScalarMap::Verbatim {
+            start: content.start,
+        },
+    ))
+}
+
+fn quoted_scan(text: &str, start: usize, value: &str, double: bool) -> Option<(usize, ScalarMap)> {
+    let bytes = text.as_bytes();
+    let quote = if double { b'"' } else { b'\'' };
     let mut map = MapBuilder::new(text, value);
     let mut i = start + 1;
     let mut leading_break: Option<usize> = None;
@@ -564,6 +593,37 @@ fn skip_block_indent(
             *line_start = *i;
         } else {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whenever the shortcut answers, the full scan gives the same.
+        #[test]
+        fn verbatim_shortcut_agrees_with_the_scan(
+            content in "[a-z '\"\\\\é{}#:\t\n]{0,12}",
+            double in any::<bool>(),
+        ) {
+            let quote = if double { '"' } else { '\'' };
+            let text = format!("k: {quote}{content}{quote}\n");
+            let parsed = crate::yaml::parse(&text);
+            let value = parsed
+                .documents
+                .first()
+                .and_then(|document| document.get("k"))
+                .and_then(|node| node.as_str());
+            if let Some(value) = value
+                && let Some(shortcut) = verbatim_quoted(text.as_bytes(), 3, value, quote as u8)
+            {
+                prop_assert_eq!(Some(shortcut), quoted_scan(&text, 3, value, double));
+            }
         }
     }
 }
