@@ -36,6 +36,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
 /// this in step with the manifests; a manifest that disagrees with it at run
 /// time is parsed whole instead.
 const BUNDLED_MAJORS: &[(&str, &[u32])] = &[
+    ("core", &[1]),
     ("donmai", &[1, 2]),
     ("linear", &[1]),
     ("github", &[1]),

@@ -270,7 +270,7 @@ impl Lowerer<'_> {
                     }
                     None => None,
                 },
-                retry: step.retry.as_ref().map(retry_policy),
+                retry: step.retry.as_deref().map(retry_policy),
                 timeout_ms: step.timeout_ms.as_ref().map(|t| non_negative(t.value)),
                 predecessors: Vec::new(),
                 source: file.at(step.span),
