@@ -248,17 +248,14 @@ impl Engine {
                 state
             })
             .collect();
-        let open = steps.iter().filter(|s| !s.is_terminal()).count();
-        run.frames.push(Frame {
+        run.frames.push(Frame::new(
             level,
-            key_prefix: key_prefix.clone(),
-            display_prefix: display_prefix.clone(),
+            key_prefix.clone(),
+            display_prefix.clone(),
             trigger,
             parent,
             steps,
-            open,
-            closed: false,
-        });
+        ));
         for (ix, step) in def.steps.iter().enumerate() {
             let child_level = match step.kind {
                 StepKind::Group { level } | StepKind::Loop { level, .. } => level,

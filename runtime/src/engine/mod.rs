@@ -67,6 +67,7 @@ mod eval;
 mod events;
 pub mod ids;
 mod load;
+mod nodes;
 mod predicate;
 pub mod query;
 pub(crate) mod records;
@@ -327,6 +328,7 @@ struct PendingCall {
 pub struct Engine {
     plan: Arc<VerifiedPlan>,
     topology: topology::Topology,
+    node_keys: nodes::NodeKeys,
     plan_hash_hex: String,
     /// `plugin@major:verb` of every verb, by index.
     qualified: Vec<String>,
@@ -377,6 +379,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let topology = topology::analyse(&plan)?;
+        let node_keys = nodes::NodeKeys::new(&plan);
         let plan_hash_hex = plan.id().to_string();
         let qualified = plan.verbs.iter().map(|v| v.qualified()).collect();
         let owner = match &config.owner {
@@ -386,6 +389,7 @@ impl Engine {
         let engine = Engine {
             plan,
             topology,
+            node_keys,
             plan_hash_hex,
             qualified,
             store,
