@@ -323,44 +323,84 @@ struct Row {
     concurrent: usize,
 }
 
+/// On-CPU time of the calling thread (`/proc/thread-self/schedstat`), which
+/// the other processes of a loaded machine do not inflate the way they
+/// inflate wall time. `None` where the kernel does not tell.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+struct Round {
+    wall: Duration,
+    cpu: Option<Duration>,
+    transitions: u64,
+    commits: u64,
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
 /// Runs `row.rounds` rounds of `row.concurrent` runs on one store and
-/// prints the median and best round.
+/// prints the median and best round by wall time, and the mean by CPU
+/// time.
 fn measure(row: Row, plan: &Plan, kind: StoreKind, steps: usize) {
     let plan = Arc::new(donmai_runtime::verify::verify(plan.clone()).expect("the plan verifies"));
     let store = open_store(kind);
     let mut engine = engine(plan, store.store.clone());
-    let mut rounds: Vec<(Duration, u64, u64)> = Vec::new();
+    let mut rounds: Vec<Round> = Vec::new();
     for round in 0..=row.rounds {
         let before = engine.stats();
+        let cpu_before = thread_cpu();
         let started = Instant::now();
         for _ in 0..row.concurrent {
             engine.start_run("start", payload()).unwrap();
         }
         let idle = engine.drive_until_idle().unwrap();
-        let elapsed = started.elapsed();
+        let wall = started.elapsed();
+        let cpu = thread_cpu().zip(cpu_before).map(|(after, before)| after - before);
         assert_eq!(idle.active_runs, 0, "every run ends");
         let after = engine.stats();
         if round > 0 {
-            rounds.push((
-                elapsed,
-                after.transitions - before.transitions,
-                after.commits - before.commits,
-            ));
+            rounds.push(Round {
+                wall,
+                cpu,
+                transitions: after.transitions - before.transitions,
+                commits: after.commits - before.commits,
+            });
         }
     }
-    rounds.sort_by_key(|(elapsed, ..)| *elapsed);
-    let (median, transitions, commits) = rounds[rounds.len() / 2];
-    let best = rounds[0].0;
+    let transitions = rounds[0].transitions;
+    let commits = rounds[0].commits;
+    assert!(
+        rounds
+            .iter()
+            .all(|r| r.transitions == transitions && r.commits == commits),
+        "every round does the same work"
+    );
+    let wall = median(rounds.iter().map(|r| r.wall).collect());
+    let best = rounds.iter().map(|r| r.wall).min().unwrap_or(wall);
+    // Over all rounds: the kernel may count CPU time in scheduler ticks,
+    // too coarse for one round.
+    let cpu = rounds
+        .iter()
+        .map(|r| r.cpu)
+        .sum::<Option<Duration>>()
+        .map(|total| total / rounds.len() as u32);
     let rate = |elapsed: Duration| transitions as f64 / elapsed.as_secs_f64();
     println!(
-        "{:<34} {:>6}  {:>2}×{:<5} {:>9.1} ms {:>11.0}/s  (best {:>11.0}/s)  {:>5} transitions, {:>4} commits per round",
+        "{:<26} {:>6} {:>3}×{:<5} {:>9.1} ms {:>9.0}/s {:>9.0}/s {:>9} {:>6} {:>7}",
         row.label,
         kind.name(),
         row.concurrent,
         steps,
-        median.as_secs_f64() * 1e3,
-        rate(median),
+        wall.as_secs_f64() * 1e3,
+        rate(wall),
         rate(best),
+        cpu.map_or("-".to_string(), |cpu| format!("{:.0}/s", rate(cpu))),
         transitions,
         commits,
     );
@@ -446,13 +486,21 @@ fn main() {
         .collect();
     let wanted = |label: &str| filter.is_empty() || filter.iter().all(|f| label.contains(f.as_str()));
     println!(
-        "{:<34} {:>6}  {:>8} {:>12} {:>13}",
-        "workflow", "store", "runs×steps", "median round", "transitions"
+        "{:<26} {:>6} {:>9} {:>12} {:>11} {:>11} {:>9} {:>6} {:>7}",
+        "workflow",
+        "store",
+        "runs×steps",
+        "wall/round",
+        "wall rate",
+        "best rate",
+        "cpu rate",
+        "events",
+        "commits"
     );
     for kind in [StoreKind::Memory, StoreKind::Heed] {
         let rounds = match kind {
-            StoreKind::Memory => 20,
-            StoreKind::Heed => 10,
+            StoreKind::Memory => 100,
+            StoreKind::Heed => 20,
         };
         for shape in [Shape::Chain, Shape::FanOut] {
             for inputs in [Inputs::Constant, Inputs::Piped] {
@@ -511,3 +559,6 @@ fn main() {
         resume(RESUMED_RUNS);
     }
 }
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
