@@ -361,6 +361,7 @@ pub struct Engine {
     work: VecDeque<Work>,
     calls: VecDeque<PendingCall>,
     batch: commit::Batch,
+    staged: commit::Staged,
     /// Gates subscribed (or adopted) since the last tick: checked against
     /// signals that arrived before them.
     fresh_gates: Vec<(RunId, String, u32)>,
@@ -421,6 +422,7 @@ impl Engine {
             work: VecDeque::new(),
             calls: VecDeque::new(),
             batch: commit::Batch::default(),
+            staged: commit::Staged::default(),
             fresh_gates: Vec::new(),
             signal_cursor: 0,
             last_sweep_ms: None,
