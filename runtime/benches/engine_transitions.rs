@@ -257,7 +257,7 @@ impl VerbExecutor for External {
     }
 }
 
-fn engine(plan: Arc<VerifiedPlan>, store: Arc<dyn Store>) -> Engine {
+fn new_engine(plan: Arc<VerifiedPlan>, store: Arc<dyn Store>) -> Engine {
     let executor: Arc<dyn VerbExecutor> = Arc::new(Composite(CoreExecutor::default()));
     Engine::new(plan, store, executor, Arc::new(VirtualClock::default())).unwrap()
 }
@@ -344,15 +344,22 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-/// Runs `row.rounds` rounds of `row.concurrent` runs on one store and
-/// prints the median and best round by wall time, and the mean by CPU
+/// Runs `row.rounds` rounds of `row.concurrent` runs — on one heed store,
+/// on a fresh in-memory store each round — and prints the median and best round by wall time, and the mean by CPU
 /// time.
 fn measure(row: Row, plan: &Plan, kind: StoreKind, steps: usize) {
     let plan = Arc::new(donmai_runtime::verify::verify(plan.clone()).expect("the plan verifies"));
-    let store = open_store(kind);
-    let mut engine = engine(plan, store.store.clone());
+    let mut store = open_store(kind);
+    let mut engine = new_engine(plan.clone(), store.store.clone());
     let mut rounds: Vec<Round> = Vec::new();
     for round in 0..=row.rounds {
+        if kind == StoreKind::Memory && round > 0 {
+            // Everything stays in memory: a store that grew over all rounds
+            // would measure the kernel handing it fresh pages.
+            drop(engine);
+            store = open_store(kind);
+            engine = new_engine(plan.clone(), store.store.clone());
+        }
         let before = engine.stats();
         let cpu_before = thread_cpu();
         let started = Instant::now();
@@ -430,7 +437,7 @@ fn resume(runs: usize) {
     // large transactions: starting them one by one on heed would cost a
     // synced commit each, which is the start path, not the resume.
     let staging: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let mut first = engine(plan.clone(), staging.clone());
+    let mut first = new_engine(plan.clone(), staging.clone());
     for _ in 0..runs {
         first.start_run("start", payload()).unwrap();
     }
@@ -458,7 +465,7 @@ fn resume(runs: usize) {
         }
         copied += entries.len();
     }
-    let mut second = engine(plan, heed.store.clone());
+    let mut second = new_engine(plan, heed.store.clone());
     let started = Instant::now();
     let taken = second.resume(Takeover::Any).unwrap();
     let resumed = started.elapsed();
