@@ -4,7 +4,7 @@
 //! and the events (passing each to the audit hook), then — only after the
 //! commit — hands the events to the sink.
 
-use super::records::{self, LeaseRecord, RunRecord};
+use super::records::{self, LeaseRecord, RunHead};
 use super::state::RunState;
 use super::{Engine, EngineError, Event, EventType, RunId, Work};
 use crate::clock::rfc3339;
@@ -370,7 +370,7 @@ fn check_claim(
     }
     match (prepared.expected_rev, stored) {
         (None, None) => None,
-        (Some(expected), Some(bytes)) => match records::decode::<RunRecord>("run", bytes) {
+        (Some(expected), Some(bytes)) => match records::decode::<RunHead>("run", bytes) {
             Ok(record) if record.rev == expected => None,
             Ok(record) if record.status.is_terminal() => Some(format!(
                 "run {run} was {} elsewhere",

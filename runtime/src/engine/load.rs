@@ -4,7 +4,7 @@
 //! whose intent was recorded without a result is made again, with the same
 //! attempt number and idempotency key.
 
-use super::records::{self, LeaseRecord, RunRecord, StepRecord};
+use super::records::{self, LeaseRecord, RunHead, RunRecord, StepRecord};
 use super::state::{Frame, RunState, StepState};
 use super::{Engine, EngineError, PendingCall, RunId, StepStatus, Takeover, Work};
 use crate::exec::core as core_verbs;
@@ -87,11 +87,11 @@ impl Engine {
         self.store.read(&mut |txn| {
             candidates.clear();
             txn.scan(Table::Runs, b"", &mut |_, value| {
-                if let Ok(record) = records::decode::<RunRecord>("run", value)
-                    && !record.status.is_terminal()
-                    && record.plan_hash == plan_hash
+                if let Ok(head) = records::decode::<RunHead>("run", value)
+                    && !head.status.is_terminal()
+                    && head.plan_hash == plan_hash
                 {
-                    candidates.push(record.id);
+                    candidates.push(head.id);
                 }
                 true
             })
@@ -142,7 +142,11 @@ impl Engine {
                 }
                 let lease_key = records::lease_key(id);
                 let record = match txn.get(Table::Runs, &records::run_key(id))? {
-                    Some(bytes) => records::decode::<RunRecord>("run", &bytes).ok(),
+                    Some(bytes) => match records::decode::<RunRecord>("run", &bytes) {
+                        Ok(record) => Some(record),
+                        // Nobody can run it; whoever holds it keeps it.
+                        Err(_) => continue,
+                    },
                     None => None,
                 };
                 let lease = txn

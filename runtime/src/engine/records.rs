@@ -181,6 +181,18 @@ pub struct RunRecord {
     pub signal_watermark: u64,
 }
 
+/// The fields of a [`RunRecord`] that say whose it is and whether it moved,
+/// decoded without the rest (the payload above all): what the resume scan
+/// and every commit's claim check read.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunHead {
+    pub id: String,
+    pub plan_hash: String,
+    pub status: RunStatus,
+    pub rev: u64,
+}
+
 /// Why a step waits, and on what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -413,5 +425,29 @@ mod tests {
         let mut out = b"[".to_vec();
         encode_into(&mut out, &record);
         assert_eq!(out[1..], encode(&record)[..]);
+    }
+
+    #[test]
+    fn a_run_head_reads_a_full_run_record() {
+        let record = RunRecord {
+            id: "R1".into(),
+            workflow: "w".into(),
+            plan_hash: "ab".into(),
+            trigger: "t".into(),
+            payload: Value::from_json(&serde_json::json!({"big": [1, 2, {"x": "y"}]})),
+            status: RunStatus::Running,
+            rev: 7,
+            next_event: 3,
+            started_at: 1,
+            ended_at: None,
+            error: None,
+            cancelled_by_operator: false,
+            signal_watermark: 0,
+        };
+        let head: RunHead = decode("run", &encode(&record)).unwrap();
+        assert_eq!(
+            (head.id.as_str(), head.plan_hash.as_str(), head.status, head.rev),
+            ("R1", "ab", RunStatus::Running, 7)
+        );
     }
 }
