@@ -208,10 +208,7 @@ fn plan(shape: Shape, inputs: Inputs, effect: Effect, steps: usize) -> Plan {
                 ValueTemplate::Expr((exprs.len() - 1) as ExprIx)
             }
         };
-        defs[i].inputs = vec![(
-            "values".into(),
-            ValueTemplate::Map(vec![("x".into(), x)]),
-        )];
+        defs[i].inputs = vec![("values".into(), ValueTemplate::Map(vec![("x".into(), x)]))];
     }
     Plan {
         header: Header {
@@ -368,7 +365,9 @@ fn measure(row: Row, plan: &Plan, kind: StoreKind, steps: usize) {
         }
         let idle = engine.drive_until_idle().unwrap();
         let wall = started.elapsed();
-        let cpu = thread_cpu().zip(cpu_before).map(|(after, before)| after - before);
+        let cpu = thread_cpu()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         assert_eq!(idle.active_runs, 0, "every run ends");
         let after = engine.stats();
         if round > 0 {
@@ -472,7 +471,9 @@ fn resume(runs: usize) {
     let resumed = started.elapsed();
     let idle = second.drive_until_idle().unwrap();
     let elapsed = started.elapsed();
-    let cpu = thread_cpu().zip(cpu_before).map(|(after, before)| after - before);
+    let cpu = thread_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     assert_eq!(taken.len(), runs);
     assert_eq!(idle.active_runs, runs);
     assert!(idle.next_timer_ms.is_some());
@@ -481,7 +482,10 @@ fn resume(runs: usize) {
         resumed.as_secs_f64() * 1e3,
         elapsed.as_secs_f64() * 1e3,
         elapsed.as_secs_f64() * 1e6 / runs as f64,
-        cpu.map_or("-".to_string(), |cpu| format!("{:.1} ms", cpu.as_secs_f64() * 1e3)),
+        cpu.map_or("-".to_string(), |cpu| format!(
+            "{:.1} ms",
+            cpu.as_secs_f64() * 1e3
+        )),
     );
 }
 
@@ -493,7 +497,8 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let wanted = |label: &str| filter.is_empty() || filter.iter().all(|f| label.contains(f.as_str()));
+    let wanted =
+        |label: &str| filter.is_empty() || filter.iter().all(|f| label.contains(f.as_str()));
     println!(
         "{:<26} {:>6} {:>9} {:>12} {:>11} {:>11} {:>9} {:>6} {:>7}",
         "workflow",

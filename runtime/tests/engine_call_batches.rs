@@ -121,8 +121,13 @@ fn check_keys(executor: &ScriptedExecutor, context: &str) {
     let mut inputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut keys: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for call in executor.calls() {
-        inputs.entry(call.key.clone()).or_default().insert(call.input);
-        keys.entry((call.run, call.step)).or_default().insert(call.key);
+        inputs
+            .entry(call.key.clone())
+            .or_default()
+            .insert(call.input);
+        keys.entry((call.run, call.step))
+            .or_default()
+            .insert(call.key);
     }
     for (key, seen) in inputs {
         assert_eq!(seen.len(), 1, "{context}: key {key} was used with {seen:?}");

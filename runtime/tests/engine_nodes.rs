@@ -76,9 +76,7 @@ fn path(b: &mut PlanBuilder, root: &str, fields: &[&str]) -> ValueTemplate {
 }
 
 fn pipe(b: &mut PlanBuilder, level: LevelIx, step: StepIx, name: &str, template: ValueTemplate) {
-    b.step_mut(level, step)
-        .inputs
-        .push((name.into(), template));
+    b.step_mut(level, step).inputs.push((name.into(), template));
 }
 
 /// Answers `{n: input.n + 1}` (and `{n: 0}` without an `n`), so every step
@@ -147,7 +145,11 @@ fn a_skipped_step_reads_as_null_and_a_kept_copy_of_nodes_does_not_change() {
     b.input(0, gone, "need", json!(null));
     let after = b.action(0, "after", verb);
     b.input(0, after, "need", json!(1));
-    let kept = path(&mut b, "nodes", &["snap", "output", "all", "snap", "output"]);
+    let kept = path(
+        &mut b,
+        "nodes",
+        &["snap", "output", "all", "snap", "output"],
+    );
     pipe(&mut b, 0, after, "kept", kept);
     let now = path(&mut b, "nodes", &["snap", "output", "need"]);
     pipe(&mut b, 0, after, "now", now);
@@ -156,9 +158,8 @@ fn a_skipped_step_reads_as_null_and_a_kept_copy_of_nodes_does_not_change() {
     b.next(0, start, snap);
     b.next(0, snap, gone);
     b.next(0, snap, after);
-    let executor = ScriptedExecutor::new(true, |call, _| {
-        Ok(VerbOutcome::output(call.input.clone()))
-    });
+    let executor =
+        ScriptedExecutor::new(true, |call, _| Ok(VerbOutcome::output(call.input.clone())));
     let mut h = Harness::new(b.build(), executor.clone());
     let run = h.start("start", json!({}));
     h.drive();

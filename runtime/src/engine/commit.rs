@@ -71,10 +71,17 @@ pub(crate) struct Staged {
     writes: Vec<StagedWrite>,
 }
 
+/// A staging buffer larger than this (a batch with huge outputs) is not
+/// kept for the next commit.
+const KEPT_STAGING_BYTES: usize = 16 << 20;
+
 impl Staged {
     fn clear(&mut self) {
         self.bytes.clear();
         self.writes.clear();
+        if self.bytes.capacity() > KEPT_STAGING_BYTES {
+            self.bytes = Vec::new();
+        }
     }
 
     /// Stages a write whose key and value the closures append.

@@ -127,7 +127,11 @@ mod tests {
             serde_json::json!({"a": {"output": null}, "b": {"output": null}, "c": {"output": null}})
         );
         let kept = nodes.clone();
-        for (step, output) in [(1, Value::Int(1)), (0, Value::string("x")), (1, Value::Null)] {
+        for (step, output) in [
+            (1, Value::Int(1)),
+            (0, Value::string("x")),
+            (1, Value::Null),
+        ] {
             keys.update(&mut nodes, 0, step, &output);
             outputs[step as usize] = output;
             assert_eq!(nodes, keys.build(0, outputs.iter()));

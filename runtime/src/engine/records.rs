@@ -446,7 +446,12 @@ mod tests {
         };
         let head: RunHead = decode("run", &encode(&record)).unwrap();
         assert_eq!(
-            (head.id.as_str(), head.plan_hash.as_str(), head.status, head.rev),
+            (
+                head.id.as_str(),
+                head.plan_hash.as_str(),
+                head.status,
+                head.rev
+            ),
             ("R1", "ab", RunStatus::Running, 7)
         );
     }

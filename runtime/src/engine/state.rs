@@ -4,8 +4,8 @@
 //! back at every commit and rebuilt from the store on resume.
 
 use super::ids::RunId;
-use super::records::{RunRecord, StepRecord};
 use super::nodes::NodeKeys;
+use super::records::{RunRecord, StepRecord};
 use crate::plan::model::{LevelIx, StepIx};
 use donmai_stdlib::value::Value;
 use std::cell::OnceCell;
