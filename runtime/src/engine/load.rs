@@ -101,6 +101,9 @@ impl Engine {
             .filter_map(|id| RunId::parse(id))
             .filter(|id| !self.runs.contains_key(id))
             .collect();
+        // Grown once: the map holds run states by value, and rehashing it
+        // over and over while thousands of runs load showed in the profile.
+        self.runs.reserve(candidates.len());
         let mut taken = Vec::new();
         for chunk in candidates.chunks(1_000) {
             taken.extend(self.adopt_many(chunk, takeover)?);
