@@ -223,7 +223,10 @@ fn a_resumed_run_reads_outputs_from_before_the_restart() {
     drop(first_engine);
 
     let mut second = Harness::with_store(plan, executor.clone(), store, clock);
-    assert_eq!(second.engine.resume(Takeover::Any).unwrap(), [run.clone()]);
+    assert_eq!(
+        second.engine.resume(Takeover::Any).unwrap(),
+        std::slice::from_ref(&run)
+    );
     second.advance(60_000);
     assert_eq!(second.status(&run), "completed");
     assert_eq!(
