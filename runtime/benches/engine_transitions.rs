@@ -330,6 +330,15 @@ fn thread_cpu() -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
+/// Minor page faults of the process so far (`/proc/self/stat`, field 10):
+/// fresh memory the kernel had to zero.
+fn minor_faults() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let rest = &text[text.rfind(')')? + 2..];
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
 struct Round {
     wall: Duration,
     cpu: Option<Duration>,
@@ -472,6 +481,7 @@ fn resume(runs: usize) {
     let mut warm = Vec::new();
     for attempt in 0..=RESUME_REPEATS {
         let mut engine = new_engine(plan.clone(), heed.store.clone());
+        let faults_before = minor_faults();
         let cpu_before = thread_cpu();
         let started = Instant::now();
         let taken = engine.resume(Takeover::Any).unwrap();
@@ -483,8 +493,11 @@ fn resume(runs: usize) {
         assert_eq!(taken.len(), runs);
         assert_eq!(idle.active_runs, runs);
         assert!(idle.next_timer_ms.is_some());
+        let faults = minor_faults()
+            .zip(faults_before)
+            .map(|(after, before)| after - before);
         if attempt == 0 {
-            cold = Some((wall, cpu));
+            cold = Some((wall, cpu, faults));
         } else {
             warm.push(wall);
         }
@@ -494,13 +507,14 @@ fn resume(runs: usize) {
             format!("{:.1} ms", cpu.as_secs_f64() * 1e3)
         })
     };
-    let (cold_wall, cold_cpu) = cold.expect("one takeover at least");
+    let (cold_wall, cold_cpu, cold_faults) = cold.expect("one takeover at least");
     let warm = median(warm);
     println!(
-        "resume (heed): {runs} unfinished runs ({copied} records) claimed, reloaded and idle: first takeover {:.1} ms ({:.1} µs per run, CPU {}); median of {RESUME_REPEATS} more {:.1} ms ({:.1} µs per run)",
+        "resume (heed): {runs} unfinished runs ({copied} records) claimed, reloaded and idle: first takeover {:.1} ms ({:.1} µs per run, CPU {}, {} page faults); median of {RESUME_REPEATS} more {:.1} ms ({:.1} µs per run)",
         cold_wall.as_secs_f64() * 1e3,
         cold_wall.as_secs_f64() * 1e6 / runs as f64,
         show_cpu(cold_cpu),
+        cold_faults.map_or("-".to_string(), |n| n.to_string()),
         warm.as_secs_f64() * 1e3,
         warm.as_secs_f64() * 1e6 / runs as f64,
     );

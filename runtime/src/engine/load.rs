@@ -34,6 +34,9 @@ fn process_alive(pid: u32) -> bool {
     proc_root.join(pid.to_string()).exists()
 }
 
+/// Runs claimed per write transaction on resume.
+const CLAIM_CHUNK: usize = 10_000;
+
 impl Engine {
     pub(super) fn init_store(&self) -> Result<(), EngineError> {
         let mut found: Option<Vec<u8>> = None;
@@ -105,7 +108,10 @@ impl Engine {
         // over and over while thousands of runs load showed in the profile.
         self.runs.reserve(candidates.len());
         let mut taken = Vec::new();
-        for chunk in candidates.chunks(1_000) {
+        // Each chunk's leases are claimed in one synced commit: large enough
+        // that a restart with thousands of runs waits on a few fsyncs, small
+        // enough that one transaction stays a few hundred pages.
+        for chunk in candidates.chunks(CLAIM_CHUNK) {
             taken.extend(self.adopt_many(chunk, takeover)?);
         }
         Ok(taken)
