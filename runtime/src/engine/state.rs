@@ -81,9 +81,16 @@ impl Frame {
 
     /// The `nodes` root of the frame: step id → `{output}`.
     pub fn nodes(&self, keys: &NodeKeys) -> &Value {
-        self.nodes.get_or_init(|| {
-            keys.build(self.level, self.steps.iter().map(|state| &state.rec.output))
-        })
+        let build = || keys.build(self.level, self.steps.iter().map(|state| &state.rec.output));
+        let nodes = self.nodes.get_or_init(build);
+        // Every test run checks that no output was written around
+        // `RunState::set_output` (compared as text: NaN ≠ NaN).
+        debug_assert_eq!(
+            nodes.to_canonical_json(),
+            build().to_canonical_json(),
+            "the nodes root of a frame fell behind its steps' outputs"
+        );
+        nodes
     }
 
     pub fn path(&self, step: StepIx) -> String {
