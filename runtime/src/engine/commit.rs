@@ -4,7 +4,7 @@
 //! and the events (passing each to the audit hook), then — only after the
 //! commit — hands the events to the sink.
 
-use super::records::{self, LeaseRecord, RunRecord};
+use super::records::{self, LeaseRecord, RunHead};
 use super::state::RunState;
 use super::{Engine, EngineError, Event, EventType, RunId, Work};
 use crate::clock::rfc3339;
@@ -34,12 +34,88 @@ impl Batch {
     pub fn delete(&mut self, table: Table, key: Vec<u8>) {
         self.ops.push((table, key, None));
     }
+
+    fn clear(&mut self) {
+        self.ops.clear();
+        self.expects.clear();
+        self.events.clear();
+        self.touched.clear();
+    }
 }
 
 struct Prepared {
     run: RunId,
     expected_rev: Option<u64>,
-    writes: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// One write of [`Staged`]: byte ranges of its buffer.
+struct StagedWrite {
+    table: Table,
+    key: usize,
+    /// Where the key ends and the value starts.
+    value: usize,
+    /// Where the value ends; `None` deletes the key.
+    end: Option<usize>,
+    /// The event of the batch this write stores, for the audit hook.
+    event: Option<usize>,
+}
+
+/// The encoded records of one commit in one byte buffer that is kept from
+/// commit to commit: once it has grown to the working size, encoding a
+/// batch of thousands of records allocates nothing. (Fresh allocations of
+/// that size cost a page fault per page on every commit with common
+/// allocators, which measured more than the encoding itself.)
+#[derive(Default)]
+pub(crate) struct Staged {
+    bytes: Vec<u8>,
+    writes: Vec<StagedWrite>,
+}
+
+/// A staging buffer larger than this (a batch with huge outputs) is not
+/// kept for the next commit.
+const KEPT_STAGING_BYTES: usize = 16 << 20;
+
+impl Staged {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.writes.clear();
+        if self.bytes.capacity() > KEPT_STAGING_BYTES {
+            self.bytes = Vec::new();
+        }
+    }
+
+    /// Stages a write whose key and value the closures append.
+    fn put(
+        &mut self,
+        table: Table,
+        key: impl FnOnce(&mut Vec<u8>),
+        value: impl FnOnce(&mut Vec<u8>),
+        event: Option<usize>,
+    ) {
+        let start = self.bytes.len();
+        key(&mut self.bytes);
+        let value_start = self.bytes.len();
+        value(&mut self.bytes);
+        self.writes.push(StagedWrite {
+            table,
+            key: start,
+            value: value_start,
+            end: Some(self.bytes.len()),
+            event,
+        });
+    }
+
+    fn delete(&mut self, table: Table, key: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        key(&mut self.bytes);
+        self.writes.push(StagedWrite {
+            table,
+            key: start,
+            value: self.bytes.len(),
+            end: None,
+            event: None,
+        });
+    }
 }
 
 const CONFLICT: &str = "engine: conflict";
@@ -111,60 +187,82 @@ impl Engine {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut staged = std::mem::take(&mut self.staged);
+        staged.clear();
         let now = self.clock.now_ms();
+        // The same lease record for every run this commit renews.
+        let lease = records::encode(&LeaseRecord {
+            owner: self.owner.clone(),
+            heartbeat_at: now,
+            pid: self.pid,
+            host: self.host.clone(),
+        });
         let mut prepared = Vec::with_capacity(batch.touched.len());
         for id in &batch.touched {
             let Some(run) = self.runs.get_mut(id) else {
                 continue;
             };
             run.touched = false;
-            let mut writes = Vec::with_capacity(run.dirty.len() + 2);
-            for (frame, step) in std::mem::take(&mut run.dirty) {
-                let path = run.frames[frame as usize].path(step);
-                let state = run.step_mut(frame, step);
+            let mut dirty = std::mem::take(&mut run.dirty);
+            for &(frame, step) in &dirty {
+                let frame = &mut run.frames[frame as usize];
+                let state = &mut frame.steps[step as usize];
                 state.dirty = false;
-                writes.push((
+                staged.put(
                     Table::Steps,
-                    records::step_key(id, &path),
-                    Some(records::encode(&state.rec)),
-                ));
+                    |out| records::push_step_key(out, id, &frame.key_prefix, step),
+                    |out| records::encode_into(out, &state.rec),
+                    None,
+                );
             }
+            // Handed back empty, so the list keeps its capacity.
+            dirty.clear();
+            run.dirty = dirty;
             let expected_rev = run.stored_rev;
             run.record.rev = expected_rev.map_or(0, |rev| rev + 1);
-            writes.push((
+            staged.put(
                 Table::Runs,
-                records::run_key(id),
-                Some(records::encode(&run.record)),
-            ));
+                |out| out.extend_from_slice(id.as_str().as_bytes()),
+                |out| records::encode_into(out, &run.record),
+                None,
+            );
             // An ended run gives its lease up in the same commit.
-            let lease = (!run.record.status.is_terminal()).then(|| {
-                records::encode(&LeaseRecord {
-                    owner: self.owner.clone(),
-                    heartbeat_at: now,
-                    pid: self.pid,
-                    host: self.host.clone(),
-                })
-            });
-            writes.push((Table::Leases, records::lease_key(id), lease));
+            let lease_key = |out: &mut Vec<u8>| out.extend_from_slice(id.as_str().as_bytes());
+            if run.record.status.is_terminal() {
+                staged.delete(Table::Leases, lease_key);
+            } else {
+                staged.put(
+                    Table::Leases,
+                    lease_key,
+                    |out| out.extend_from_slice(&lease),
+                    None,
+                );
+            }
             prepared.push(Prepared {
                 run: id.clone(),
                 expected_rev,
-                writes,
             });
         }
         // Every event belongs to a touched run, so its run record and lease
-        // are checked in the same transaction.
-        let checked: HashSet<&str> = prepared.iter().map(|p| p.run.as_str()).collect();
-        let encoded_events: Vec<(Vec<u8>, Vec<u8>, &Event)> = batch
-            .events
-            .iter()
-            .filter(|event| checked.contains(event.run_id.as_str()))
-            .filter_map(|event| {
-                let id = RunId::parse(&event.run_id)?;
-                Some((records::event_key(&id, event.seq), event.encode(), event))
-            })
-            .collect();
+        // are checked in the same transaction; an event of a run no longer
+        // held here is not written.
+        let checked: Option<HashSet<&str>> = (prepared.len() != batch.touched.len())
+            .then(|| prepared.iter().map(|p| p.run.as_str()).collect());
+        for (ix, event) in batch.events.iter().enumerate() {
+            if checked
+                .as_ref()
+                .is_some_and(|checked| !checked.contains(event.run_id.as_str()))
+            {
+                continue;
+            }
+            staged.put(
+                Table::Events,
+                |out| records::push_event_key(out, &event.run_id, event.seq),
+                |out| records::encode_into(out, event),
+                Some(ix),
+            );
+        }
         let mut conflict: Option<String> = None;
         let owner = self.owner.clone();
         let hook = self.hook.as_deref();
@@ -188,11 +286,7 @@ impl Engine {
                     return Err(StoreError::new(CONFLICT));
                 }
             }
-            for (table, key, value) in batch
-                .ops
-                .iter()
-                .chain(prepared.iter().flat_map(|p| p.writes.iter()))
-            {
+            for (table, key, value) in &batch.ops {
                 match value {
                     Some(value) => txn.put(*table, key, value)?,
                     None => {
@@ -200,15 +294,22 @@ impl Engine {
                     }
                 }
             }
-            for (key, bytes, event) in &encoded_events {
-                txn.put(Table::Events, key, bytes)?;
-                if let Some(hook) = hook {
-                    hook.append(txn, event, bytes)?;
+            for write in &staged.writes {
+                let key = &staged.bytes[write.key..write.value];
+                let Some(end) = write.end else {
+                    txn.delete(write.table, key)?;
+                    continue;
+                };
+                let value = &staged.bytes[write.value..end];
+                txn.put(write.table, key, value)?;
+                if let (Some(ix), Some(hook)) = (write.event, hook) {
+                    hook.append(txn, &batch.events[ix], value)?;
                 }
             }
             Ok(())
         });
-        match result {
+        self.staged = staged;
+        let outcome = match result {
             Ok(()) => {
                 self.stats.commits += 1;
                 self.stats.transitions += batch.events.len() as u64;
@@ -246,7 +347,13 @@ impl Engine {
                     None => Err(EngineError::Store(error)),
                 }
             }
+        };
+        // Handed back empty, so the next batch reuses its capacity.
+        batch.clear();
+        if self.batch.is_empty() {
+            self.batch = batch;
         }
+        outcome
     }
 }
 
@@ -270,7 +377,7 @@ fn check_claim(
     }
     match (prepared.expected_rev, stored) {
         (None, None) => None,
-        (Some(expected), Some(bytes)) => match records::decode::<RunRecord>("run", bytes) {
+        (Some(expected), Some(bytes)) => match records::decode::<RunHead>("run", bytes) {
             Ok(record) if record.rev == expected => None,
             Ok(record) if record.status.is_terminal() => Some(format!(
                 "run {run} was {} elsewhere",

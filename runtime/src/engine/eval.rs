@@ -18,8 +18,8 @@ use std::borrow::Cow;
 pub(crate) struct Scope<'a> {
     pub plan: &'a VerifiedPlan,
     /// `nodes`: the step ids of the level and their outputs, built only when
-    /// an expression asks for it.
-    pub nodes: &'a dyn Fn() -> Value,
+    /// an expression first asks for it (and then kept current by the frame).
+    pub nodes: &'a dyn Fn() -> &'a Value,
     pub trigger: &'a Value,
     pub input: Option<&'a Value>,
     pub run: &'a Value,
@@ -113,7 +113,7 @@ pub(crate) fn eval_expr(scope: &Scope<'_>, expr: ExprIx) -> Result<Value, Engine
 impl Env for Scope<'_> {
     fn root(&self, name: &str) -> Option<Cow<'_, Value>> {
         Some(match name {
-            "nodes" => Cow::Owned((self.nodes)()),
+            "nodes" => Cow::Borrowed((self.nodes)()),
             "trigger" => Cow::Borrowed(self.trigger),
             "input" => Cow::Borrowed(self.input?),
             "run" => Cow::Borrowed(self.run),
@@ -206,7 +206,8 @@ mod tests {
             Constant::Double(2.5f64.to_bits()),
             Constant::Null,
         ]);
-        let nodes = || Value::Null;
+        let null = Value::Null;
+        let nodes = || &null;
         let scope = Scope {
             plan: &plan,
             nodes: &nodes,

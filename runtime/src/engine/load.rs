@@ -4,7 +4,7 @@
 //! whose intent was recorded without a result is made again, with the same
 //! attempt number and idempotency key.
 
-use super::records::{self, LeaseRecord, RunRecord, StepRecord};
+use super::records::{self, LeaseRecord, RunHead, RunRecord, StepRecord};
 use super::state::{Frame, RunState, StepState};
 use super::{Engine, EngineError, PendingCall, RunId, StepStatus, Takeover, Work};
 use crate::exec::core as core_verbs;
@@ -33,6 +33,9 @@ fn process_alive(pid: u32) -> bool {
     }
     proc_root.join(pid.to_string()).exists()
 }
+
+/// Runs claimed per write transaction on resume.
+const CLAIM_CHUNK: usize = 10_000;
 
 impl Engine {
     pub(super) fn init_store(&self) -> Result<(), EngineError> {
@@ -87,11 +90,11 @@ impl Engine {
         self.store.read(&mut |txn| {
             candidates.clear();
             txn.scan(Table::Runs, b"", &mut |_, value| {
-                if let Ok(record) = records::decode::<RunRecord>("run", value)
-                    && !record.status.is_terminal()
-                    && record.plan_hash == plan_hash
+                if let Ok(head) = records::decode::<RunHead>("run", value)
+                    && !head.status.is_terminal()
+                    && head.plan_hash == plan_hash
                 {
-                    candidates.push(record.id);
+                    candidates.push(head.id);
                 }
                 true
             })
@@ -101,8 +104,14 @@ impl Engine {
             .filter_map(|id| RunId::parse(id))
             .filter(|id| !self.runs.contains_key(id))
             .collect();
+        // Grown once: the map holds run states by value, and rehashing it
+        // over and over while thousands of runs load showed in the profile.
+        self.runs.reserve(candidates.len());
         let mut taken = Vec::new();
-        for chunk in candidates.chunks(1_000) {
+        // Each chunk's leases are claimed in one synced commit: large enough
+        // that a restart with thousands of runs waits on a few fsyncs, small
+        // enough that one transaction stays a few hundred pages.
+        for chunk in candidates.chunks(CLAIM_CHUNK) {
             taken.extend(self.adopt_many(chunk, takeover)?);
         }
         Ok(taken)
@@ -142,7 +151,11 @@ impl Engine {
                 }
                 let lease_key = records::lease_key(id);
                 let record = match txn.get(Table::Runs, &records::run_key(id))? {
-                    Some(bytes) => records::decode::<RunRecord>("run", &bytes).ok(),
+                    Some(bytes) => match records::decode::<RunRecord>("run", &bytes) {
+                        Ok(record) => Some(record),
+                        // Nobody can run it; whoever holds it keeps it.
+                        Err(_) => continue,
+                    },
                     None => None,
                 };
                 let lease = txn
@@ -248,17 +261,14 @@ impl Engine {
                 state
             })
             .collect();
-        let open = steps.iter().filter(|s| !s.is_terminal()).count();
-        run.frames.push(Frame {
+        run.frames.push(Frame::new(
             level,
-            key_prefix: key_prefix.clone(),
-            display_prefix: display_prefix.clone(),
+            key_prefix.clone(),
+            display_prefix.clone(),
             trigger,
             parent,
             steps,
-            open,
-            closed: false,
-        });
+        ));
         for (ix, step) in def.steps.iter().enumerate() {
             let child_level = match step.kind {
                 StepKind::Group { level } | StepKind::Loop { level, .. } => level,

@@ -16,9 +16,13 @@
 //! [`EventHook`]). A batch is committed before any verb call with an effect:
 //! the call's intent (attempt, input, idempotency key) is durable before the
 //! call starts, and its result is committed with whatever follows from it.
-//! A crash at any point therefore loses at most transitions that nothing
-//! outside has seen, and repeats at most calls whose intent was recorded —
-//! with the same idempotency key.
+//! Calls whose intents are committed are made one after another (those of
+//! other runs, and parallel branches of one run) and their results share
+//! the next commit, so many runs pay for one synced commit per round of
+//! calls rather than one per call ([`EngineConfig::max_calls_per_commit`],
+//! [`EngineConfig::max_call_batch_ms`]). A crash at any point therefore
+//! loses at most transitions that nothing outside has seen, and repeats at
+//! most calls whose intent was recorded — with the same idempotency key.
 //!
 //! Gates. On entry a gate resolves its filter (see [`Filter`] for the
 //! predicate semantics and when a filter is *empty*) and subscribes to its
@@ -67,6 +71,7 @@ mod eval;
 mod events;
 pub mod ids;
 mod load;
+mod nodes;
 mod predicate;
 pub mod query;
 pub(crate) mod records;
@@ -253,6 +258,17 @@ pub struct EngineConfig {
     /// The most transitions one commit holds; bounds memory and the work a
     /// failed commit throws away.
     pub max_batch_transitions: usize,
+    /// Verb calls whose intents are committed are made back to back and
+    /// their results committed together (one synced commit for many runs'
+    /// calls instead of one each): at most this many calls between two
+    /// commits. 1 commits every result before the next call is made.
+    pub max_calls_per_commit: usize,
+    /// No further call of such a group is started once this long (by the
+    /// engine's clock) has passed since its first one: bounds how long a
+    /// result waits for its commit, which is what a crash can make the
+    /// engine repeat (with the same idempotency key), and keeps the leases'
+    /// heartbeats well inside `lease_ttl_ms`.
+    pub max_call_batch_ms: u64,
     /// Take over runs of this plan whose lease went stale (a crashed
     /// process's runs) during governor ticks.
     pub adopt_stale_runs: bool,
@@ -267,6 +283,8 @@ impl Default for EngineConfig {
             lease_ttl_ms: 60_000,
             signal_retention_ms: 7 * 24 * 3_600_000,
             max_batch_transitions: 10_000,
+            max_calls_per_commit: 1_000,
+            max_call_batch_ms: 1_000,
             adopt_stale_runs: true,
             owner: None,
         }
@@ -327,6 +345,7 @@ struct PendingCall {
 pub struct Engine {
     plan: Arc<VerifiedPlan>,
     topology: topology::Topology,
+    node_keys: nodes::NodeKeys,
     plan_hash_hex: String,
     /// `plugin@major:verb` of every verb, by index.
     qualified: Vec<String>,
@@ -342,6 +361,7 @@ pub struct Engine {
     work: VecDeque<Work>,
     calls: VecDeque<PendingCall>,
     batch: commit::Batch,
+    staged: commit::Staged,
     /// Gates subscribed (or adopted) since the last tick: checked against
     /// signals that arrived before them.
     fresh_gates: Vec<(RunId, String, u32)>,
@@ -377,6 +397,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let topology = topology::analyse(&plan)?;
+        let node_keys = nodes::NodeKeys::new(&plan);
         let plan_hash_hex = plan.id().to_string();
         let qualified = plan.verbs.iter().map(|v| v.qualified()).collect();
         let owner = match &config.owner {
@@ -386,6 +407,7 @@ impl Engine {
         let engine = Engine {
             plan,
             topology,
+            node_keys,
             plan_hash_hex,
             qualified,
             store,
@@ -400,6 +422,7 @@ impl Engine {
             work: VecDeque::new(),
             calls: VecDeque::new(),
             batch: commit::Batch::default(),
+            staged: commit::Staged::default(),
             fresh_gates: Vec::new(),
             signal_cursor: 0,
             last_sweep_ms: None,
@@ -443,18 +466,36 @@ impl Engine {
     }
 
     /// Advances by one unit: commits the batch of ready internal transitions
-    /// (running them first), or makes one pending verb call. Returns whether
-    /// anything happened.
+    /// (running them first), or makes the pending verb calls (up to
+    /// [`EngineConfig::max_calls_per_commit`] and
+    /// [`EngineConfig::max_call_batch_ms`]), whose results the next step
+    /// commits together. Returns whether anything happened.
     pub fn step(&mut self) -> Result<bool, EngineError> {
         if !self.work.is_empty() || !self.batch.is_empty() {
             self.process_work()?;
             return Ok(true);
         }
-        if let Some(call) = self.calls.pop_front() {
+        // The batch is empty, so every queued call's intent is in the store
+        // (a call is queued together with its intent, and a resumed one was
+        // read from the store): each may be made before the others'
+        // results are committed.
+        let Some(first) = self.calls.pop_front() else {
+            return Ok(false);
+        };
+        let started = self.clock.now_ms();
+        self.execute_pending_call(first)?;
+        let mut made = 1;
+        while made < self.config.max_calls_per_commit
+            && self.batch.events.len() < self.config.max_batch_transitions
+            && self.clock.now_ms().saturating_sub(started) < self.config.max_call_batch_ms
+        {
+            let Some(call) = self.calls.pop_front() else {
+                break;
+            };
             self.execute_pending_call(call)?;
-            return Ok(true);
+            made += 1;
         }
-        Ok(false)
+        Ok(true)
     }
 
     /// Steps and ticks the governor until nothing advances without the clock

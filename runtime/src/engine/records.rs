@@ -57,12 +57,28 @@ pub fn run_key(run: &RunId) -> Vec<u8> {
     run.as_str().as_bytes().to_vec()
 }
 
-pub fn step_key(run: &RunId, path: &str) -> Vec<u8> {
-    key(
-        &[run.as_str().as_bytes(), b"/step/", path.as_bytes()],
-        None,
-        &[],
-    )
+/// Appends the key of a step record (`{run}/step/{path}`) for the step
+/// `step` of a frame whose paths start with `prefix`.
+pub fn push_step_key(out: &mut Vec<u8>, run: &RunId, prefix: &str, step: u32) {
+    out.extend_from_slice(run.as_str().as_bytes());
+    out.extend_from_slice(b"/step/");
+    out.extend_from_slice(prefix.as_bytes());
+    push_decimal(out, step);
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 pub fn steps_prefix(run: &RunId) -> Vec<u8> {
@@ -75,6 +91,13 @@ pub fn attempt_key(run: &RunId, path: &str, attempt: u32) -> Vec<u8> {
 
 pub fn event_key(run: &RunId, seq: u64) -> Vec<u8> {
     key(&[run.as_str().as_bytes(), b"/"], Some(seq), &[])
+}
+
+/// Appends [`event_key`] for a run id given as text (an event's own).
+pub fn push_event_key(out: &mut Vec<u8>, run: &str, seq: u64) {
+    out.extend_from_slice(run.as_bytes());
+    out.push(b'/');
+    push_hex16(out, seq);
 }
 
 pub fn events_prefix(run: &RunId) -> Vec<u8> {
@@ -156,6 +179,18 @@ pub struct RunRecord {
     /// are older than the run and resume none of its gates unless they name
     /// the run.
     pub signal_watermark: u64,
+}
+
+/// The fields of a [`RunRecord`] that say whose it is and whether it moved,
+/// decoded without the rest (the payload above all): what the resume scan
+/// and every commit's claim check read.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunHead {
+    pub id: String,
+    pub plan_hash: String,
+    pub status: RunStatus,
+    pub rev: u64,
 }
 
 /// Why a step waits, and on what.
@@ -336,6 +371,14 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
 }
 
+/// Appends the record's bytes, as [`encode`] makes them.
+pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, record: &T) {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, record).is_err() {
+        out.truncate(start);
+    }
+}
+
 pub fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("damaged {what} record: {e}"))
 }
@@ -348,7 +391,15 @@ mod tests {
     fn keys_have_the_documented_layout() {
         let run = RunId::parse("R1").unwrap();
         let text = |k: Vec<u8>| String::from_utf8(k).unwrap();
-        assert_eq!(text(step_key(&run, "2.1/0")), "R1/step/2.1/0");
+        let step_key = |prefix: &str, step: u32| {
+            let mut out = Vec::new();
+            push_step_key(&mut out, &run, prefix, step);
+            text(out)
+        };
+        assert_eq!(step_key("2.1/", 0), "R1/step/2.1/0");
+        assert_eq!(step_key("", 40), "R1/step/40");
+        assert_eq!(step_key("3.12/", u32::MAX), "R1/step/3.12/4294967295");
+        assert!(step_key("", 7).starts_with(std::str::from_utf8(&steps_prefix(&run)).unwrap()));
         assert_eq!(text(attempt_key(&run, "4", 2)), "R1/attempt/4#00000002");
         assert_eq!(text(event_key(&run, 255)), "R1/00000000000000ff");
         assert_eq!(text(timer_key(0x1234, &run, "3")), "0000000000001234/R1/3");
@@ -360,5 +411,48 @@ mod tests {
         assert_eq!(text(signal_key(u64::MAX)), "ffffffffffffffff");
         assert!(gate_key("a", 1, &run, "3").starts_with(&gates_prefix("a")));
         assert!(!gate_key("ab", 1, &run, "3").starts_with(&gates_prefix("a")));
+        for seq in [0, 255, u64::MAX] {
+            let mut out = Vec::new();
+            push_event_key(&mut out, run.as_str(), seq);
+            assert_eq!(out, event_key(&run, seq));
+        }
+        let record = LeaseRecord {
+            owner: "o".into(),
+            heartbeat_at: 1,
+            pid: 2,
+            host: "h".into(),
+        };
+        let mut out = b"[".to_vec();
+        encode_into(&mut out, &record);
+        assert_eq!(out[1..], encode(&record)[..]);
+    }
+
+    #[test]
+    fn a_run_head_reads_a_full_run_record() {
+        let record = RunRecord {
+            id: "R1".into(),
+            workflow: "w".into(),
+            plan_hash: "ab".into(),
+            trigger: "t".into(),
+            payload: Value::from_json(&serde_json::json!({"big": [1, 2, {"x": "y"}]})),
+            status: RunStatus::Running,
+            rev: 7,
+            next_event: 3,
+            started_at: 1,
+            ended_at: None,
+            error: None,
+            cancelled_by_operator: false,
+            signal_watermark: 0,
+        };
+        let head: RunHead = decode("run", &encode(&record)).unwrap();
+        assert_eq!(
+            (
+                head.id.as_str(),
+                head.plan_hash.as_str(),
+                head.status,
+                head.rev
+            ),
+            ("R1", "ab", RunStatus::Running, 7)
+        );
     }
 }

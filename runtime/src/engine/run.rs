@@ -339,16 +339,14 @@ impl Engine {
             .iter()
             .map(|step| StepState::new(format!("{display_prefix}{}", step.id)))
             .collect::<Vec<_>>();
-        run.frames.push(Frame {
+        run.frames.push(Frame::new(
             level,
             key_prefix,
             display_prefix,
             trigger,
             parent,
-            open: steps.len(),
-            closed: false,
             steps,
-        });
+        ));
         if def.steps.is_empty() {
             self.work
                 .push_back(Work::FrameDone(run.id.clone(), run.generation, frame));
@@ -419,7 +417,8 @@ impl Engine {
         body: impl FnOnce(&Scope<'_>) -> R,
     ) -> R {
         let plan = &*self.plan;
-        let nodes = || run.nodes_value(plan, frame);
+        let keys = &self.node_keys;
+        let nodes = || run.frames[frame as usize].nodes(keys);
         let scope = Scope {
             plan,
             nodes: &nodes,
@@ -1200,7 +1199,7 @@ impl Engine {
             Ok(false) => {
                 // The last outputs stay visible on the loop step while the
                 // next iteration runs.
-                run.step_mut(parent_frame, parent_step).rec.output = outputs;
+                run.set_output(&self.node_keys, parent_frame, parent_step, outputs);
                 self.open_child(run, parent_frame, parent_step, *body, iteration + 1);
             }
         }
@@ -1224,9 +1223,9 @@ impl Engine {
         state.rec.handle = handle.clone();
         state.rec.route_to = route_to;
         let event_output = output.to_json();
-        state.rec.output = output;
         let step_id = state.rec.step_id.clone();
         let attempt = state.rec.attempt;
+        run.set_output(&self.node_keys, frame, step, output);
         run.mark(frame, step);
         self.emit(run, EventType::StepCompleted, |e| {
             e.step_id = Some(step_id);
@@ -1242,9 +1241,11 @@ impl Engine {
         let state = run.step_mut(frame, step);
         state.rec.status = StepStatus::Skipped;
         state.rec.ended_at = Some(now);
-        state.rec.output = Value::Null;
         state.rec.reason = Some(reason.clone());
         let step_id = state.rec.step_id.clone();
+        if !state.rec.output.is_null() {
+            run.set_output(&self.node_keys, frame, step, Value::Null);
+        }
         run.mark(frame, step);
         self.clear_wait(run, frame, step);
         self.emit(run, EventType::StepSkipped, |e| {

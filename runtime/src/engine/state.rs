@@ -4,9 +4,11 @@
 //! back at every commit and rebuilt from the store on resume.
 
 use super::ids::RunId;
+use super::nodes::NodeKeys;
 use super::records::{RunRecord, StepRecord};
-use crate::plan::model::{LevelIx, Plan, StepIx};
-use donmai_stdlib::value::{MapEntries, MapKey, Value};
+use crate::plan::model::{LevelIx, StepIx};
+use donmai_stdlib::value::Value;
+use std::cell::OnceCell;
 
 pub(crate) struct StepState {
     pub rec: StepRecord,
@@ -50,9 +52,47 @@ pub(crate) struct Frame {
     pub open: usize,
     /// Done (its outputs were taken) or abandoned.
     pub closed: bool,
+    /// The `nodes` root, built when an expression first reads it and kept
+    /// current by [`RunState::set_output`].
+    pub nodes: OnceCell<Value>,
 }
 
 impl Frame {
+    pub fn new(
+        level: LevelIx,
+        key_prefix: String,
+        display_prefix: String,
+        trigger: Value,
+        parent: Option<(u32, StepIx)>,
+        steps: Vec<StepState>,
+    ) -> Frame {
+        Frame {
+            level,
+            key_prefix,
+            display_prefix,
+            trigger,
+            parent,
+            open: steps.iter().filter(|s| !s.is_terminal()).count(),
+            closed: false,
+            steps,
+            nodes: OnceCell::new(),
+        }
+    }
+
+    /// The `nodes` root of the frame: step id → `{output}`.
+    pub fn nodes(&self, keys: &NodeKeys) -> &Value {
+        let build = || keys.build(self.level, self.steps.iter().map(|state| &state.rec.output));
+        let nodes = self.nodes.get_or_init(build);
+        // Every test run checks that no output was written around
+        // `RunState::set_output` (compared as text: NaN ≠ NaN).
+        debug_assert_eq!(
+            nodes.to_canonical_json(),
+            build().to_canonical_json(),
+            "the nodes root of a frame fell behind its steps' outputs"
+        );
+        nodes
+    }
+
     pub fn path(&self, step: StepIx) -> String {
         format!("{}{step}", self.key_prefix)
     }
@@ -122,16 +162,13 @@ impl RunState {
         None
     }
 
-    /// The `nodes` root of a frame: step id → `{output}`.
-    pub fn nodes_value(&self, plan: &Plan, frame: u32) -> Value {
-        let frame = &self.frames[frame as usize];
-        let level = &plan.levels[frame.level as usize];
-        let mut nodes = MapEntries::new();
-        for (def, state) in level.steps.iter().zip(&frame.steps) {
-            let mut entry = MapEntries::new();
-            entry.insert(MapKey::from("output"), state.rec.output.clone());
-            nodes.insert(MapKey::from(def.id.as_str()), Value::map(entry));
+    /// Sets a step's output, and its entry in the frame's `nodes` root if
+    /// that was built.
+    pub fn set_output(&mut self, keys: &NodeKeys, frame: u32, step: StepIx, output: Value) {
+        let frame = &mut self.frames[frame as usize];
+        if let Some(nodes) = frame.nodes.get_mut() {
+            keys.update(nodes, frame.level, step, &output);
         }
-        Value::map(nodes)
+        frame.steps[step as usize].rec.output = output;
     }
 }

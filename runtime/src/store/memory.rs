@@ -7,10 +7,25 @@ use std::sync::Mutex;
 
 type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
 
+type UndoLog = Vec<(Table, Vec<u8>, Option<Vec<u8>>)>;
+
 #[derive(Default)]
 pub struct MemoryStore {
-    tables: Mutex<Tables>,
+    state: Mutex<State>,
 }
+
+#[derive(Default)]
+struct State {
+    tables: Tables,
+    /// The undo log of the transaction in progress, kept empty between
+    /// transactions so its capacity is reused: growing a fresh log of
+    /// thousands of entries on every large transaction cost more (in page
+    /// faults) than the writes themselves.
+    undo: UndoLog,
+}
+
+/// An undo log this long is not kept for the next transaction.
+const KEPT_UNDO_CAPACITY: usize = 1 << 16;
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
@@ -57,7 +72,7 @@ impl ReadTxn for Snapshot<'_> {
 /// commits.
 struct Transaction<'a> {
     tables: &'a mut Tables,
-    undo: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+    undo: &'a mut UndoLog,
 }
 
 impl Transaction<'_> {
@@ -123,19 +138,22 @@ impl WriteTxn for Transaction<'_> {
 
 impl Store for MemoryStore {
     fn read(&self, f: &mut dyn FnMut(&dyn ReadTxn) -> StoreResult<()>) -> StoreResult<()> {
-        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        f(&Snapshot(&tables))
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&Snapshot(&state.tables))
     }
 
     fn write(&self, f: &mut dyn FnMut(&mut dyn WriteTxn) -> StoreResult<()>) -> StoreResult<()> {
-        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
+        // Empty unless a roll-back was cut short by a panic.
+        state.undo.clear();
         let mut txn = Transaction {
-            tables: &mut tables,
-            undo: Vec::new(),
+            tables: &mut state.tables,
+            undo: &mut state.undo,
         };
         // A panic inside `f` must not leave half a transaction behind.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut txn)));
-        match result {
+        let outcome = match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {
                 txn.roll_back();
@@ -145,7 +163,12 @@ impl Store for MemoryStore {
                 txn.roll_back();
                 std::panic::resume_unwind(panic)
             }
+        };
+        state.undo.clear();
+        if state.undo.capacity() > KEPT_UNDO_CAPACITY {
+            state.undo = UndoLog::new();
         }
+        outcome
     }
 }
 
