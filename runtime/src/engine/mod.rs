@@ -396,7 +396,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        let topology = topology::analyse(&plan)?;
+        let topology = topology::analyse(&plan);
         let node_keys = nodes::NodeKeys::new(&plan);
         let plan_hash_hex = plan.id().to_string();
         let qualified = plan.verbs.iter().map(|v| v.qualified()).collect();
