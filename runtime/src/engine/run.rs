@@ -455,12 +455,7 @@ impl Engine {
             let input = match input {
                 Ok(input) => input,
                 Err(error) => {
-                    self.fail_step(
-                        run,
-                        frame,
-                        step,
-                        ErrorInfo::new(error_kind::EXPRESSION, error.to_string()),
-                    );
+                    self.fail_expression(run, frame, step, &error);
                     return;
                 }
             };
@@ -565,12 +560,7 @@ impl Engine {
             return;
         }
         if let Err(error) = self.ensure_idempotency_key(run, frame, step, verb) {
-            self.fail_step(
-                run,
-                frame,
-                step,
-                ErrorInfo::new(error_kind::EXPRESSION, error.to_string()),
-            );
+            self.fail_expression(run, frame, step, &error);
             return;
         }
         if self.executor.is_inline(verb_ref) {
@@ -852,12 +842,7 @@ impl Engine {
         }
         if let Some(verb) = verb {
             if let Err(error) = self.ensure_idempotency_key(run, frame, step, verb) {
-                self.fail_step(
-                    run,
-                    frame,
-                    step,
-                    ErrorInfo::new(error_kind::EXPRESSION, error.to_string()),
-                );
+                self.fail_expression(run, frame, step, &error);
                 return;
             }
             let state = run.step(frame, step);
@@ -893,12 +878,7 @@ impl Engine {
                 match resolved {
                     Ok(filter) => Some(filter),
                     Err(error) => {
-                        self.fail_step(
-                            run,
-                            frame,
-                            step,
-                            ErrorInfo::new(error_kind::EXPRESSION, error.to_string()),
-                        );
+                        self.fail_expression(run, frame, step, &error);
                         return;
                     }
                 }
@@ -1326,6 +1306,18 @@ impl Engine {
             e.error = Some(error);
             e.next_attempt_at = Some(rfc3339(due));
         });
+    }
+
+    /// An expression of the step (an input, a filter value, a key) failed.
+    fn fail_expression(
+        &mut self,
+        run: &mut RunState,
+        frame: u32,
+        step: StepIx,
+        error: &EngineError,
+    ) {
+        let info = ErrorInfo::new(error_kind::EXPRESSION, error.to_string());
+        self.fail_step(run, frame, step, info);
     }
 
     /// The step failed for good; so does every frame up to the run.
