@@ -563,6 +563,24 @@ impl<'e> Generator<'_, 'e> {
         Ok(())
     }
 
+    /// One side of `&&`/`||`: the operand as a condition, under a `Try`
+    /// whose handler (just after it) leaves a caught error as the side's
+    /// pending value.
+    fn gen_caught_condition(
+        &mut self,
+        operand: &'e Expr,
+        context: CondContext,
+        span: Span,
+        depth: usize,
+    ) -> Result<(), CodegenError> {
+        let mut done = Label::default();
+        self.emit_to(Instruction::Try { handler: 0 }, 2, &mut done, span, 0, 0)?;
+        self.gen_expr(operand, depth)?;
+        self.emit(Instruction::Cond { context }, operand.span, 1, 1)?;
+        self.emit(Instruction::EndTry, span, 0, 0)?;
+        self.bind(&mut done, span)
+    }
+
     /// `a && b`, `a || b`: each side runs under a `Try`, so an error on one
     /// side becomes a pending error that a deciding value on the other
     /// side absorbs.
@@ -582,21 +600,8 @@ impl<'e> Generator<'_, 'e> {
             CondContext::And
         };
         let before = self.depth;
-        let mut left_done = Label::default();
-        let mut right_done = Label::default();
         let mut end = Label::default();
-        self.emit_to(
-            Instruction::Try { handler: 0 },
-            2,
-            &mut left_done,
-            span,
-            0,
-            0,
-        )?;
-        self.gen_expr(lhs, depth)?;
-        self.emit(Instruction::Cond { context }, lhs.span, 1, 1)?;
-        self.emit(Instruction::EndTry, span, 0, 0)?;
-        self.bind(&mut left_done, span)?;
+        self.gen_caught_condition(lhs, context, span, depth)?;
         self.depth = before + 1;
         self.emit_to(
             Instruction::JumpIfCond {
@@ -609,18 +614,7 @@ impl<'e> Generator<'_, 'e> {
             0,
             0,
         )?;
-        self.emit_to(
-            Instruction::Try { handler: 0 },
-            2,
-            &mut right_done,
-            span,
-            0,
-            0,
-        )?;
-        self.gen_expr(rhs, depth)?;
-        self.emit(Instruction::Cond { context }, rhs.span, 1, 1)?;
-        self.emit(Instruction::EndTry, span, 0, 0)?;
-        self.bind(&mut right_done, span)?;
+        self.gen_caught_condition(rhs, context, span, depth)?;
         self.depth = before + 2;
         self.emit(Instruction::Logic { decisive }, span, 2, 1)?;
         self.bind(&mut end, span)?;
