@@ -231,6 +231,23 @@ impl Levels {
     }
 }
 
+/// What `donmaic check` reports for `source` given the checker's raw
+/// diagnostics: suppression comments, then the project's lint levels, in
+/// the report's order. The language server publishes exactly this, so the
+/// editor and CI never disagree.
+pub fn finish_diagnostics(
+    source: &SourceFile,
+    project: &Project,
+    raw: Vec<Diagnostic>,
+) -> Vec<Diagnostic> {
+    let levels = Levels {
+        cli: HashMap::new(),
+    };
+    let mut diagnostics = levels.apply(project, apply_suppressions(source, raw));
+    sort_diagnostics(&mut diagnostics);
+    diagnostics
+}
+
 /// The checker's diagnostics after suppression comments, then lint levels:
 /// a suppression is used even when its code is allowed, so allowing a lint
 /// does not make its suppressions "unused".

@@ -1,0 +1,305 @@
+//! The analysis thread: runs the compiler on the open documents and keeps
+//! the latest result of each.
+//!
+//! Edits arrive faster than a check may finish, so the thread drains its
+//! queue before each round and analyses only the newest text of each
+//! document; a result whose document moved on while it was computed is
+//! kept for requests but never published (the newer version's result
+//! follows). The compiler runs on a plain thread, not on the async
+//! runtime, so protocol messages keep flowing during a check.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use donmai_compiler::check::{GroupCache, check_source};
+use donmai_compiler::driver::{finish_diagnostics, looks_like_workflow};
+use donmai_compiler::project::{Project, ProjectCache};
+use donmai_grammar::{Diagnostic, SourceFile};
+use donmai_stdlib::registry::Registry;
+use tokio::sync::Notify;
+use tower_lsp_server::ls_types::{self as lsp, Uri};
+
+use crate::convert::Encoding;
+use crate::documents::Documents;
+
+/// One document's analysis at one version.
+pub struct Snapshot {
+    pub version: i32,
+    pub source: Arc<SourceFile>,
+    /// Exactly what `donmaic check` reports for this text.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Whether the text is a workflow at all (an unrelated YAML file gets
+    /// no diagnostics and no workflow features).
+    pub is_workflow: bool,
+    pub project: Project,
+}
+
+/// What the analysis thread is asked to do.
+pub enum Job {
+    /// A document was opened or edited.
+    Changed(Uri),
+    /// Something every document may depend on changed (`donmai.toml`, a
+    /// plugin manifest, a group file on disk): forget the caches and
+    /// re-analyse every open document.
+    RecheckAll,
+    Shutdown,
+}
+
+/// Diagnostics ready to be sent to the client, in the order computed.
+pub struct Publish {
+    pub uri: Uri,
+    pub version: i32,
+    pub diagnostics: Vec<lsp::Diagnostic>,
+}
+
+/// State shared by the protocol handlers and the analysis thread.
+pub struct Shared {
+    pub documents: Mutex<Documents>,
+    pub snapshots: Mutex<HashMap<Uri, Arc<Snapshot>>>,
+    /// Woken whenever a snapshot is stored.
+    pub analysed: Notify,
+    pub encoding: Mutex<Encoding>,
+    /// Set by the `shutdown` request: an `exit` after it is a clean end.
+    pub shutdown: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        Shared {
+            documents: Mutex::new(Documents::default()),
+            snapshots: Mutex::new(HashMap::new()),
+            analysed: Notify::new(),
+            encoding: Mutex::new(Encoding::Utf16),
+            shutdown: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        *lock(&self.encoding)
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn snapshot(&self, uri: &Uri) -> Option<Arc<Snapshot>> {
+        lock(&self.snapshots).get(uri).cloned()
+    }
+
+    pub fn document_version(&self, uri: &Uri) -> Option<i32> {
+        lock(&self.documents).get(uri).map(|d| d.version)
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::new()
+    }
+}
+
+/// A poisoned lock means a handler panicked; the data it guards is still
+/// consistent (every mutation is a single assignment), so keep serving.
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The path a document is checked as: its file path, or for an unsaved
+/// buffer (`untitled:`) a path under the current directory, so relative
+/// group references still resolve somewhere sensible.
+pub fn document_path(uri: &Uri) -> PathBuf {
+    match uri.to_file_path() {
+        Some(path) => path.into_owned(),
+        None => {
+            let name: String = uri
+                .as_str()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            std::env::current_dir().unwrap_or_default().join(name)
+        }
+    }
+}
+
+/// Caches that live across analyses until something they were read from
+/// changes.
+struct Caches {
+    projects: ProjectCache,
+    registries: HashMap<Vec<PathBuf>, Arc<Registry>>,
+    groups: Arc<GroupCache>,
+}
+
+impl Caches {
+    fn new() -> Caches {
+        Caches {
+            projects: ProjectCache::new(),
+            registries: HashMap::new(),
+            groups: Arc::new(GroupCache::default()),
+        }
+    }
+
+    fn project(&mut self, path: &Path) -> Project {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        self.projects.discover(dir).unwrap_or_default()
+    }
+
+    fn registry(&mut self, project: &Project) -> Arc<Registry> {
+        let dirs = project.plugin_dirs().to_vec();
+        self.registries
+            .entry(dirs)
+            .or_insert_with_key(|dirs| Arc::new(Registry::with_plugin_dirs(dirs).0))
+            .clone()
+    }
+}
+
+/// Analyses one text as `donmaic check` would.
+pub fn analyse(
+    path: PathBuf,
+    text: String,
+    version: i32,
+    project: Project,
+    registry: &Registry,
+    groups: &GroupCache,
+) -> Snapshot {
+    let source = SourceFile::new(path, text);
+    let is_workflow = looks_like_workflow(source.text().as_bytes());
+    let diagnostics = if is_workflow {
+        let raw = check_source(&source, &project, registry, groups);
+        finish_diagnostics(&source, &project, raw)
+    } else {
+        Vec::new()
+    };
+    Snapshot {
+        version,
+        source: Arc::new(source),
+        diagnostics,
+        is_workflow,
+        project,
+    }
+}
+
+/// The analysis thread's loop; returns on [`Job::Shutdown`] or when every
+/// sender is gone.
+pub fn run(
+    shared: Arc<Shared>,
+    jobs: Receiver<Job>,
+    publish: tokio::sync::mpsc::UnboundedSender<Publish>,
+) {
+    let mut caches = Caches::new();
+    loop {
+        let Ok(first) = jobs.recv() else { return };
+        let mut pending: BTreeSet<UriKey> = BTreeSet::new();
+        let mut recheck_all = false;
+        let mut next = Some(first);
+        // Take everything queued so a burst of edits costs one analysis.
+        while let Some(job) = next {
+            match job {
+                Job::Changed(uri) => {
+                    pending.insert(UriKey(uri));
+                }
+                Job::RecheckAll => recheck_all = true,
+                Job::Shutdown => return,
+            }
+            next = match jobs.recv_timeout(Duration::ZERO) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+        }
+        if recheck_all {
+            caches = Caches::new();
+            pending.extend(lock(&shared.documents).uris().into_iter().map(UriKey));
+        }
+        for UriKey(uri) in pending {
+            analyse_one(&shared, &mut caches, &uri, recheck_all, &publish);
+        }
+    }
+}
+
+fn analyse_one(
+    shared: &Shared,
+    caches: &mut Caches,
+    uri: &Uri,
+    force: bool,
+    publish: &tokio::sync::mpsc::UnboundedSender<Publish>,
+) {
+    let Some(document) = lock(&shared.documents).get(uri).cloned() else {
+        lock(&shared.snapshots).remove(uri);
+        return;
+    };
+    if !force
+        && shared
+            .snapshot(uri)
+            .is_some_and(|s| s.version == document.version)
+    {
+        return;
+    }
+    let path = document_path(uri);
+    let project = caches.project(&path);
+    let registry = caches.registry(&project);
+    let groups = caches.groups.clone();
+    let snapshot = analyse(
+        path,
+        document.text,
+        document.version,
+        project,
+        &registry,
+        &groups,
+    );
+    let encoding = shared.encoding();
+    let diagnostics = snapshot
+        .diagnostics
+        .iter()
+        .map(|d| encoding.diagnostic(&snapshot.source, uri, d))
+        .collect();
+    let version = snapshot.version;
+    lock(&shared.snapshots).insert(uri.clone(), Arc::new(snapshot));
+    shared.analysed.notify_waiters();
+    // A newer text is queued: its own result will be published instead.
+    if shared.document_version(uri) == Some(version) {
+        let _ = publish.send(Publish {
+            uri: uri.clone(),
+            version,
+            diagnostics,
+        });
+    }
+}
+
+/// `Uri` has no `Ord`; order pending documents by their text so a round
+/// analyses them in a stable order.
+#[derive(PartialEq, Eq)]
+struct UriKey(Uri);
+
+impl PartialOrd for UriKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for UriKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_str().cmp(other.0.as_str())
+    }
+}
+
+/// Starts the analysis thread.
+pub fn spawn(
+    shared: Arc<Shared>,
+    publish: tokio::sync::mpsc::UnboundedSender<Publish>,
+) -> std::io::Result<Sender<Job>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("donmai-analysis".into())
+        .spawn(move || run(shared, receiver, publish))?;
+    Ok(sender)
+}

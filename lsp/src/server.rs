@@ -1,0 +1,234 @@
+//! The protocol handlers: what the server advertises and how each request
+//! is answered from the latest analysis.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer};
+
+use crate::analysis::{Job, Shared, Snapshot, lock};
+use crate::convert::Encoding;
+
+/// How long a request waits for the analysis of the text it was sent
+/// against before answering from the previous one.
+const ANALYSIS_WAIT: Duration = Duration::from_secs(2);
+
+pub struct Backend {
+    client: Client,
+    shared: Arc<Shared>,
+    jobs: Mutex<Sender<Job>>,
+    /// Whether the client lets us register file watchers.
+    watches_files: std::sync::atomic::AtomicBool,
+}
+
+impl Backend {
+    pub fn new(client: Client, shared: Arc<Shared>, jobs: Sender<Job>) -> Backend {
+        Backend {
+            client,
+            shared,
+            jobs: Mutex::new(jobs),
+            watches_files: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn submit(&self, job: Job) {
+        // The thread only stops at shutdown; later jobs have nobody to do them.
+        let _ = lock(&self.jobs).send(job);
+    }
+
+    fn encoding(&self) -> Encoding {
+        self.shared.encoding()
+    }
+
+    /// The analysis of the document's current text, waiting for it if an
+    /// edit is still being analysed; `None` for a document that is not open.
+    async fn current(&self, uri: &Uri) -> Option<Arc<Snapshot>> {
+        let deadline = tokio::time::Instant::now() + ANALYSIS_WAIT;
+        loop {
+            let notified = self.shared.analysed.notified();
+            let version = self.shared.document_version(uri)?;
+            let snapshot = self.shared.snapshot(uri);
+            if snapshot.as_ref().is_some_and(|s| s.version == version) {
+                return snapshot;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return snapshot;
+            }
+        }
+    }
+
+    fn quick_fixes(
+        &self,
+        uri: &Uri,
+        snapshot: &Snapshot,
+        range: Range,
+    ) -> Vec<CodeActionOrCommand> {
+        let encoding = self.encoding();
+        let file = &snapshot.source;
+        let wanted = encoding.span(file, range);
+        snapshot
+            .diagnostics
+            .iter()
+            .filter(|d| d.span.start <= wanted.end && wanted.start <= d.span.end)
+            .filter_map(|d| {
+                let fix = d.fix.as_ref()?;
+                let edits = fix
+                    .edits
+                    .iter()
+                    .map(|e| encoding.text_edit(file, e))
+                    .collect();
+                Some(CodeActionOrCommand::CodeAction(CodeAction {
+                    title: fix.message.clone(),
+                    kind: Some(CodeActionKind::QUICKFIX),
+                    diagnostics: Some(vec![encoding.diagnostic(file, uri, d)]),
+                    edit: Some(WorkspaceEdit {
+                        changes: Some(HashMap::from([(uri.clone(), edits)])),
+                        ..WorkspaceEdit::default()
+                    }),
+                    is_preferred: Some(true),
+                    ..CodeAction::default()
+                }))
+            })
+            .collect()
+    }
+}
+
+fn watched_files() -> Registration {
+    let watchers = ["**/donmai.toml", "**/plugin.yaml", "**/*.yaml", "**/*.yml"]
+        .into_iter()
+        .map(|glob| FileSystemWatcher {
+            glob_pattern: GlobPattern::String(glob.to_string()),
+            kind: None,
+        })
+        .collect();
+    Registration {
+        id: "donmai-watched-files".to_string(),
+        method: "workspace/didChangeWatchedFiles".to_string(),
+        register_options: serde_json::to_value(DidChangeWatchedFilesRegistrationOptions {
+            watchers,
+        })
+        .ok(),
+    }
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let encoding = Encoding::negotiate(
+            params
+                .capabilities
+                .general
+                .as_ref()
+                .and_then(|g| g.position_encodings.as_deref()),
+        );
+        *lock(&self.shared.encoding) = encoding;
+        let watches = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.did_change_watched_files.as_ref())
+            .and_then(|w| w.dynamic_registration)
+            .unwrap_or(false);
+        self.watches_files
+            .store(watches, std::sync::atomic::Ordering::Relaxed);
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                position_encoding: Some(encoding.kind()),
+                text_document_sync: Some(TextDocumentSyncCapability::Options(
+                    TextDocumentSyncOptions {
+                        open_close: Some(true),
+                        change: Some(TextDocumentSyncKind::INCREMENTAL),
+                        save: Some(TextDocumentSyncSaveOptions::Supported(true)),
+                        ..TextDocumentSyncOptions::default()
+                    },
+                )),
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+                        ..CodeActionOptions::default()
+                    },
+                )),
+                ..ServerCapabilities::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "donmai-lsp".to_string(),
+                version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            }),
+            offset_encoding: None,
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        // Clients without dynamic registration get re-checks on save only.
+        if self
+            .watches_files
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let _ = self.client.register_capability(vec![watched_files()]).await;
+        }
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.shared
+            .shutdown
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.submit(Job::Shutdown);
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let document = params.text_document;
+        lock(&self.shared.documents).open(document.uri.clone(), document.text, document.version);
+        self.submit(Job::Changed(document.uri));
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let uri = params.text_document.uri;
+        let changed = lock(&self.shared.documents).change(
+            &uri,
+            params.text_document.version,
+            params.content_changes,
+            self.encoding(),
+        );
+        if changed {
+            self.submit(Job::Changed(uri));
+        }
+    }
+
+    async fn did_save(&self, _: DidSaveTextDocumentParams) {
+        // The saved file may be a group another open workflow uses.
+        self.submit(Job::RecheckAll);
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri;
+        lock(&self.shared.documents).close(&uri);
+        lock(&self.shared.snapshots).remove(&uri);
+        // Diagnostics of a closed file would linger in the problems view.
+        self.client.publish_diagnostics(uri, Vec::new(), None).await;
+    }
+
+    async fn did_change_watched_files(&self, _: DidChangeWatchedFilesParams) {
+        self.submit(Job::RecheckAll);
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let uri = params.text_document.uri;
+        let Some(snapshot) = self.current(&uri).await else {
+            return Ok(None);
+        };
+        if snapshot.version
+            != self
+                .shared
+                .document_version(&uri)
+                .unwrap_or(snapshot.version)
+        {
+            // Edits computed on an older text would land in the wrong place.
+            return Ok(None);
+        }
+        Ok(Some(self.quick_fixes(&uri, &snapshot, params.range)))
+    }
+}
