@@ -1,0 +1,101 @@
+"""The project around a workflow: `donmai.toml` and group files on disk.
+A change to either re-checks the open documents, as the editor's file
+watcher reports it."""
+
+from lsprotocol import types
+
+from helpers import diagnostics_for, open_document, write
+
+NOTIFY = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: notify, version: "1", scope: {project: web}}
+requires: [{plugin: donmai@2}, {plugin: slack@1}]
+triggers:
+  - {id: nightly, kind: cron, config: {schedule: "0 3 * * *"}}
+spec:
+  steps:
+    - {id: start, type: trigger, config: {triggerId: nightly}, next: [post]}
+    - {id: post, type: action, config: {action: "slack@1:slack.send_message", channel: "#ops", text: nightly run}}
+"""
+
+
+def watched_change(client, uri, kind=types.FileChangeType.Changed):
+    client.workspace_did_change_watched_files(
+        types.DidChangeWatchedFilesParams(changes=[types.FileEvent(uri=uri, type=kind)])
+    )
+
+
+async def wait_for_new_publish(client, uri, count_before, timeout=10.0):
+    import asyncio
+
+    async def wait():
+        while len([p for p in client.published if p.uri == uri]) <= count_before:
+            await asyncio.sleep(0.002)
+        return [p for p in client.published if p.uri == uri][-1].diagnostics
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def test_the_server_asks_to_watch_project_files(client):
+    import asyncio
+
+    for _ in range(500):
+        if client.registrations:
+            break
+        await asyncio.sleep(0.01)
+    [registration] = client.registrations
+    assert registration.method == "workspace/didChangeWatchedFiles"
+    globs = [w["globPattern"] for w in registration.register_options["watchers"]]
+    assert "**/donmai.toml" in globs and "**/plugin.yaml" in globs
+
+
+async def test_enabling_an_integration_in_donmai_toml_rechecks(client):
+    toml = write(client.root, "donmai.toml", '[integrations]\nenabled = ["linear", "github"]\n')
+    uri = write(client.root, "notify.yaml", NOTIFY)
+    open_document(client, uri, NOTIFY)
+    before = await diagnostics_for(client, uri, 1)
+    assert [d.code for d in before] == ["DN0112"], before
+
+    count = len([p for p in client.published if p.uri == uri])
+    write(client.root, "donmai.toml", '[integrations]\nenabled = ["linear", "github", "slack"]\n')
+    watched_change(client, toml)
+    after = await wait_for_new_publish(client, uri, count)
+    assert [d.code for d in after] == []
+
+
+async def test_a_group_file_changed_on_disk_rechecks_its_users(client):
+    group = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: dev, version: "1"}
+interface:
+  inputs: {issueId: string}
+  outputs: {done: "{{ trigger.issueId }}"}
+spec:
+  steps:
+    - {id: entry, type: trigger}
+"""
+    main = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: main, version: "1", scope: {project: api}}
+requires: [{plugin: donmai@2}, {plugin: linear@1}]
+triggers:
+  - {id: created, kind: signal, config: {signalEventType: com.linear.AgentSessionEvent.created}}
+spec:
+  steps:
+    - {id: start, type: trigger, config: {triggerId: created}, next: [dev]}
+    - {id: dev, type: group, config: {ref: "./groups/dev.yaml@1", issueId: "{{ trigger.issueId }}"}}
+"""
+    group_uri = write(client.root, "groups/dev.yaml", group)
+    uri = write(client.root, "main.yaml", main)
+    open_document(client, uri, main)
+    before = await diagnostics_for(client, uri, 1)
+    assert before == [] or list(before) == [], before
+
+    count = len([p for p in client.published if p.uri == uri])
+    write(client.root, "groups/dev.yaml", group.replace("issueId: string", "issueId: int"))
+    watched_change(client, group_uri)
+    after = await wait_for_new_publish(client, uri, count)
+    assert "DN0122" in [d.code for d in after], after
