@@ -9,6 +9,7 @@
 
 use crate::schema::{SchemaError, SchemaRole, schema_to_type};
 use crate::types::{ObjectType, Type};
+use crate::value::truncate_for_message;
 use crate::yaml_json::{SpanTable, pointer_push};
 use donmai_grammar::codes::Code;
 use donmai_grammar::diagnostic::{Diagnostic, did_you_mean};
@@ -507,7 +508,7 @@ pub fn endpoint_url_problem(url: &str) -> Option<EndpointUrlProblem> {
         return problem(
             format!(
                 "`{}` endpoints are not supported: plugins are called over `http://` or `https://`",
-                truncate(scheme)
+                truncate_for_message(scheme)
             ),
             None,
         );
@@ -535,7 +536,10 @@ pub fn endpoint_url_problem(url: &str) -> Option<EndpointUrlProblem> {
                 .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
         if !ipv6 {
             return problem(
-                format!("`[{}]` is not an IPv6 address", truncate(address)),
+                format!(
+                    "`[{}]` is not an IPv6 address",
+                    truncate_for_message(address)
+                ),
                 None,
             );
         }
@@ -567,7 +571,7 @@ pub fn endpoint_url_problem(url: &str) -> Option<EndpointUrlProblem> {
             && !host.trim_end_matches('.').split('.').any(str::is_empty);
         if !valid_host {
             return problem(
-                format!("`{}` is not a host name", truncate(host)),
+                format!("`{}` is not a host name", truncate_for_message(host)),
                 Some(
                     "a host is a name such as `plugins.example.com` (letters, digits, `-`, `_` and dots), an IPv4 address, or an IPv6 address in brackets",
                 ),
@@ -580,7 +584,10 @@ pub fn endpoint_url_problem(url: &str) -> Option<EndpointUrlProblem> {
             && port.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));
         if !valid_port {
             return problem(
-                format!("`{}` is not a port number (1 to 65535)", truncate(port)),
+                format!(
+                    "`{}` is not a port number (1 to 65535)",
+                    truncate_for_message(port)
+                ),
                 None,
             );
         }
@@ -611,15 +618,6 @@ pub fn endpoint_url_problem(url: &str) -> Option<EndpointUrlProblem> {
         }
     }
     None
-}
-
-/// A piece of a URL for a message, cut short when long.
-fn truncate(text: &str) -> String {
-    const MAX: usize = 64;
-    match text.char_indices().nth(MAX) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
 }
 
 /// Parses `YYYY-MM-DD`.

@@ -27,7 +27,7 @@ use donmai_compiler::report::{CheckReport, FileReport};
 use donmai_runtime::exec::core::is_core;
 use donmai_runtime::exec::http::{HTTPS_SUPPORTED, PluginEndpoint, check_endpoint_url, is_https};
 use donmai_runtime::plan::model::{Plan, VerbKind};
-use donmai_stdlib::manifest::{PluginOrigin, endpoint_url_problem};
+use donmai_stdlib::manifest::{PluginOrigin, endpoint_url_problem, plugin_name_error};
 use donmai_stdlib::registry::LoadReport;
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
@@ -127,10 +127,7 @@ fn parse_override(spec: &str) -> Result<Override, String> {
         Some((name, major)) => (name, Some(major)),
         None => (plugin, None),
     };
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let name_ok = plugin_name_error(name).is_none();
     let major = match major {
         None => None,
         Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
@@ -163,16 +160,7 @@ pub struct ProjectPlugins {
 impl ProjectPlugins {
     /// The project around `near` (a file's folder, or a directory).
     pub fn discover(near: &Path) -> Result<ProjectPlugins, String> {
-        let absolute = std::path::absolute(near)
-            .map_err(|e| format!("cannot resolve {}: {e}", near.display()))?;
-        let start = if absolute.is_dir() {
-            absolute
-        } else {
-            absolute
-                .parent()
-                .map_or(absolute.clone(), Path::to_path_buf)
-        };
-        let project = Project::discover(&start).map_err(|e| e.to_string())?;
+        let project = Project::discover(near).map_err(|e| e.to_string())?;
         let plugins = registry_for(&project);
         Ok(ProjectPlugins { project, plugins })
     }
@@ -208,8 +196,7 @@ impl Refused {
 }
 
 /// Where one plugin major's URL came from, for messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+enum Source {
     CommandLine,
     Manifest(PathBuf),
 }
@@ -218,7 +205,7 @@ pub enum Source {
 #[derive(Clone, Debug, Default)]
 pub struct Resolution {
     /// `name@major` → endpoint, for every plugin major that has one.
-    pub endpoints: Vec<(String, PluginEndpoint, Source)>,
+    pub endpoints: Vec<(String, PluginEndpoint)>,
     /// Things the user should know before the run starts.
     pub warnings: Vec<String>,
     used_overrides: BTreeSet<usize>,
@@ -307,11 +294,9 @@ pub fn resolve(
                 origin()
             )));
         }
-        resolution.endpoints.push((
-            pin,
-            PluginEndpoint::new(url).with_default_timeout(timeout),
-            source,
-        ));
+        resolution
+            .endpoints
+            .push((pin, PluginEndpoint::new(url).with_default_timeout(timeout)));
     }
     if !broken.is_empty() {
         return Err(manifests_refused(&broken));

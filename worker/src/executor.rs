@@ -47,7 +47,7 @@ impl RunExecutor {
             has_fixtures = true;
         }
         let mut http = HttpPluginExecutor::new(HttpClient::new());
-        for (pin, endpoint, _) in &options.endpoints.endpoints {
+        for (pin, endpoint) in &options.endpoints.endpoints {
             http = http.with_plugin_endpoint(pin.clone(), endpoint.clone());
         }
         inner = inner.with_http_plugins(http.clone());

@@ -152,7 +152,7 @@ pub fn run_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         Err(message) => return usage(&message),
     };
     // The project of the file named, as for the default store.
-    let resolution = match plan_endpoints(args, workflow) {
+    let resolution = match endpoint_project(args, workflow) {
         Ok(Some(project)) => match endpoints::resolve(&plan, &project, &overrides) {
             Ok(resolution) => resolution,
             Err(refused) => return refused_usage(refused),
@@ -235,7 +235,7 @@ fn resume_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
     };
     // Without a file to start from, the project is the current directory's,
     // where the default store is looked for too.
-    let project = match plan_endpoints(args, Path::new(".")) {
+    let project = match endpoint_project(args, Path::new(".")) {
         Ok(project) => project,
         Err(message) => return usage(&message),
     };
@@ -361,7 +361,7 @@ fn build_executor(
 
 /// The project whose plugin manifests give endpoints, found around `near`;
 /// `None` in a dry run, which calls no endpoint.
-fn plan_endpoints(args: &RunArgs, near: &Path) -> Result<Option<ProjectPlugins>, String> {
+fn endpoint_project(args: &RunArgs, near: &Path) -> Result<Option<ProjectPlugins>, String> {
     if args.fixtures.is_some() {
         if !args.plugin_endpoints.is_empty() {
             eprintln!(
