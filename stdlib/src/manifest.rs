@@ -9,6 +9,7 @@
 
 use crate::schema::{SchemaError, SchemaRole, schema_to_type};
 use crate::types::{ObjectType, Type};
+use crate::value::truncate_for_message;
 use crate::yaml_json::{SpanTable, pointer_push};
 use donmai_grammar::codes::Code;
 use donmai_grammar::diagnostic::{Diagnostic, did_you_mean};
@@ -48,11 +49,16 @@ pub const RESERVED_PLUGIN_NAMES: &[&str] = &[
 ];
 /// Branch key the compiler reserves for "every other handle".
 pub const DEFAULT_HANDLE: &str = "default";
+/// The longest `endpointTimeoutMs` a manifest may declare: a day. A verb
+/// call that may take longer belongs behind a gate, not one HTTP request.
+pub const MAX_ENDPOINT_TIMEOUT_MS: u64 = 86_400_000;
 
 const DOCUMENT_KEYS: &[&str] = &[
     "apiVersion",
     "kind",
     "metadata",
+    "endpoint",
+    "endpointTimeoutMs",
     "providers",
     "verbs",
     "events",
@@ -143,6 +149,14 @@ pub struct Plugin {
     pub verbs: Vec<Verb>,
     pub webhook_path: Option<String>,
     pub event_types: Vec<EventType>,
+    /// Where the runtime calls this major's verbs over HTTP (`endpoint`):
+    /// an absolute `http://` or `https://` URL without credentials. A
+    /// deployment fact, never part of a plan: `donmai run` reads it from
+    /// the project's registry, and `--plugin-endpoint` overrides it.
+    pub endpoint: Option<String>,
+    /// The bound on one call of this major's verbs when the step gives no
+    /// `timeoutMs` (`endpointTimeoutMs`), whatever URL serves them.
+    pub endpoint_timeout_ms: Option<u64>,
     pub origin: PluginOrigin,
     /// The `metadata` mapping's key in the manifest.
     pub span: Span,
@@ -447,6 +461,165 @@ fn handle_error(handle: &str) -> Option<String> {
     })
 }
 
+/// Why a URL cannot be a plugin endpoint, with what to do instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointUrlProblem {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Why `url` cannot be a plugin endpoint, if it cannot. An endpoint is an
+/// absolute `http://` or `https://` URL with a host, an optional port, path
+/// and query, written in ASCII (percent-encoded where needed), with no
+/// fragment (never sent) and no credentials: a manifest is read by everyone
+/// who reads the repository, so a password in it is leaked. Messages never
+/// repeat the URL's authority, which may hold that password.
+///
+/// Hand-written rather than a URL crate: only this one shape is accepted,
+/// and the compiler, which loads manifests, stays free of IDNA tables.
+pub fn endpoint_url_problem(url: &str) -> Option<EndpointUrlProblem> {
+    let problem = |message: String, help: Option<&str>| {
+        Some(EndpointUrlProblem {
+            message,
+            help: help.map(str::to_string),
+        })
+    };
+    const ABSOLUTE: &str = "write an absolute URL such as `https://plugins.example.com/acme` or `http://127.0.0.1:8080/verbs`";
+    const ENCODE: &str =
+        "percent-encode it (a space is `%20`); write an internationalised host in its `xn--` form";
+    if url.is_empty() {
+        return problem("the endpoint is empty".into(), Some(ABSOLUTE));
+    }
+    if let Some(c) = url.chars().find(|c| !c.is_ascii_graphic()) {
+        let what = match c {
+            ' ' => "a space".to_string(),
+            c if c.is_control() => format!("the control character U+{:04X}", c as u32),
+            c => format!("the non-ASCII character `{c}`"),
+        };
+        return problem(format!("the endpoint contains {what}"), Some(ENCODE));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return problem(
+            "the endpoint is not an absolute URL: it has no `http://` or `https://`".into(),
+            Some(ABSOLUTE),
+        );
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return problem(
+            format!(
+                "`{}` endpoints are not supported: plugins are called over `http://` or `https://`",
+                truncate_for_message(scheme)
+            ),
+            None,
+        );
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    if authority.contains('@') {
+        return problem(
+            "an endpoint must not carry credentials (`user:password@`)".into(),
+            Some(
+                "a manifest is read by everyone who reads the repository: remove the credentials and let the plugin's server authenticate its callers another way (a private network, mutual TLS, a proxy)",
+            ),
+        );
+    }
+    let (host, port) = if let Some(literal) = authority.strip_prefix('[') {
+        let Some((address, after)) = literal.split_once(']') else {
+            return problem(
+                "the endpoint's IPv6 address has no closing `]`".into(),
+                None,
+            );
+        };
+        let ipv6 = address.contains(':')
+            && address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !ipv6 {
+            return problem(
+                format!(
+                    "`[{}]` is not an IPv6 address",
+                    truncate_for_message(address)
+                ),
+                None,
+            );
+        }
+        match after {
+            "" => (address, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (address, Some(port)),
+                None => {
+                    return problem(
+                        "the endpoint has text between its IPv6 address and its path".into(),
+                        None,
+                    );
+                }
+            },
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return problem("the endpoint has no host".into(), Some(ABSOLUTE));
+    }
+    if !authority.starts_with('[') {
+        let valid_host = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            && !host.trim_end_matches('.').split('.').any(str::is_empty);
+        if !valid_host {
+            return problem(
+                format!("`{}` is not a host name", truncate_for_message(host)),
+                Some(
+                    "a host is a name such as `plugins.example.com` (letters, digits, `-`, `_` and dots), an IPv4 address, or an IPv6 address in brackets",
+                ),
+            );
+        }
+    }
+    if let Some(port) = port {
+        let valid_port = (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n));
+        if !valid_port {
+            return problem(
+                format!(
+                    "`{}` is not a port number (1 to 65535)",
+                    truncate_for_message(port)
+                ),
+                None,
+            );
+        }
+    }
+    if tail.contains('#') {
+        return problem(
+            "the endpoint has a fragment (`#…`), which is never sent to the server".into(),
+            Some("remove it; a query (`?…`) is sent"),
+        );
+    }
+    if let Some(c) = tail
+        .chars()
+        .find(|c| matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}'))
+    {
+        return problem(
+            format!("the endpoint contains `{c}`, which a URL cannot hold unencoded"),
+            Some(ENCODE),
+        );
+    }
+    let bytes = tail.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape_ok = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_hexdigit);
+        if b == b'%' && !(escape_ok(i + 1) && escape_ok(i + 2)) {
+            return problem(
+                "the endpoint has a `%` that is not followed by two hex digits".into(),
+                Some("write a literal `%` as `%25`"),
+            );
+        }
+    }
+    None
+}
+
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(text: &str) -> Option<Date> {
     Date::parse(text, format_description!("[year]-[month]-[day]")).ok()
@@ -621,6 +794,10 @@ impl Checker<'_> {
             return None;
         }
 
+        // Endpoint problems drop the endpoint only: the verbs still type
+        // workflows, and the error still stops every check and run.
+        let endpoint = self.endpoint(root);
+        let endpoint_timeout_ms = self.endpoint_timeout(root);
         let providers = match root.get("providers") {
             Some(value) => self.providers(value),
             None => Vec::new(),
@@ -641,9 +818,43 @@ impl Checker<'_> {
             verbs,
             webhook_path,
             event_types,
+            endpoint,
+            endpoint_timeout_ms,
             origin,
             span: self.spans.key_span("/metadata"),
         })
+    }
+
+    fn endpoint(&mut self, root: &Map<String, Value>) -> Option<String> {
+        let url = self.string(root.get("endpoint")?, "/endpoint", "`endpoint`")?;
+        match endpoint_url_problem(url) {
+            None => Some(url.to_string()),
+            Some(problem) => {
+                self.at_value("/endpoint", problem.message).help = problem.help;
+                None
+            }
+        }
+    }
+
+    fn endpoint_timeout(&mut self, root: &Map<String, Value>) -> Option<u64> {
+        let value = root.get("endpointTimeoutMs")?;
+        let millis = value
+            .as_u64()
+            .filter(|ms| (1..=MAX_ENDPOINT_TIMEOUT_MS).contains(ms));
+        if millis.is_none() {
+            let what = match value {
+                Value::Number(number) => format!("`{number}`"),
+                other => describe(other).to_string(),
+            };
+            self.at_value(
+                "/endpointTimeoutMs",
+                format!(
+                    "`endpointTimeoutMs` must be a whole number of milliseconds from 1 to {MAX_ENDPOINT_TIMEOUT_MS}, not {what}"
+                ),
+            )
+            .help = Some("e.g. `endpointTimeoutMs: 60000` for a minute".into());
+        }
+        millis
     }
 
     fn metadata(
@@ -1600,6 +1811,132 @@ mod tests {
                 .to_string(),
             "{id: string}"
         );
+    }
+
+    fn with_endpoint(endpoint: Value) -> (Option<Plugin>, Vec<String>) {
+        let mut document = with_verbs(json!([{"id": "acme.ping", "sideEffectClass": "read-only"}]));
+        document["endpoint"] = endpoint;
+        load(document)
+    }
+
+    #[test]
+    fn endpoints_load() {
+        for url in [
+            "http://127.0.0.1:8080/verbs",
+            "https://plugins.example.com",
+            "HTTPS://plugins.example.com/acme?tenant=a%20b",
+            "http://[::1]:9000/v1/",
+            "http://localhost",
+            "http://my_host.internal.:80/x@y",
+        ] {
+            let (plugin, messages) = with_endpoint(json!(url));
+            assert!(messages.is_empty(), "{url}: {messages:#?}");
+            assert_eq!(plugin.expect("plugin").endpoint.as_deref(), Some(url));
+        }
+        let (plugin, messages) = load(with_verbs(json!([])));
+        assert!(messages.is_empty());
+        let plugin = plugin.expect("plugin");
+        assert_eq!(plugin.endpoint, None);
+        assert_eq!(plugin.endpoint_timeout_ms, None);
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused_and_only_the_endpoint_is_dropped() {
+        let cases = [
+            (json!(""), "the endpoint is empty"),
+            (json!("plugins.example.com/acme"), "not an absolute URL"),
+            (json!("/verbs"), "not an absolute URL"),
+            (
+                json!("ftp://example.com"),
+                "`ftp` endpoints are not supported",
+            ),
+            (json!("file:///tmp/x"), "`file` endpoints are not supported"),
+            (
+                json!("http://user:hunter2@example.com/v"),
+                "must not carry credentials",
+            ),
+            (
+                json!("https://token@example.com"),
+                "must not carry credentials",
+            ),
+            (json!("http:///verbs"), "has no host"),
+            (json!("http://:8080/verbs"), "has no host"),
+            (json!("http://exa mple.com"), "contains a space"),
+            (
+                json!("http://example.com/\u{7}"),
+                "control character U+0007",
+            ),
+            (json!("http://exämple.com"), "non-ASCII character `ä`"),
+            (json!("http://example..com"), "is not a host name"),
+            (json!("http://ex!ample.com"), "is not a host name"),
+            (json!("http://example.com:0"), "`0` is not a port number"),
+            (
+                json!("http://example.com:65536"),
+                "`65536` is not a port number",
+            ),
+            (json!("http://example.com:"), "`` is not a port number"),
+            (
+                json!("http://example.com:80x"),
+                "`80x` is not a port number",
+            ),
+            (json!("http://[::1/verbs"), "no closing `]`"),
+            (json!("http://[zz]/"), "is not an IPv6 address"),
+            (json!("http://[::1]x/"), "between its IPv6 address"),
+            (json!("http://example.com/v#part"), "has a fragment"),
+            (json!("http://example.com/{verb}"), "contains `{`"),
+            (json!("http://example.com/100%"), "`%` that is not followed"),
+            (json!("http://example.com/%zz"), "`%` that is not followed"),
+            (json!(8080), "`endpoint` must be a string, not a number"),
+            (
+                json!({"url": "http://x"}),
+                "`endpoint` must be a string, not a mapping",
+            ),
+        ];
+        for (endpoint, needle) in cases {
+            let (plugin, messages) = with_endpoint(endpoint.clone());
+            assert_eq!(messages.len(), 1, "{endpoint}: {messages:#?}");
+            assert_one(&messages, needle);
+            let plugin = plugin.unwrap_or_else(|| panic!("{endpoint}: the plugin is kept"));
+            assert_eq!(plugin.endpoint, None);
+            assert!(plugin.verb("acme.ping").is_some());
+        }
+        // The password is never repeated in a message.
+        let (_, messages) = with_endpoint(json!("http://user:hunter2@example.com/v"));
+        assert!(!messages[0].contains("hunter2"), "{messages:#?}");
+    }
+
+    #[test]
+    fn endpoint_timeouts_are_checked() {
+        let timeout = |value: Value| {
+            let mut document = with_verbs(json!([]));
+            document["endpointTimeoutMs"] = value;
+            load(document)
+        };
+        let (plugin, messages) = timeout(json!(60000));
+        assert!(messages.is_empty(), "{messages:#?}");
+        assert_eq!(plugin.expect("plugin").endpoint_timeout_ms, Some(60_000));
+        let (plugin, messages) = timeout(json!(MAX_ENDPOINT_TIMEOUT_MS));
+        assert!(messages.is_empty(), "{messages:#?}");
+        assert_eq!(
+            plugin.expect("plugin").endpoint_timeout_ms,
+            Some(MAX_ENDPOINT_TIMEOUT_MS)
+        );
+        for (value, shown) in [
+            (json!(0), "not `0`"),
+            (json!(-5), "not `-5`"),
+            (json!(1.5), "not `1.5`"),
+            (json!(MAX_ENDPOINT_TIMEOUT_MS + 1), "not `86400001`"),
+            (json!("30s"), "not a string"),
+        ] {
+            let (plugin, messages) = timeout(value.clone());
+            assert_eq!(messages.len(), 1, "{value}: {messages:#?}");
+            assert_one(&messages, "whole number of milliseconds");
+            assert_one(&messages, shown);
+            assert_eq!(plugin.expect("plugin").endpoint_timeout_ms, None);
+        }
+        let (_, messages) = load(json!({"apiVersion": API_VERSION, "kind": "Plugin",
+            "metadata": {"name": "acme", "version": "1.0.0"}, "endpont": "http://x"}));
+        assert_one(&messages, "unknown key `endpont`");
     }
 
     #[test]

@@ -1129,6 +1129,12 @@ mod tests {
                 report.diagnostics
             );
         }
+        // Where a plugin is served is the deployment's business: nothing
+        // shipped with donmai names an endpoint (`core` runs in the runtime).
+        for plugin in registry.plugins() {
+            assert_eq!(plugin.endpoint, None, "{}", plugin.pin());
+            assert_eq!(plugin.endpoint_timeout_ms, None, "{}", plugin.pin());
+        }
         let pins: Vec<String> = registry.plugins().map(Plugin::pin).collect();
         assert_eq!(
             pins,
@@ -1227,6 +1233,45 @@ verbs:
                 .is_ok()
         );
         assert_eq!(registry.majors("donmai"), [1, 2]);
+    }
+
+    #[test]
+    fn endpoints_are_per_major_and_positioned() {
+        let text = "\
+apiVersion: donmai.dev/v1
+kind: Plugin
+metadata: {name: acme, version: \"1.0.0\"}
+endpoint: http://127.0.0.1:8080/v1
+endpointTimeoutMs: 5000
+verbs: [{id: acme.ping, sideEffectClass: read-only}]
+---
+apiVersion: donmai.dev/v1
+kind: Plugin
+metadata: {name: acme, version: \"2.0.0\"}
+endpoint: \"https://admin:s3cret@acme.example.com/v2\"
+verbs: [{id: acme.ping, sideEffectClass: read-only}]
+";
+        let mut registry = Registry::empty();
+        let file = SourceFile::new("acme.yaml", text);
+        let diagnostics = registry.add_manifest(&file, PluginOrigin::File("acme.yaml".into()));
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+        assert!(
+            diagnostics[0]
+                .message
+                .contains("must not carry credentials")
+        );
+        assert_eq!(
+            file.slice(diagnostics[0].span),
+            "\"https://admin:s3cret@acme.example.com/v2\""
+        );
+        let at = file.line_col(diagnostics[0].span.start);
+        assert_eq!((at.line, at.column), (11, 11));
+        let one = registry.plugin("acme", 1).expect("acme@1");
+        assert_eq!(one.endpoint.as_deref(), Some("http://127.0.0.1:8080/v1"));
+        assert_eq!(one.endpoint_timeout_ms, Some(5000));
+        let two = registry.plugin("acme", 2).expect("acme@2 is kept");
+        assert_eq!(two.endpoint, None);
+        assert_eq!(two.verbs.len(), 1);
     }
 
     #[test]

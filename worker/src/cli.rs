@@ -80,7 +80,9 @@ pub struct RunArgs {
     pub fixtures: Option<PathBuf>,
 
     /// Where a plugin's verbs are served over HTTP: `PLUGIN=URL` or
-    /// `PLUGIN@MAJOR=URL`. Repeatable.
+    /// `PLUGIN@MAJOR=URL`. Overrides the `endpoint` the plugin's manifest
+    /// declares (manifests of the project around the workflow or plan; for
+    /// --resume, around the current directory). Repeatable.
     #[arg(long = "plugin-endpoint", value_name = "PLUGIN=URL")]
     pub plugin_endpoints: Vec<String>,
 

@@ -1,11 +1,12 @@
 //! The verb executor `donmai run` hands the engine: the builtin `core@1`
 //! verbs, `--fixtures` when given, and plugins served over HTTP at the
-//! `--plugin-endpoint` URLs (plugin manifests name no endpoint yet).
+//! endpoints [`crate::endpoints`] resolved for the plan.
 //!
 //! A verb nothing can run fails its step with kind `no_executor`; the
 //! message says how to give it an executor, and `run` warns before starting
 //! about every verb of the plan in that situation.
 
+use crate::endpoints::Resolution;
 use donmai_runtime::exec::core::is_core;
 use donmai_runtime::exec::{
     CompositeExecutor, CoreExecutor, ExecError, Fixtures, HttpClient, HttpPluginExecutor, VerbCall,
@@ -14,10 +15,12 @@ use donmai_runtime::exec::{
 use donmai_runtime::plan::model::{Plan, VerbKind, VerbRef};
 use std::path::Path;
 
-/// Options shared by `run` and `run --resume`.
+/// What a run's executor is made of.
 pub struct ExecutorOptions<'a> {
     pub fixtures: Option<&'a Path>,
-    pub plugin_endpoints: &'a [String],
+    /// The plan's plugin endpoints (ignored with fixtures: a dry run never
+    /// reaches a real endpoint).
+    pub endpoints: &'a Resolution,
     pub log: donmai_runtime::exec::core::LogSink,
 }
 
@@ -44,9 +47,8 @@ impl RunExecutor {
             has_fixtures = true;
         }
         let mut http = HttpPluginExecutor::new(HttpClient::new());
-        for spec in options.plugin_endpoints {
-            let (plugin, url) = parse_endpoint(spec)?;
-            http = http.with_endpoint(plugin, url);
+        for (pin, endpoint) in &options.endpoints.endpoints {
+            http = http.with_plugin_endpoint(pin.clone(), endpoint.clone());
         }
         inner = inner.with_http_plugins(http.clone());
         Ok(RunExecutor {
@@ -78,32 +80,11 @@ impl RunExecutor {
     }
 }
 
-/// `linear=http://…` or `linear@1=http://…`.
-fn parse_endpoint(spec: &str) -> Result<(String, String), String> {
-    let bad = || {
-        format!(
-            "--plugin-endpoint `{spec}`: expected PLUGIN=URL or PLUGIN@MAJOR=URL, e.g. linear=http://127.0.0.1:8080/verbs"
-        )
-    };
-    let (plugin, url) = spec.split_once('=').ok_or_else(bad)?;
-    let (name, major) = match plugin.split_once('@') {
-        Some((name, major)) => (name, Some(major)),
-        None => (plugin, None),
-    };
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    let major_ok = major.is_none_or(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
-    if !name_ok || !major_ok {
-        return Err(bad());
-    }
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!(
-            "--plugin-endpoint `{spec}`: the URL must start with http:// or https://"
-        ));
-    }
-    Ok((plugin.to_string(), url.to_string()))
+/// How to give `plugin`'s verbs an executor, for messages.
+pub fn serve_hint(plugin: &str) -> String {
+    format!(
+        "give recorded answers with --fixtures FILE (a dry run), or serve plugin `{plugin}` over HTTP: `endpoint:` in its manifest, or --plugin-endpoint {plugin}=URL"
+    )
 }
 
 impl VerbExecutor for RunExecutor {
@@ -111,8 +92,9 @@ impl VerbExecutor for RunExecutor {
         self.inner.execute(call).map_err(|mut error| {
             if error.kind == error_kind::NO_EXECUTOR {
                 error.message = format!(
-                    "nothing can run `{}`: give recorded answers with --fixtures FILE (a dry run), or serve plugin `{}` with --plugin-endpoint {}=URL",
-                    call.qualified, call.verb.plugin, call.verb.plugin
+                    "nothing can run `{}`: {}",
+                    call.qualified,
+                    serve_hint(&call.verb.plugin)
                 );
             }
             error
@@ -125,28 +107,5 @@ impl VerbExecutor for RunExecutor {
 
     fn resolve_gate(&self, call: &VerbCall<'_>) -> Option<Result<VerbOutcome, ExecError>> {
         self.inner.resolve_gate(call)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_endpoint;
-
-    #[test]
-    fn endpoints_parse_and_refuse() {
-        assert_eq!(
-            parse_endpoint("linear=http://127.0.0.1:9/v").unwrap(),
-            ("linear".into(), "http://127.0.0.1:9/v".into())
-        );
-        assert_eq!(parse_endpoint("linear@2=https://x").unwrap().0, "linear@2");
-        for bad in [
-            "linear",
-            "=http://x",
-            "Linear=http://x",
-            "linear@=http://x",
-            "linear=ftp://x",
-        ] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod endpoints;
 pub mod executor;
 pub mod location;
 pub mod payload;

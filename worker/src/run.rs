@@ -13,7 +13,8 @@
 
 use crate::audit::{AuditHook, signer_for};
 use crate::cli::{OutputFormat, RunArgs};
-use crate::executor::{ExecutorOptions, RunExecutor};
+use crate::endpoints::{self, Overrides, ProjectPlugins, Refused, Resolution};
+use crate::executor::{ExecutorOptions, RunExecutor, serve_hint};
 use crate::location::{existing_store_dir, store_dir};
 use crate::payload::{read_json, trigger_payload};
 use crate::plans;
@@ -146,6 +147,23 @@ pub fn run_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         Err(message) => return usage(&message),
     };
     let trigger_id = trigger.id.clone();
+    let overrides = match Overrides::parse(&args.plugin_endpoints) {
+        Ok(overrides) => overrides,
+        Err(message) => return usage(&message),
+    };
+    // The project of the file named, as for the default store.
+    let resolution = match endpoint_project(args, workflow) {
+        Ok(Some(project)) => match endpoints::resolve(&plan, &project, &overrides) {
+            Ok(resolution) => resolution,
+            Err(refused) => return refused_usage(refused),
+        },
+        Ok(None) => Resolution::default(),
+        Err(message) => return usage(&message),
+    };
+    for warning in &resolution.warnings {
+        eprintln!("warning: {warning}");
+    }
+    warn_unused_overrides(args, &overrides, [&resolution]);
     let dir = match store_dir(args.store.store.as_deref(), workflow) {
         Ok(dir) => dir,
         Err(message) => return usage(&message),
@@ -158,16 +176,11 @@ pub fn run_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         return usage(&message);
     }
     let printer = Printer::new(args.format);
-    let executor = match build_executor(args, &printer) {
+    let executor = match build_executor(args, &printer, &resolution) {
         Ok(executor) => executor,
         Err(message) => return usage(&message),
     };
-    for verb in executor.unrunnable(&plan) {
-        eprintln!(
-            "warning: nothing can run `{verb}` here; steps that call it will fail (give --fixtures FILE or --plugin-endpoint {}=URL)",
-            verb.split('@').next().unwrap_or(&verb)
-        );
-    }
+    warn_unrunnable(&executor, &plan);
     let context = Context {
         store,
         store_dir: &dir,
@@ -216,13 +229,36 @@ fn resume_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         interrupted,
         format: args.format,
     };
+    let overrides = match Overrides::parse(&args.plugin_endpoints) {
+        Ok(overrides) => overrides,
+        Err(message) => return usage(&message),
+    };
+    // Without a file to start from, the project is the current directory's,
+    // where the default store is looked for too.
+    let project = match endpoint_project(args, Path::new(".")) {
+        Ok(project) => project,
+        Err(message) => return usage(&message),
+    };
     let mut driven = Vec::new();
+    let mut resolutions = Vec::new();
     for plan in stored {
         let plan = Arc::new(plan);
-        let executor = match build_executor(args, &context.printer) {
+        // A plan whose endpoints cannot be resolved stops the command only
+        // if it has runs to resume: old plans in the store may name plugins
+        // this deployment no longer serves.
+        let resolution = match &project {
+            Some(project) => endpoints::resolve(&plan, project, &overrides),
+            None => Ok(Resolution::default()),
+        };
+        let executor = match build_executor(
+            args,
+            &context.printer,
+            resolution.as_ref().unwrap_or(&Resolution::default()),
+        ) {
             Ok(executor) => executor,
             Err(message) => return usage(&message),
         };
+        let unrunnable = executor.unrunnable(&plan);
         let mut engine = match new_engine(&context, &plan, executor) {
             Ok(engine) => engine,
             Err(message) => return usage(&message),
@@ -239,6 +275,22 @@ fn resume_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         if runs.is_empty() {
             continue;
         }
+        let resolution = match resolution {
+            Ok(resolution) => resolution,
+            Err(refused) => {
+                eprint!("{}", refused.diagnostics);
+                return usage(&format!(
+                    "cannot resume runs of plan {}: {}; after fixing it, `donmai run --resume` continues them",
+                    plan.id(),
+                    refused.message
+                ));
+            }
+        };
+        for warning in &resolution.warnings {
+            eprintln!("warning: {warning}");
+        }
+        print_unrunnable(&unrunnable);
+        resolutions.push(resolution);
         for run in &runs {
             let next = query::events(context.store.as_ref(), run)
                 .ok()
@@ -249,6 +301,9 @@ fn resume_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         driven.push(Driven { engine, plan, runs });
     }
     let taken: usize = driven.iter().map(|d| d.runs.len()).sum();
+    if taken > 0 {
+        warn_unused_overrides(args, &overrides, &resolutions);
+    }
     let unfinished = query::list_runs(context.store.as_ref())
         .map(|runs| runs.iter().filter(|r| !r.status.is_terminal()).count())
         .unwrap_or(taken);
@@ -292,12 +347,64 @@ fn open_store(dir: &Path) -> Result<Arc<HeedStore>, String> {
         .map_err(|e| format!("store {}: {e}", dir.display()))
 }
 
-fn build_executor(args: &RunArgs, printer: &Printer) -> Result<RunExecutor, String> {
+fn build_executor(
+    args: &RunArgs,
+    printer: &Printer,
+    endpoints: &Resolution,
+) -> Result<RunExecutor, String> {
     RunExecutor::build(&ExecutorOptions {
         fixtures: args.fixtures.as_deref(),
-        plugin_endpoints: &args.plugin_endpoints,
+        endpoints,
         log: printer.log_sink(),
     })
+}
+
+/// The project whose plugin manifests give endpoints, found around `near`;
+/// `None` in a dry run, which calls no endpoint.
+fn endpoint_project(args: &RunArgs, near: &Path) -> Result<Option<ProjectPlugins>, String> {
+    if args.fixtures.is_some() {
+        if !args.plugin_endpoints.is_empty() {
+            eprintln!(
+                "warning: --plugin-endpoint is not used with --fixtures: a dry run never reaches a real endpoint"
+            );
+        }
+        return Ok(None);
+    }
+    ProjectPlugins::discover(near).map(Some)
+}
+
+fn refused_usage(refused: Refused) -> ExitCode {
+    eprint!("{}", refused.diagnostics);
+    usage(&refused.message)
+}
+
+fn warn_unused_overrides<'r>(
+    args: &RunArgs,
+    overrides: &Overrides,
+    resolutions: impl IntoIterator<Item = &'r Resolution>,
+) {
+    if args.fixtures.is_some() {
+        return;
+    }
+    for plugin in overrides.unused(resolutions) {
+        eprintln!(
+            "warning: --plugin-endpoint {plugin}=…: no verb the run calls belongs to `{plugin}`"
+        );
+    }
+}
+
+fn warn_unrunnable(executor: &RunExecutor, plan: &Plan) {
+    print_unrunnable(&executor.unrunnable(plan));
+}
+
+fn print_unrunnable(verbs: &[String]) {
+    for verb in verbs {
+        let plugin = verb.split('@').next().unwrap_or(verb);
+        eprintln!(
+            "warning: nothing can run `{verb}` here; steps that call it will fail ({})",
+            serve_hint(plugin)
+        );
+    }
 }
 
 fn new_engine(

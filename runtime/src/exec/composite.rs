@@ -6,7 +6,9 @@
 //! 2. `core@1` verbs run as builtins;
 //! 3. with fixtures given, any other verb fails with `no_fixture`: a dry run
 //!    never reaches a real endpoint by accident;
-//! 4. otherwise the plugin's HTTP endpoint, if one is configured.
+//! 4. otherwise the plugin major's HTTP endpoint, if the caller configured
+//!    one ([`HttpPluginExecutor`]: `donmai run` takes it from the plugin's
+//!    manifest or `--plugin-endpoint`; a plan never names one).
 
 use super::core::{CoreExecutor, is_core};
 use super::fixtures::Fixtures;

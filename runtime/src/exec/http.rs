@@ -8,8 +8,16 @@
 //! with the kind and message of an `{"error": {"kind", "message"}}` body when
 //! there is one (so a plugin decides which of its errors `retryOn` may name).
 //!
+//! Where a plugin is served is a deployment fact, never part of a plan: the
+//! caller configures each plugin major's [`PluginEndpoint`] (`donmai run`
+//! takes it from the plugin's manifest or `--plugin-endpoint`). A call is
+//! bounded by the step's `timeoutMs`, else the endpoint's default (the
+//! manifest's `endpointTimeoutMs`), else [`DEFAULT_TIMEOUT`].
+//!
 //! Plain HTTP always works; HTTPS needs the runtime's `https` feature
-//! (rustls), which is off by default to keep the build small.
+//! (rustls), which is off by default to keep the build small:
+//! [`check_endpoint_url`] lets a caller refuse an `https://` endpoint at
+//! start-up instead of at its first call.
 
 use super::{ExecError, VerbCall, VerbExecutor, VerbOutcome, error_kind};
 use crate::plan::model::VerbRef;
@@ -21,6 +29,41 @@ use std::time::Duration;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// The bound on a call when neither the step nor the request gives one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Whether this build speaks HTTPS (the runtime's `https` feature).
+pub const HTTPS_SUPPORTED: bool = cfg!(feature = "https");
+
+/// Whether `url` is an `https://` URL (the scheme is case-insensitive).
+pub fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+}
+
+/// Why this build cannot call `url` as an endpoint, if it cannot: it is
+/// not an absolute `http://`/`https://` URL the client can parse, or it is
+/// `https://` and this build has no HTTPS. Callers check endpoints with it
+/// when they are configured, so a deployment mistake stops a run before
+/// it starts rather than failing its first call.
+pub fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{}` is not a valid URL: {e}", truncate_for_message(url)))?;
+    let scheme_ok = uri
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err(format!(
+            "`{}` is not an absolute http:// or https:// URL",
+            truncate_for_message(url)
+        ));
+    }
+    if is_https(url) && !HTTPS_SUPPORTED {
+        return Err(format!(
+            "`{}` needs HTTPS, which this build leaves out (the runtime's `https` feature)",
+            truncate_for_message(url)
+        ));
+    }
+    Ok(())
+}
 
 #[derive(Clone, Debug)]
 pub struct HttpRequest {
@@ -91,10 +134,7 @@ impl HttpClient {
     }
 
     pub fn send(&self, request: &HttpRequest) -> Result<HttpResponse, ExecError> {
-        if request.url.len() >= 8
-            && request.url[..8].eq_ignore_ascii_case("https://")
-            && !cfg!(feature = "https")
-        {
+        if is_https(&request.url) && !HTTPS_SUPPORTED {
             return Err(ExecError::new(
                 error_kind::INVALID_INPUT,
                 format!(
@@ -171,12 +211,44 @@ fn transport_error(url: &str, error: ureq::Error) -> ExecError {
     }
 }
 
+/// Where one plugin major is served, and how long its calls may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginEndpoint {
+    pub url: String,
+    /// The bound on a call whose step gives no `timeoutMs`; `None` for
+    /// [`DEFAULT_TIMEOUT`].
+    pub default_timeout: Option<Duration>,
+}
+
+impl PluginEndpoint {
+    pub fn new(url: impl Into<String>) -> PluginEndpoint {
+        PluginEndpoint {
+            url: url.into(),
+            default_timeout: None,
+        }
+    }
+
+    pub fn with_default_timeout(mut self, timeout: Option<Duration>) -> PluginEndpoint {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// The bound on one call: the step's `timeoutMs` when it gives one.
+    pub fn timeout_for(&self, step_timeout_ms: Option<u64>) -> Duration {
+        step_timeout_ms
+            .map(Duration::from_millis)
+            .or(self.default_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+}
+
 /// Calls plugins that are served over HTTP. Endpoints are configured per
-/// plugin major (`linear@1`) or per plugin (`linear`, any major).
+/// plugin major (`linear@1`) or per plugin (`linear`, any major); the major
+/// wins when both are.
 #[derive(Clone, Debug, Default)]
 pub struct HttpPluginExecutor {
     client: HttpClient,
-    endpoints: BTreeMap<String, String>,
+    endpoints: BTreeMap<String, PluginEndpoint>,
 }
 
 impl HttpPluginExecutor {
@@ -187,23 +259,35 @@ impl HttpPluginExecutor {
         }
     }
 
+    /// `plugin` is `name@major` or `name`; calls get the default timeout.
+    pub fn with_endpoint(self, plugin: impl Into<String>, url: impl Into<String>) -> Self {
+        self.with_plugin_endpoint(plugin, PluginEndpoint::new(url))
+    }
+
     /// `plugin` is `name@major` or `name`.
-    pub fn with_endpoint(mut self, plugin: impl Into<String>, url: impl Into<String>) -> Self {
-        self.endpoints.insert(plugin.into(), url.into());
+    pub fn with_plugin_endpoint(
+        mut self,
+        plugin: impl Into<String>,
+        endpoint: PluginEndpoint,
+    ) -> Self {
+        self.endpoints.insert(plugin.into(), endpoint);
         self
     }
 
-    pub fn endpoint_for(&self, verb: &VerbRef) -> Option<&str> {
+    pub fn plugin_endpoint_for(&self, verb: &VerbRef) -> Option<&PluginEndpoint> {
         self.endpoints
             .get(&format!("{}@{}", verb.plugin, verb.major))
             .or_else(|| self.endpoints.get(&verb.plugin))
-            .map(String::as_str)
+    }
+
+    pub fn endpoint_for(&self, verb: &VerbRef) -> Option<&str> {
+        self.plugin_endpoint_for(verb).map(|e| e.url.as_str())
     }
 }
 
 impl VerbExecutor for HttpPluginExecutor {
     fn execute(&self, call: &VerbCall<'_>) -> Result<VerbOutcome, ExecError> {
-        let Some(url) = self.endpoint_for(call.verb) else {
+        let Some(endpoint) = self.plugin_endpoint_for(call.verb) else {
             return Err(ExecError::new(
                 error_kind::NO_EXECUTOR,
                 format!(
@@ -222,17 +306,16 @@ impl VerbExecutor for HttpPluginExecutor {
         });
         let request = HttpRequest {
             method: "POST".into(),
-            url: url.to_string(),
+            url: endpoint.url.clone(),
             headers: vec![
                 ("content-type".into(), "application/json".into()),
                 ("accept".into(), "application/json".into()),
                 ("idempotency-key".into(), call.idempotency_key.to_string()),
             ],
             body: Some(body.to_string().into_bytes()),
-            timeout: call
-                .timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_TIMEOUT),
+            timeout: endpoint.timeout_for(call.timeout_ms),
+            // A redirect would re-send the call somewhere the deployment
+            // did not name.
             follow_redirects: false,
         };
         let response = self.client.send(&request)?;
@@ -324,6 +407,139 @@ mod tests {
         assert_eq!(bad.kind, error_kind::BAD_RESPONSE);
         let bad_handle = plugin_answer("p@1:v", &response(200, r#"{"handle":3}"#)).unwrap_err();
         assert_eq!(bad_handle.kind, error_kind::BAD_RESPONSE);
+    }
+
+    #[test]
+    fn endpoint_urls_are_checked_for_this_build() {
+        assert!(check_endpoint_url("http://127.0.0.1:8080/verbs").is_ok());
+        assert!(check_endpoint_url("HTTP://[::1]:9/v?x=1").is_ok());
+        // What a manifest accepts, the client accepts too.
+        assert!(check_endpoint_url("http://my_host.internal.:80/x@y?a=%20").is_ok());
+        for bad in [
+            "",
+            "/verbs",
+            "ftp://example.com/x",
+            "http://",
+            "http://a b/",
+        ] {
+            assert!(check_endpoint_url(bad).is_err(), "{bad:?}");
+        }
+        let https = check_endpoint_url("https://plugins.example.com/acme");
+        if HTTPS_SUPPORTED {
+            assert!(https.is_ok(), "{https:?}");
+        } else {
+            let message = https.unwrap_err();
+            assert!(message.contains("`https` feature"), "{message}");
+        }
+        assert!(is_https("HTTPS://x") && !is_https("http://x") && !is_https("https"));
+    }
+
+    proptest::proptest! {
+        /// A URL the manifest rule accepts is one the client can call: a
+        /// manifest that checks clean never fails at start-up for its URL.
+        #[test]
+        fn manifest_endpoints_parse_in_the_client(
+            scheme in "(http|HTTPS|Http)",
+            host in "([a-z0-9_.-]{1,20}|\\[[0-9a-f:]{2,12}\\])",
+            port in proptest::option::of("[0-9]{1,5}"),
+            rest in "[!-~]{0,24}",
+        ) {
+            let url = match &port {
+                Some(port) => format!("{scheme}://{host}:{port}/{rest}"),
+                None => format!("{scheme}://{host}/{rest}"),
+            };
+            if donmai_stdlib::manifest::endpoint_url_problem(&url).is_none() {
+                let checked = check_endpoint_url(&url);
+                proptest::prop_assert!(
+                    checked.is_ok() || (is_https(&url) && !HTTPS_SUPPORTED),
+                    "{url}: {checked:?}"
+                );
+            }
+        }
+    }
+
+    /// A server that accepts connections and never answers, so only a
+    /// timeout ends a call to it.
+    fn silent_server() -> (String, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/verbs", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            // Two calls below; keep both connections open until the end.
+            for _ in 0..2 {
+                if let Ok((stream, _)) = listener.accept() {
+                    held.push(stream);
+                }
+            }
+            std::thread::sleep(Duration::from_secs(8));
+        });
+        (url, handle)
+    }
+
+    fn acme_verb(major: u32) -> VerbRef {
+        VerbRef {
+            plugin: "acme".into(),
+            major,
+            verb: "acme.ping".into(),
+            kind: crate::plan::model::VerbKind::Action,
+            side_effect: crate::plan::model::SideEffect::ExternalWrite,
+            required_inputs: vec![],
+            route_by: None,
+            route_cases: Vec::new(),
+            handles: vec![],
+            events: vec![],
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn the_step_timeout_wins_then_the_endpoint_default() {
+        let (url, _server) = silent_server();
+        let verb = acme_verb(1);
+        let executor = HttpPluginExecutor::new(HttpClient::new()).with_plugin_endpoint(
+            "acme@1",
+            PluginEndpoint::new(url).with_default_timeout(Some(Duration::from_millis(1000))),
+        );
+        let input = Value::from_json(&serde_json::json!({}));
+        let call = |timeout_ms| {
+            let started = std::time::Instant::now();
+            let error = executor
+                .execute(&VerbCall {
+                    verb: &verb,
+                    qualified: "acme@1:acme.ping",
+                    input: &input,
+                    idempotency_key: "k",
+                    attempt: 1,
+                    timeout_ms,
+                    run_id: "r",
+                    step_id: "s",
+                })
+                .unwrap_err();
+            assert_eq!(error.kind, error_kind::TIMEOUT, "{error}");
+            started.elapsed()
+        };
+        // The endpoint's default bounds a step without `timeoutMs`…
+        let by_default = call(None);
+        assert!(
+            by_default >= Duration::from_millis(1000) && by_default < Duration::from_secs(5),
+            "{by_default:?}"
+        );
+        // …and a step's own `timeoutMs` replaces it.
+        let by_step = call(Some(50));
+        assert!(by_step < Duration::from_millis(900), "{by_step:?}");
+        assert_eq!(
+            PluginEndpoint::new("http://x").timeout_for(None),
+            DEFAULT_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_major_s_endpoint_wins_over_the_plugin_s() {
+        let executor = HttpPluginExecutor::default()
+            .with_endpoint("acme", "http://any/")
+            .with_endpoint("acme@2", "http://two/");
+        assert_eq!(executor.endpoint_for(&acme_verb(2)), Some("http://two/"));
+        assert_eq!(executor.endpoint_for(&acme_verb(1)), Some("http://any/"));
     }
 
     #[test]
