@@ -284,7 +284,7 @@ pub fn resolve(
         };
         if is_https(&url) && !HTTPS_SUPPORTED {
             return Err(Refused::new(format!(
-                "plugin `{pin}` cannot be served: {}: `{url}` needs HTTPS, which this donmai was built without: rebuild it with `cargo build -p donmai-worker --features donmai-runtime/https`, or serve the plugin over http:// on a trusted network",
+                "plugin `{pin}` cannot be served: {}: `{url}` needs HTTPS, which this donmai was built without: rebuild it with `cargo build -p donmai-worker --features https`, or serve the plugin over http:// on a trusted network",
                 origin()
             )));
         }

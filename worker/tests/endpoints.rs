@@ -536,7 +536,7 @@ fn https_needs_a_build_with_https_and_says_so_at_start_up() {
         assert!(
             stderr.contains("plugin `acme@1` cannot be served")
                 && stderr.contains("needs HTTPS")
-                && stderr.contains("--features donmai-runtime/https"),
+                && stderr.contains("--features https"),
             "{stderr}"
         );
         assert!(!project.root.join(".donmai/state").exists());
