@@ -11,12 +11,15 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use donmai_compiler::check::{GroupCache, check_source};
 use donmai_compiler::driver::{finish_diagnostics, looks_like_workflow};
+use donmai_compiler::ide::symbols::SymbolIndex;
 use donmai_compiler::project::{Project, ProjectCache};
+use donmai_grammar::ast::Workflow;
+use donmai_grammar::lower::parse_workflow;
 use donmai_grammar::{Diagnostic, SourceFile};
 use donmai_stdlib::registry::Registry;
 use tokio::sync::Notify;
@@ -35,6 +38,32 @@ pub struct Snapshot {
     /// no diagnostics and no workflow features).
     pub is_workflow: bool,
     pub project: Project,
+    /// The parsed workflow and its symbol index, built on the first
+    /// navigation request for this version (most versions never get one).
+    syntax: OnceLock<Option<Arc<Syntax>>>,
+}
+
+/// A document's workflow AST with its symbol index.
+pub struct Syntax {
+    pub workflow: Workflow,
+    pub index: SymbolIndex,
+}
+
+impl Snapshot {
+    /// `None` when the text is not a workflow or its YAML does not parse:
+    /// an index of an older text would give wrong positions.
+    pub fn syntax(&self) -> Option<Arc<Syntax>> {
+        self.syntax
+            .get_or_init(|| {
+                if !self.is_workflow {
+                    return None;
+                }
+                let workflow = parse_workflow(self.source.text()).workflow?;
+                let index = SymbolIndex::new(&self.source, &workflow);
+                Some(Arc::new(Syntax { workflow, index }))
+            })
+            .clone()
+    }
 }
 
 /// What the analysis thread is asked to do.
@@ -185,6 +214,7 @@ pub fn analyse(
         diagnostics,
         is_workflow,
         project,
+        syntax: OnceLock::new(),
     }
 }
 

@@ -10,8 +10,9 @@ use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
 
-use crate::analysis::{Job, Shared, Snapshot, lock};
+use crate::analysis::{Job, Shared, Snapshot, Syntax, document_path, lock};
 use crate::convert::Encoding;
+use crate::navigation::{self, OpenFiles};
 
 /// How long a request waits for the analysis of the text it was sent
 /// against before answering from the previous one.
@@ -61,6 +62,57 @@ impl Backend {
         }
     }
 
+    /// The current analysis of `uri` with its syntax and the byte offset of
+    /// `position`; `None` (an empty answer) when the document is not open,
+    /// is not a workflow, does not parse, the analysis is behind the text,
+    /// or the position lies past the end of the document.
+    async fn at(
+        &self,
+        uri: &Uri,
+        position: Position,
+    ) -> Option<(Arc<Snapshot>, Arc<Syntax>, usize)> {
+        let snapshot = self.current(uri).await?;
+        if Some(snapshot.version) != self.shared.document_version(uri) {
+            return None;
+        }
+        let encoding = self.encoding();
+        if !encoding.is_inside(&snapshot.source, position) {
+            return None;
+        }
+        let offset = encoding.offset(&snapshot.source, position);
+        let syntax = syntax_of(snapshot.clone()).await?;
+        Some((snapshot, syntax, offset))
+    }
+
+    /// The current analysis of a whole document with its syntax.
+    async fn whole(&self, uri: &Uri) -> Option<(Arc<Snapshot>, Arc<Syntax>)> {
+        let snapshot = self.current(uri).await?;
+        if Some(snapshot.version) != self.shared.document_version(uri) {
+            return None;
+        }
+        let syntax = syntax_of(snapshot.clone()).await?;
+        Some((snapshot, syntax))
+    }
+
+    /// The other open workflows, parsed, for references across files.
+    async fn open_files(&self, except: &Uri) -> OpenFiles {
+        let snapshots: Vec<(Uri, Arc<Snapshot>)> = lock(&self.shared.snapshots)
+            .iter()
+            .filter(|(uri, _)| *uri != except)
+            .map(|(uri, s)| (uri.clone(), s.clone()))
+            .collect();
+        let mut by_path = std::collections::HashMap::new();
+        for (uri, snapshot) in snapshots {
+            if let Some(syntax) = syntax_of(snapshot.clone()).await {
+                by_path.insert(
+                    navigation::key(&document_path(&uri)),
+                    (uri, snapshot, syntax),
+                );
+            }
+        }
+        OpenFiles { by_path }
+    }
+
     fn quick_fixes(
         &self,
         uri: &Uri,
@@ -95,6 +147,14 @@ impl Backend {
             })
             .collect()
     }
+}
+
+/// Parses off the protocol thread: a large file takes milliseconds.
+async fn syntax_of(snapshot: Arc<Snapshot>) -> Option<Arc<Syntax>> {
+    tokio::task::spawn_blocking(move || snapshot.syntax())
+        .await
+        .ok()
+        .flatten()
 }
 
 fn watched_files() -> Registration {
@@ -230,5 +290,141 @@ impl LanguageServer for Backend {
             return Ok(None);
         }
         Ok(Some(self.quick_fixes(&uri, &snapshot, params.range)))
+    }
+
+    async fn goto_definition(
+        &self,
+        params: GotoDefinitionParams,
+    ) -> Result<Option<GotoDefinitionResponse>> {
+        let at = params.text_document_position_params;
+        let Some((_, syntax, offset)) = self.at(&at.text_document.uri, at.position).await else {
+            return Ok(None);
+        };
+        let open = self.open_files(&at.text_document.uri).await;
+        Ok(navigation::definition(
+            self.encoding(),
+            &syntax,
+            offset,
+            &open,
+        ))
+    }
+
+    async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
+        let at = params.text_document_position;
+        let Some((snapshot, syntax, offset)) = self.at(&at.text_document.uri, at.position).await
+        else {
+            return Ok(None);
+        };
+        let mut open = self.open_files(&at.text_document.uri).await;
+        // This document too, so its own references map through its text.
+        open.by_path.insert(
+            navigation::key(&document_path(&at.text_document.uri)),
+            (at.text_document.uri.clone(), snapshot, syntax.clone()),
+        );
+        Ok(Some(navigation::references(
+            self.encoding(),
+            &syntax,
+            offset,
+            params.context.include_declaration,
+            &open,
+        )))
+    }
+
+    async fn document_highlight(
+        &self,
+        params: DocumentHighlightParams,
+    ) -> Result<Option<Vec<DocumentHighlight>>> {
+        let at = params.text_document_position_params;
+        let Some((snapshot, syntax, offset)) = self.at(&at.text_document.uri, at.position).await
+        else {
+            return Ok(None);
+        };
+        Ok(Some(navigation::highlights(
+            self.encoding(),
+            &snapshot.source,
+            &syntax,
+            offset,
+        )))
+    }
+
+    async fn prepare_rename(
+        &self,
+        params: TextDocumentPositionParams,
+    ) -> Result<Option<PrepareRenameResponse>> {
+        let Some((snapshot, syntax, offset)) =
+            self.at(&params.text_document.uri, params.position).await
+        else {
+            return Ok(None);
+        };
+        Ok(navigation::prepare_rename(
+            self.encoding(),
+            &snapshot.source,
+            &syntax,
+            offset,
+        ))
+    }
+
+    async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
+        let at = params.text_document_position;
+        let Some((snapshot, syntax, offset)) = self.at(&at.text_document.uri, at.position).await
+        else {
+            return Ok(None);
+        };
+        navigation::rename(
+            self.encoding(),
+            &at.text_document.uri,
+            &snapshot.source,
+            &syntax,
+            offset,
+            &params.new_name,
+        )
+        .map(Some)
+        .map_err(|message| tower_lsp_server::jsonrpc::Error {
+            code: tower_lsp_server::jsonrpc::ErrorCode::InvalidParams,
+            message: message.into(),
+            data: None,
+        })
+    }
+
+    async fn document_symbol(
+        &self,
+        params: DocumentSymbolParams,
+    ) -> Result<Option<DocumentSymbolResponse>> {
+        let Some((snapshot, syntax)) = self.whole(&params.text_document.uri).await else {
+            return Ok(None);
+        };
+        Ok(Some(DocumentSymbolResponse::Nested(
+            navigation::document_symbols(self.encoding(), &snapshot.source, &syntax),
+        )))
+    }
+
+    async fn semantic_tokens_full(
+        &self,
+        params: SemanticTokensParams,
+    ) -> Result<Option<SemanticTokensResult>> {
+        let Some((snapshot, syntax)) = self.whole(&params.text_document.uri).await else {
+            return Ok(None);
+        };
+        let data = navigation::semantic_tokens(self.encoding(), &snapshot.source, &syntax, None);
+        Ok(Some(SemanticTokensResult::Tokens(SemanticTokens {
+            result_id: None,
+            data,
+        })))
+    }
+
+    async fn semantic_tokens_range(
+        &self,
+        params: SemanticTokensRangeParams,
+    ) -> Result<Option<SemanticTokensRangeResult>> {
+        let Some((snapshot, syntax)) = self.whole(&params.text_document.uri).await else {
+            return Ok(None);
+        };
+        let range = self.encoding().span(&snapshot.source, params.range);
+        let data =
+            navigation::semantic_tokens(self.encoding(), &snapshot.source, &syntax, Some(range));
+        Ok(Some(SemanticTokensRangeResult::Tokens(SemanticTokens {
+            result_id: None,
+            data,
+        })))
     }
 }
