@@ -10,6 +10,7 @@ pub mod driver;
 pub mod eval;
 pub mod explain;
 pub mod fix;
+pub mod ide;
 pub mod plugins;
 pub mod project;
 pub mod render;
