@@ -139,12 +139,24 @@ impl Facts {
             .partition_point(|(span, _)| span.start < within.start);
         self.expr_types[first..]
             .iter()
-            .take_while(|(span, _)| span.start < within.end.max(within.start + 1))
+            .take_while(|(span, _)| span.start <= within.end)
             .filter(|(span, _)| {
-                span.end <= within.end && span.start <= offset && offset < span.end.max(span.start + 1)
+                span.end <= within.end && span.start <= offset && offset < span.end
             })
             .min_by_key(|(span, _)| span.len())
             .map(|(span, ty)| (*span, ty))
+    }
+
+    /// The type of the checked subexpression spanning exactly `span`.
+    pub fn expr_type_of(&self, span: Span) -> Option<&Type> {
+        let first = self
+            .expr_types
+            .partition_point(|(s, _)| s.start < span.start);
+        self.expr_types[first..]
+            .iter()
+            .take_while(|(s, _)| s.start == span.start)
+            .find(|(s, _)| *s == span)
+            .map(|(_, ty)| ty)
     }
 }
 

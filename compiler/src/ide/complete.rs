@@ -467,9 +467,15 @@ impl<'a> Context<'a> {
             completion
         };
         let mut out = Vec::new();
+        let switch = match self.verb().map(|v| v.verb.routing()) {
+            Some(donmai_stdlib::manifest::Routing::Switch { .. }) | None => true,
+            Some(_) => false,
+        };
         let reserved: &[&str] = match step_type {
             Some(StepType::Trigger) => &["triggerId"],
-            Some(StepType::Condition) => &["action", "mode", "cases"],
+            // `mode` and `cases` are for switches only.
+            Some(StepType::Condition) if switch => &["action", "mode", "cases"],
+            Some(StepType::Condition) => &["action"],
             Some(StepType::Action | StepType::Gate) => &["action"],
             Some(StepType::Group) => &["ref"],
             Some(StepType::Loop) => &["body", "maxIterations", "until"],

@@ -167,7 +167,14 @@ fn expression_hover(analysis: &Analysis, at: ExprAt<'_>, offset: usize) -> Optio
             range: function.span,
         });
     }
-    let (span, ty) = analysis.expr_type_at(offset)?;
+    // On a name, the selection it ends; elsewhere the innermost
+    // subexpression around the cursor.
+    let named = name_at(at.expr, offset, 0);
+    let facts = analysis.facts()?;
+    let (span, ty) = match named.and_then(|e| Some((e.span, facts.expr_type_of(e.span)?))) {
+        Some(found) => found,
+        None => analysis.expr_type_at(offset)?,
+    };
     let text = analysis.file().slice(span);
     let mut markdown = format!("```\n{text}: {ty}\n```");
     // `nodes.<id>`: which step that is, and whether it may be skipped.
@@ -196,6 +203,22 @@ fn expression_hover(analysis: &Analysis, at: ExprAt<'_>, offset: usize) -> Optio
         markdown,
         range: span,
     })
+}
+
+/// The selection (or root name) whose last name contains `offset`.
+fn name_at(expr: &Expr, offset: usize, depth: usize) -> Option<&Expr> {
+    if depth > donmai_grammar::expr::MAX_DEPTH || !(expr.span.start <= offset && offset <= expr.span.end) {
+        return None;
+    }
+    let own = match &expr.kind {
+        ExprKind::Select { field, .. } => field.span.start <= offset && offset < field.span.end,
+        ExprKind::Ident(name) => name.span.start <= offset && offset < name.span.end,
+        _ => false,
+    };
+    if own {
+        return Some(expr);
+    }
+    children(expr).find_map(|child| name_at(child, offset, depth + 1))
 }
 
 /// The function name of a call whose name contains `offset`.

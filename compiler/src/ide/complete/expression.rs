@@ -185,8 +185,7 @@ fn macro_binding(text: &str, paren: usize) -> Option<(String, String)> {
         .rposition(|b| !is_word_byte(b))
         .map_or(0, |i| i + 1);
     let name = &before[name_start..];
-    if !BINDING_MACROS.contains(&name) || name_start == 0 || &before[name_start - 1..name_start] != "."
-    {
+    if !BINDING_MACROS.contains(&name) || name_start == 0 || before.as_bytes()[name_start - 1] != b'.' {
         return None;
     }
     let receiver_end = name_start - 1;
@@ -223,6 +222,12 @@ impl TypeEnv for ScopedEnv<'_> {
         roots.extend(self.variables.iter().map(|(v, _)| v.clone()));
         roots
     }
+}
+
+/// Whether an expression's text checks without a diagnostic.
+fn typed_cleanly(text: &str, env: &dyn TypeEnv) -> bool {
+    let (expr, diagnostics) = parse_expr(text);
+    diagnostics.is_empty() && check_expr(&expr, env).1.is_empty()
 }
 
 /// The type of an expression's text in `env`, if it parses cleanly.
@@ -282,6 +287,10 @@ pub(super) fn complete(
         let Some(ty) = type_of(operand, &scope) else {
             return Vec::new();
         };
+        if ty == Type::Dyn && !typed_cleanly(operand, &scope) {
+            // An unknown name or field: nothing is known about it.
+            return Vec::new();
+        }
         // `['name']` replaces from the dot for a field that is no name.
         let dot = prefix.start + operand_end;
         return members(analysis, operand, &ty, optional, range, dot);
@@ -344,6 +353,11 @@ fn members(
             }
             out.push(completion);
         }
+    }
+    // A record (a node, an output, a payload) is read by its fields; the
+    // map functions the checker also allows on it would only be noise.
+    if matches!(ty.non_null(), Type::Object(_)) {
+        return out;
     }
     for builtin in BUILTINS {
         if builtin.form == Form::Operator || !method_accepts(builtin, ty) {

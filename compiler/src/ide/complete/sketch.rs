@@ -949,7 +949,7 @@ impl<'s> Parser<'s> {
             // Anything but a separator or the end here is junk: skip it.
             let next = self.skip_flow_blanks(i);
             if !matches!(self.bytes.get(next), None | Some(b',' | b'}' | b']')) {
-                i = next + 1;
+                i = next + self.src[next..].chars().next().map_or(1, char::len_utf8);
             }
         }
         let span = Span::new(pos, i);
@@ -962,8 +962,9 @@ impl<'s> Parser<'s> {
     }
 
     /// A node inside a flow collection: a nested collection, a quoted or a
-    /// plain scalar. `key` says a mapping key may end at `:`.
-    fn flow_node(&mut self, pos: usize, _key: bool) -> (Node, usize) {
+    /// plain scalar. `key` says the node may be a key: then `:` right
+    /// before the cursor ends it (`{action:‸}` is a key and its value).
+    fn flow_node(&mut self, pos: usize, key: bool) -> (Node, usize) {
         match self.bytes[pos] {
             b'{' | b'[' => self.flow(pos),
             quote @ (b'"' | b'\'') => {
@@ -992,7 +993,7 @@ impl<'s> Parser<'s> {
                             .bytes
                             .get(i + 1)
                             .is_none_or(|&n| matches!(n, b' ' | b'\t' | b',' | b']' | b'}' | b'\n' | b'\r'))
-                            || self.src[i + 1..].starts_with(SENTINEL) =>
+                            || (key && self.src[i + 1..].starts_with(SENTINEL)) =>
                         {
                             break;
                         }
