@@ -267,3 +267,28 @@ proptest! {
         let _ = complete(&fresh, &edited, offset);
     }
 }
+
+/// Offsets inside a character or past the end are clamped, not refused.
+#[test]
+fn offsets_inside_characters_and_past_the_end() {
+    let text = "apiVersion: workflow/v2\nmetadata: {name: \"é😀\"}\n";
+    let path = Path::new("clamp.yaml");
+    let analysis = analyse(path, text, &Project::default_for_tests());
+    let emoji = text.find('😀').unwrap();
+    for offset in [emoji + 1, emoji + 2, emoji + 3, text.len(), text.len() + 1, usize::MAX] {
+        for completion in complete(&analysis, text, offset) {
+            assert!(text.is_char_boundary(completion.range.start), "{offset}");
+            assert!(text.is_char_boundary(completion.range.end), "{offset}");
+        }
+        assert!(hover(&analysis, offset).is_none_or(|h| h.range.end <= text.len()));
+    }
+    // Past the end of a document ending in a key being written.
+    let text = "apiVersion: workflow/v2\nki";
+    let analysis = analyse(path, text, &Project::default_for_tests());
+    let labels: Vec<String> = complete(&analysis, text, text.len() + 10)
+        .into_iter()
+        .map(|c| c.label)
+        .collect();
+    assert!(labels.contains(&"kind".to_string()), "{labels:?}");
+    assert!(!labels.contains(&"apiVersion".to_string()), "{labels:?}");
+}

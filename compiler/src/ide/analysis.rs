@@ -7,7 +7,7 @@
 //! types the next character.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use donmai_grammar::ast::{
     ApiVersion, Predicate, PredicateKind, Step, StepType, Value, ValueKind, Workflow,
@@ -33,6 +33,8 @@ pub struct Analysis {
     diagnostics: Vec<Diagnostic>,
     workflow: Option<Workflow>,
     facts: Option<Facts>,
+    /// Start of the line of each step's list item, built on first use.
+    step_lines: OnceLock<Vec<usize>>,
 }
 
 /// A step's verb as the checker resolved it.
@@ -79,7 +81,32 @@ impl Analysis {
             diagnostics: checked.diagnostics,
             workflow: checked.workflow,
             facts: checked.facts,
+            step_lines: OnceLock::new(),
         }
+    }
+
+    /// The start of the line each step's `- ` item is on, ascending: where
+    /// completion may stop looking for the step the cursor is in.
+    pub fn step_item_lines(&self) -> &[usize] {
+        self.step_lines.get_or_init(|| {
+            let text = self.text();
+            let mut lines: Vec<usize> = self
+                .steps()
+                .iter()
+                .filter_map(|step| {
+                    let start = text[..step.span.start.min(text.len())]
+                        .rfind('\n')
+                        .map_or(0, |i| i + 1);
+                    // Only a step written as `- ` at the start of its line.
+                    let lead = text.get(start..step.span.start)?;
+                    let lead = lead.trim_start_matches(' ');
+                    (lead.starts_with('-') && lead[1..].trim().is_empty()).then_some(start)
+                })
+                .collect();
+            lines.sort_unstable();
+            lines.dedup();
+            lines
+        })
     }
 
     pub fn file(&self) -> &SourceFile {

@@ -25,7 +25,7 @@ use crate::check::palette;
 use crate::ide::analysis::{Analysis, ExprEnv, ResolvedVerb, runs_verb};
 use crate::ide::hover::{port_description, step_summary, verb_markdown};
 use expression::ExprPrefix;
-use sketch::{At, Node, Place, Seg, Sketch, Style};
+use sketch::{At, KnownItems, Node, Place, Seg, Sketch, Style};
 
 /// One thing that may be inserted at the cursor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +116,11 @@ impl Completion {
 /// `analysis` may be of an older version of it. Offsets past the end or
 /// inside a character are clamped. Sorted by sort key, then label.
 pub fn complete(analysis: &Analysis, text: &str, offset: usize) -> Vec<Completion> {
-    let sketch = Sketch::read(text, offset);
+    let known = KnownItems {
+        lines: analysis.step_item_lines(),
+        valid_below: common_prefix_len(analysis.text(), text),
+    };
+    let sketch = Sketch::read(text, offset, &known);
     let Some((path, at)) = sketch.locate() else {
         return Vec::new();
     };
@@ -135,6 +139,22 @@ pub fn complete(analysis: &Analysis, text: &str, offset: usize) -> Vec<Completio
     out.sort_by(|a, b| (&a.sort_key, &a.label).cmp(&(&b.sort_key, &b.label)));
     out.dedup_by(|a, b| a.label == b.label && a.kind == b.kind);
     out
+}
+
+/// How many leading bytes two texts share, compared a block at a time.
+fn common_prefix_len(a: &str, b: &str) -> usize {
+    const BLOCK: usize = 4096;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let len = a.len().min(b.len());
+    let mut at = 0;
+    while at + BLOCK <= len && a[at..at + BLOCK] == b[at..at + BLOCK] {
+        at += BLOCK;
+    }
+    at + a[at..len]
+        .iter()
+        .zip(&b[at..len])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// A type as one line of detail: long object types are cut.
@@ -266,7 +286,11 @@ impl<'a> Context<'a> {
         let action = step.action.as_deref()?;
         if let Some(index) = step.index
             && let Some(resolved) = self.analysis.verb(index)
-            && self.analysis.step(index)?.action.as_ref()?.value == action
+            && self
+                .analysis
+                .step(index)
+                .and_then(|s| s.action.as_ref())
+                .is_some_and(|a| a.value == action)
         {
             return Some(resolved);
         }
@@ -618,6 +642,22 @@ impl<'a> Context<'a> {
                 .collect(),
             ["triggers", "-", "config", "eventType" | "signalEventType"] => {
                 self.event_values(range, quoted, &[])
+            }
+            // Declared types: group inputs, manual inputs, request fields.
+            ["interface", "inputs", _]
+            | ["triggers", "-", "config", "inputs" | "request", _] => {
+                ["string", "int", "double", "bool", "timestamp", "duration", "list<string>", "map<string, string>"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let mut completion = Completion::new(t, CompletionKind::EnumMember, range)
+                            .sort(&format!("{i}"));
+                        if !quoted {
+                            completion.insert_text = scalar_source(t);
+                        }
+                        completion
+                    })
+                    .collect()
             }
             _ => match self.in_step() {
                 Some(rest) => self.step_values(&rest, range, quoted),
@@ -998,5 +1038,75 @@ fn format_doc(key: &str) -> &'static str {
         "timeoutMs" => "How long an action or gate may take, in milliseconds.",
         "gateConfig" => "`{gateType, signalEventType, match, onTimeout, timeoutMs}`.",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::GroupCache;
+    use crate::project::Project;
+    use donmai_grammar::SourceFile;
+    use donmai_stdlib::registry::Registry;
+
+    /// The path and node at the cursor, as text.
+    fn located(sketch: &Sketch) -> String {
+        let Some((path, at)) = sketch.locate() else {
+            return "nothing".to_string();
+        };
+        let mut parts = sketch.prefix.clone();
+        parts.extend(path.iter().map(|seg| match seg {
+            Seg::Key(key) => key.clone(),
+            Seg::Item(item) => format!("-@{}", sketch.to_file(item.span.start)),
+        }));
+        let what = match at {
+            At::Key { entry, .. } => format!("key {:?}", sketch.file_span(entry.key)),
+            At::Scalar(node) => format!("scalar {:?}", sketch.file_span(node.span)),
+        };
+        format!("{} {what}", parts.join("/"))
+    }
+
+    /// Stopping the backward walk at a step the analysis knows finds the
+    /// same context as walking back to the top, at every offset of the
+    /// examples, before and after an edit the analysis has not seen.
+    #[test]
+    fn known_step_lines_change_nothing() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        for name in ["linear-dev-loop.yaml", "pr-preview-qa.yaml", "inbound-router.yaml"] {
+            let path = root.join(name);
+            let text = std::fs::read_to_string(&path).expect("an example");
+            let file = SourceFile::new(&path, text.as_str());
+            let analysis = Analysis::new(
+                &file,
+                &Project::default_for_tests(),
+                Registry::bundled(),
+                &GroupCache::default(),
+            );
+            assert!(!analysis.step_item_lines().is_empty());
+            let middle = text.len() / 2;
+            let edited = format!("{}\n      x: {{{{ nodes.{}", &text[..middle], &text[middle..]);
+            for current in [&text, &edited] {
+                let known = KnownItems {
+                    lines: analysis.step_item_lines(),
+                    valid_below: common_prefix_len(analysis.text(), current),
+                };
+                for offset in 0..=current.len() {
+                    if !current.is_char_boundary(offset) {
+                        continue;
+                    }
+                    let fast = located(&Sketch::read(current, offset, &known));
+                    let slow = located(&Sketch::read(current, offset, &KnownItems::default()));
+                    assert_eq!(fast, slow, "{name} at {offset}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn common_prefixes() {
+        assert_eq!(common_prefix_len("abc", "abd"), 2);
+        assert_eq!(common_prefix_len("", "x"), 0);
+        let long = "y".repeat(10_000);
+        assert_eq!(common_prefix_len(&long, &format!("{}z", &long[..9_000])), 9_000);
     }
 }

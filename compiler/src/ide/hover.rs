@@ -39,6 +39,14 @@ pub fn hover(analysis: &Analysis, offset: usize) -> Option<Hover> {
         return expression_hover(analysis, at, offset);
     }
     for trigger in &workflow.triggers {
+        if let Some(event) = &trigger.event_type
+            && event.span.contains(offset)
+        {
+            return Some(Hover {
+                markdown: event_markdown(analysis, &event.value)?,
+                range: event.span,
+            });
+        }
         if trigger.id.span.contains(offset) {
             return Some(Hover {
                 markdown: trigger_summary(analysis, &trigger.id.value),
@@ -130,14 +138,23 @@ fn step_hover(analysis: &Analysis, index: usize, offset: usize) -> Option<Hover>
             });
         }
     }
-    if let Some(gate) = &step.gate
-        && let Some(Spanned {
+    if let Some(gate) = &step.gate {
+        if let Some(Spanned {
             value: OnTimeout::Branch(target),
             ..
         }) = &gate.on_timeout
-        && target.span.contains(offset)
-    {
-        return summary_of(target);
+            && target.span.contains(offset)
+        {
+            return summary_of(target);
+        }
+        if let Some(event) = &gate.signal_event_type
+            && event.span.contains(offset)
+        {
+            return Some(Hover {
+                markdown: event_markdown(analysis, &event.value)?,
+                range: event.span,
+            });
+        }
     }
     if let Some(reference) = &step.group_ref
         && reference.span.contains(offset)
@@ -416,6 +433,20 @@ pub(crate) fn verb_markdown(plugin: &Plugin, verb: &Verb) -> String {
         other => out.push_str(&format!("\n**Output**: `{other}`\n")),
     }
     out
+}
+
+/// An event type: who declares it, what it carries.
+fn event_markdown(analysis: &Analysis, name: &str) -> Option<String> {
+    let (plugin, event) = analysis.registry().event(name)?;
+    let mut out = format!("**event `{name}`** of `{}`", plugin.pin());
+    if let Some(description) = &event.description {
+        out.push_str(&format!("\n\n{description}"));
+    }
+    if let Type::Object(payload) = event.payload_type() {
+        out.push_str("\n\n**Payload**\n\n");
+        out.push_str(&object_table(&payload, Some(&event.payload_schema)));
+    }
+    Some(out)
 }
 
 fn plugin_markdown(plugin: &Plugin) -> String {

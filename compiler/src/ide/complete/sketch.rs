@@ -109,12 +109,12 @@ pub(super) struct Sketch {
 impl Sketch {
     /// Reads the region of `text` around byte `offset` (clamped to the text
     /// and to a character boundary).
-    pub fn read(text: &str, offset: usize) -> Sketch {
+    pub fn read(text: &str, offset: usize, known: &KnownItems<'_>) -> Sketch {
         let mut cursor = offset.min(text.len());
         while !text.is_char_boundary(cursor) {
             cursor -= 1;
         }
-        let (start, prefix) = anchor(text, cursor);
+        let (start, prefix) = anchor(text, cursor, known);
         let end = region_end(text, start, cursor);
         let mut src = String::with_capacity(end - start + SENTINEL_LEN);
         src.push_str(&text[start..cursor]);
@@ -319,6 +319,29 @@ fn previous_line(text: &str, start: usize) -> Option<usize> {
     Some(text[..start - 1].rfind('\n').map_or(0, |i| i + 1))
 }
 
+/// Lines known to start an item of `spec.steps`, from the last analysis:
+/// they let the backward walk stop at the cursor's step instead of
+/// crossing every step above it to reach `steps:`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct KnownItems<'a> {
+    /// Line starts, ascending.
+    pub lines: &'a [usize],
+    /// The text is the analysed one below this offset: a line start known
+    /// there is one in the text too.
+    pub valid_below: usize,
+}
+
+impl KnownItems<'_> {
+    fn is_step_item(&self, line_start: usize) -> bool {
+        line_start < self.valid_below && self.lines.binary_search(&line_start).is_ok()
+    }
+}
+
+/// The keys above every step item.
+fn steps_prefix() -> Vec<String> {
+    vec!["spec".to_string(), "steps".to_string()]
+}
+
 /// The start of the region to read and the keys of its ancestors.
 ///
 /// The ancestors of the cursor's line are the nearest lines above it with
@@ -326,7 +349,7 @@ fn previous_line(text: &str, start: usize) -> Option<usize> {
 /// compact sequence). The region starts at the outermost list item among
 /// them (a step, a trigger), else at the top-level entry, else at the
 /// cursor's line.
-fn anchor(text: &str, cursor: usize) -> (usize, Vec<String>) {
+fn anchor(text: &str, cursor: usize, known: &KnownItems<'_>) -> (usize, Vec<String>) {
     let line_start = text[..cursor].rfind('\n').map_or(0, |i| i + 1);
     let here = line_info(text, line_start);
     // Within the indentation, the cursor's column is its level.
@@ -346,6 +369,16 @@ fn anchor(text: &str, cursor: usize) -> (usize, Vec<String>) {
         }
         let parent = line.indent < threshold
             || (child_is_dash && !line.dash && line.indent == threshold);
+        if known.is_step_item(previous) && line.dash {
+            if parent {
+                // The cursor is inside this step.
+                return (previous, steps_prefix());
+            }
+            if chain.is_empty() && child_is_dash && line.indent == threshold {
+                // The cursor's line starts a new step after this one.
+                return (line_start, steps_prefix());
+            }
+        }
         if !parent {
             continue;
         }
@@ -1086,7 +1119,7 @@ mod tests {
     fn at(text: &str) -> String {
         let offset = text.find('‸').expect("a cursor");
         let text = text.replace('‸', "");
-        let sketch = Sketch::read(&text, offset);
+        let sketch = Sketch::read(&text, offset, &KnownItems::default());
         let Some((path, at)) = sketch.locate() else {
             return format!("{:?} nothing", sketch.prefix);
         };
