@@ -131,6 +131,29 @@ impl Facts {
             .collect()
     }
 
+    /// Step `j` as an expression at `site` sees it, if it may read it.
+    pub fn upstream_step(&self, site: Site, j: usize) -> Option<Upstream> {
+        let steps = self.outputs.len();
+        let position = match site {
+            Site::Step(index) if index < steps && j < steps && j != index => {
+                self.topology.is_ancestor(j, index).then_some(index)?
+            }
+            Site::End if j < steps => steps,
+            _ => return None,
+        };
+        let always_runs = self.topology.always_ran(j, position);
+        let output = self.outputs[j].clone().unwrap_or(Type::Dyn);
+        Some(Upstream {
+            index: j,
+            output: if always_runs {
+                output
+            } else {
+                output.optional()
+            },
+            always_runs,
+        })
+    }
+
     /// The innermost checked subexpression within `within` that contains
     /// `offset`, with its type.
     pub fn expr_type_at(&self, within: Span, offset: usize) -> Option<(Span, &Type)> {

@@ -224,10 +224,28 @@ impl Analysis {
     /// The roots an expression at `site` sees, typed as the checker types
     /// them: `nodes` (workflow/v2) with every upstream step, and `trigger`.
     pub fn expr_env(&self, site: Site) -> ExprEnv {
+        let upstream = self.upstream(site);
+        self.env_of(site, upstream)
+    }
+
+    /// [`Analysis::expr_env`] with `nodes` holding only the steps named in
+    /// `ids` that the site may read, as the checker restricts it to the
+    /// ids an expression names: cheap however many steps are upstream.
+    pub fn expr_env_naming(&self, site: Site, ids: &[&str]) -> ExprEnv {
+        let upstream = match &self.facts {
+            Some(facts) => ids
+                .iter()
+                .filter_map(|id| facts.upstream_step(site, facts.step_index(id)?))
+                .collect(),
+            None => Vec::new(),
+        };
+        self.env_of(site, upstream)
+    }
+
+    fn env_of(&self, site: Site, upstream: Vec<Upstream>) -> ExprEnv {
         let nodes = self.is_v2().then(|| {
             let steps = self.steps();
-            let fields = self
-                .upstream(site)
+            let fields = upstream
                 .into_iter()
                 .map(|u| {
                     let output = self.output(u.index).cloned().unwrap_or(Type::Dyn);

@@ -22,7 +22,7 @@ use donmai_stdlib::types::{ObjectType, Type};
 
 use crate::check::Site;
 use crate::check::palette;
-use crate::ide::analysis::{Analysis, ExprEnv, ResolvedVerb, runs_verb};
+use crate::ide::analysis::{Analysis, ResolvedVerb, runs_verb};
 use crate::ide::hover::{port_description, step_summary, verb_markdown};
 use expression::ExprPrefix;
 use sketch::{At, KnownItems, Node, Place, Seg, Sketch, Style};
@@ -118,7 +118,11 @@ impl Completion {
 pub fn complete(analysis: &Analysis, text: &str, offset: usize) -> Vec<Completion> {
     let known = KnownItems {
         lines: analysis.step_item_lines(),
-        valid_below: common_prefix_len(analysis.text(), text),
+        // Only lines above the cursor are walked.
+        valid_below: common_prefix_len(
+            analysis.text(),
+            text.get(..offset.min(text.len())).unwrap_or(text),
+        ),
     };
     let sketch = Sketch::read(text, offset, &known);
     let Some((path, at)) = sketch.locate() else {
@@ -157,15 +161,38 @@ fn common_prefix_len(a: &str, b: &str) -> usize {
         .count()
 }
 
-/// A type as one line of detail: long object types are cut.
+/// A type as one line of detail: long object types are cut. Formatting
+/// stops at the cut, so a huge object type costs no more than a small one.
 pub(crate) fn short_type(ty: &Type) -> String {
+    use std::fmt::Write;
     const MAX: usize = 80;
-    let text = ty.to_string();
-    if text.chars().count() <= MAX {
-        return text;
+    struct Bounded(String);
+    impl Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = MAX + 1 - self.0.len().min(MAX + 1);
+            let mut end = s.len().min(room);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.0.push_str(&s[..end]);
+            if end < s.len() {
+                Err(std::fmt::Error)
+            } else {
+                Ok(())
+            }
+        }
     }
-    let cut: String = text.chars().take(MAX - 1).collect();
-    format!("{cut}…")
+    let mut out = Bounded(String::new());
+    if write!(out, "{ty}").is_ok() && out.0.len() <= MAX {
+        return out.0;
+    }
+    let mut cut = MAX;
+    while !out.0.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.0.truncate(cut);
+    out.0.push('…');
+    out.0
 }
 
 /// What the cursor is in, resolved against the analysis.
@@ -320,16 +347,6 @@ impl<'a> Context<'a> {
             return Some(Site::End);
         }
         self.step.as_ref()?.index.map(Site::Step)
-    }
-
-    fn env(&self) -> ExprEnv {
-        match self.site() {
-            Some(site) => self.analysis.expr_env(site),
-            None => ExprEnv {
-                nodes: self.analysis.is_v2().then(|| Type::Object(Default::default())),
-                trigger: Type::Dyn,
-            },
-        }
     }
 
     // -- keys --------------------------------------------------------------
@@ -594,7 +611,7 @@ impl<'a> Context<'a> {
                 after: &after[..after_end],
                 start,
             };
-            return expression::complete(self.analysis, &self.env(), &prefix);
+            return expression::complete(self.analysis, self.site(), &prefix);
         }
         let range = self.sketch.file_span(scalar.content);
         let path: Vec<&str> = self.path.iter().map(String::as_str).collect();

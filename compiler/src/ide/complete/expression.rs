@@ -11,6 +11,7 @@ use donmai_stdlib::builtins::{BUILTINS, Form, MACROS};
 use donmai_stdlib::types::Type;
 
 use super::{Completion, CompletionKind, short_type};
+use crate::check::Site;
 use crate::ide::analysis::{Analysis, ExprEnv};
 use crate::typeck::{TypeEnv, check_expr, macro_element, method_accepts};
 
@@ -239,15 +240,44 @@ fn type_of(text: &str, env: &dyn TypeEnv) -> Option<Type> {
     Some(check_expr(&expr, env).0)
 }
 
+/// The step ids `text` reads as `nodes.<id>`.
+fn named_nodes(text: &str) -> Vec<&str> {
+    let mut ids: Vec<&str> = text
+        .match_indices("nodes.")
+        .filter(|(at, _)| *at == 0 || !is_word_byte(text.as_bytes()[at - 1]))
+        .map(|(at, _)| {
+            let rest = &text[at + "nodes.".len()..];
+            &rest[..rest.bytes().take_while(|&b| is_word_byte(b)).count()]
+        })
+        .filter(|id| !id.is_empty())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Completions in an expression checked at `site` (unknown for a step
+/// the analysis has not seen).
 pub(super) fn complete(
     analysis: &Analysis,
-    env: &ExprEnv,
+    site: Option<Site>,
     prefix: &ExprPrefix<'_>,
 ) -> Vec<Completion> {
     let before = prefix.before;
     if in_string(before) {
         return Vec::new();
     }
+    // `nodes` holds only the steps the text names, as when the checker
+    // types an expression: building it for every upstream step would cost
+    // as much as the list of them.
+    let env = match site {
+        Some(site) => analysis.expr_env_naming(site, &named_nodes(before)),
+        None => ExprEnv {
+            nodes: analysis.is_v2().then(|| Type::Object(Default::default())),
+            trigger: Type::Dyn,
+        },
+    };
+    let env = &env;
     let word_start = before
         .bytes()
         .rposition(|b| !is_word_byte(b))
@@ -284,6 +314,12 @@ pub(super) fn complete(
         if operand.is_empty() || operand.starts_with(|c: char| c.is_ascii_digit()) {
             return Vec::new();
         }
+        if operand == "nodes" && env.nodes.is_some() && scope.variables.iter().all(|(v, _)| v != "nodes") {
+            return match site {
+                Some(site) => upstream_nodes(analysis, site, range),
+                None => Vec::new(),
+            };
+        }
         let Some(ty) = type_of(operand, &scope) else {
             return Vec::new();
         };
@@ -296,6 +332,31 @@ pub(super) fn complete(
         return members(analysis, operand, &ty, optional, range, dot);
     }
     names(&scope, range)
+}
+
+/// The steps an expression at `site` may read, nearest first.
+fn upstream_nodes(analysis: &Analysis, site: Site, range: Span) -> Vec<Completion> {
+    let steps = analysis.steps();
+    analysis
+        .upstream(site)
+        .into_iter()
+        .filter(|u| is_identifier(&steps[u.index].id.value))
+        .map(|u| {
+            let step = &steps[u.index];
+            let mut completion = Completion::new(&step.id.value, CompletionKind::Step, range)
+                .sort(&format!("0 {:08}", steps.len() - u.index));
+            completion.detail = Some(format!("output: {}", short_type(&u.output)));
+            let mut doc = format!("**step `{}`** · {}", step.id.value, step.ty.value.as_str());
+            if let Some(action) = &step.action {
+                doc.push_str(&format!(" · `{}`", action.value));
+            }
+            if !u.always_runs {
+                doc.push_str("\n\nIt does not run on every path to here: its output may be null.");
+            }
+            completion.documentation = Some(doc);
+            completion
+        })
+        .collect()
 }
 
 /// What may follow `operand.`: fields, then methods and macros that apply.
@@ -340,9 +401,7 @@ fn members(
                 };
                 completion.kind = CompletionKind::Step;
                 completion.detail = Some(format!("output: {}", short_type(&output)));
-                if let Some(index) = analysis.step_index(name) {
-                    completion.documentation = Some(crate::ide::hover::step_summary(analysis, index));
-                }
+
             } else {
                 completion.detail = Some(short_type(&field_type));
             }
