@@ -76,7 +76,9 @@ fn analyse(path: &Path, text: &str, project: &Project) -> Analysis {
 }
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ide").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/ide")
+        .join(kind);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("the fixture folder")
         .map(|entry| entry.expect("an entry").path())
@@ -190,7 +192,12 @@ fn analysis_diagnostics_are_check_diagnostics() {
         let project = Project::default_for_tests();
         let expected = check_source(&file, &project, Registry::bundled(), &GroupCache::default());
         let analysis = Analysis::new(&file, &project, Registry::bundled(), &GroupCache::default());
-        assert_eq!(analysis.diagnostics(), expected.as_slice(), "{}", path.display());
+        assert_eq!(
+            analysis.diagnostics(),
+            expected.as_slice(),
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -212,7 +219,11 @@ fn every_offset_of_the_corpus_is_answered() {
                 );
             }
             if let Some(found) = hover(&analysis, offset) {
-                assert!(found.range.end <= text.len(), "{} at {offset}", path.display());
+                assert!(
+                    found.range.end <= text.len(),
+                    "{} at {offset}",
+                    path.display()
+                );
             }
         }
     }
@@ -220,8 +231,33 @@ fn every_offset_of_the_corpus_is_answered() {
 
 /// Pieces an editor's text is made of mid-keystroke.
 const EDITS: &[&str] = &[
-    "", "a", ":", ": ", "\n", "\n  ", "- ", "{", "}", "[", "]", ",", "\"", "'", "{{", "}}",
-    "{{ nodes.", "{{ trigger.", ".", "é", "😀", "\t", "#", "|\n", "? ", "&a ", "*a",
+    "",
+    "a",
+    ":",
+    ": ",
+    "\n",
+    "\n  ",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "\"",
+    "'",
+    "{{",
+    "}}",
+    "{{ nodes.",
+    "{{ trigger.",
+    ".",
+    "é",
+    "😀",
+    "\t",
+    "#",
+    "|\n",
+    "? ",
+    "&a ",
+    "*a",
 ];
 
 proptest! {
@@ -275,7 +311,14 @@ fn offsets_inside_characters_and_past_the_end() {
     let path = Path::new("clamp.yaml");
     let analysis = analyse(path, text, &Project::default_for_tests());
     let emoji = text.find('😀').unwrap();
-    for offset in [emoji + 1, emoji + 2, emoji + 3, text.len(), text.len() + 1, usize::MAX] {
+    for offset in [
+        emoji + 1,
+        emoji + 2,
+        emoji + 3,
+        text.len(),
+        text.len() + 1,
+        usize::MAX,
+    ] {
         for completion in complete(&analysis, text, offset) {
             assert!(text.is_char_boundary(completion.range.start), "{offset}");
             assert!(text.is_char_boundary(completion.range.end), "{offset}");

@@ -97,11 +97,17 @@ impl Facts {
 
     /// Successor and predecessor indices of a step.
     pub fn successors(&self, index: usize) -> &[usize] {
-        self.topology.successors.get(index).map_or(&[], Vec::as_slice)
+        self.topology
+            .successors
+            .get(index)
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn predecessors(&self, index: usize) -> &[usize] {
-        self.topology.predecessors.get(index).map_or(&[], Vec::as_slice)
+        self.topology
+            .predecessors
+            .get(index)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The steps an expression at `site` may read, in workflow order, with
@@ -163,9 +169,7 @@ impl Facts {
         self.expr_types[first..]
             .iter()
             .take_while(|(span, _)| span.start <= within.end)
-            .filter(|(span, _)| {
-                span.end <= within.end && span.start <= offset && offset < span.end
-            })
+            .filter(|(span, _)| span.end <= within.end && span.start <= offset && offset < span.end)
             .min_by_key(|(span, _)| span.len())
             .map(|(span, ty)| (*span, ty))
     }

@@ -316,16 +316,18 @@ fn expr_in_value(value: &Value, offset: usize, site: Site) -> Option<ExprAt<'_>>
         return None;
     }
     match &value.kind {
-        ValueKind::Str { template, .. } => template.segments.iter().find_map(|segment| match segment {
-            Segment::Expr { expr, span, .. } if span.start <= offset && offset <= span.end => {
-                Some(ExprAt {
-                    expr,
-                    segment: *span,
-                    site,
-                })
-            }
-            _ => None,
-        }),
+        ValueKind::Str { template, .. } => {
+            template.segments.iter().find_map(|segment| match segment {
+                Segment::Expr { expr, span, .. } if span.start <= offset && offset <= span.end => {
+                    Some(ExprAt {
+                        expr,
+                        segment: *span,
+                        site,
+                    })
+                }
+                _ => None,
+            })
+        }
         ValueKind::List(items) => items
             .iter()
             .find_map(|item| expr_in_value(item, offset, site)),

@@ -296,7 +296,8 @@ impl<'a> Context<'a> {
                 .find(|(name, _)| *name == t)
                 .map(|(_, ty)| *ty)
         });
-        let action = entry_value(item, "config", sketch).and_then(|c| scalar_at(c, "action", sketch));
+        let action =
+            entry_value(item, "config", sketch).and_then(|c| scalar_at(c, "action", sketch));
         let index = id.as_deref().and_then(|id| self.analysis.step_index(id));
         StepText {
             id,
@@ -368,8 +369,8 @@ impl<'a> Context<'a> {
             }
         };
         let key = |name: &str, sort: &str| {
-            let mut completion = Completion::new(name, CompletionKind::Key, range)
-                .sort(&format!("{sort} {name}"));
+            let mut completion =
+                Completion::new(name, CompletionKind::Key, range).sort(&format!("{sort} {name}"));
             if !with_colon {
                 completion.insert_text = format!("{}: ", scalar_source(name));
             }
@@ -377,11 +378,15 @@ impl<'a> Context<'a> {
         };
         let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
         match path.as_slice() {
-            [] => TOP_KEYS.iter().for_each(|k| add(key(k, "1").docs(format_doc(k)))),
+            [] => TOP_KEYS
+                .iter()
+                .for_each(|k| add(key(k, "1").docs(format_doc(k)))),
             ["metadata"] => METADATA_KEYS.iter().for_each(|k| add(key(k, "1"))),
             ["metadata", "scope"] => add(key("project", "1")),
             ["requires", "-"] => add(key("plugin", "1")),
-            ["triggers", "-"] => ["id", "kind", "config"].iter().for_each(|k| add(key(k, "1"))),
+            ["triggers", "-"] => ["id", "kind", "config"]
+                .iter()
+                .for_each(|k| add(key(k, "1"))),
             ["triggers", "-", "config"] => {
                 for k in self.trigger_config_keys() {
                     add(key(k, "1"));
@@ -433,8 +438,8 @@ impl<'a> Context<'a> {
     /// Keys inside a step; `rest` is the path below the step item.
     fn step_keys(&self, rest: &[&str], range: Span, with_colon: bool) -> Vec<Completion> {
         let key = |name: &str, sort: &str| {
-            let mut completion = Completion::new(name, CompletionKind::Key, range)
-                .sort(&format!("{sort} {name}"));
+            let mut completion =
+                Completion::new(name, CompletionKind::Key, range).sort(&format!("{sort} {name}"));
             if !with_colon {
                 completion.insert_text = format!("{}: ", scalar_source(name));
             }
@@ -498,10 +503,15 @@ impl<'a> Context<'a> {
         }
     }
 
-    fn config_keys(&self, step_type: Option<StepType>, range: Span, with_colon: bool) -> Vec<Completion> {
+    fn config_keys(
+        &self,
+        step_type: Option<StepType>,
+        range: Span,
+        with_colon: bool,
+    ) -> Vec<Completion> {
         let key = |name: &str, sort: &str| {
-            let mut completion = Completion::new(name, CompletionKind::Key, range)
-                .sort(&format!("{sort} {name}"));
+            let mut completion =
+                Completion::new(name, CompletionKind::Key, range).sort(&format!("{sort} {name}"));
             if !with_colon {
                 completion.insert_text = format!("{}: ", scalar_source(name));
             }
@@ -529,11 +539,8 @@ impl<'a> Context<'a> {
                 let sort = if field.required { "1" } else { "2" };
                 let mut completion = key(name, sort).detail(field_detail(field));
                 completion.kind = CompletionKind::Input;
-                completion.documentation = Some(port_description(
-                    name,
-                    field,
-                    verb.map(|v| v.verb),
-                ));
+                completion.documentation =
+                    Some(port_description(name, field, verb.map(|v| v.verb)));
                 out.push(completion);
             }
         }
@@ -559,7 +566,8 @@ impl<'a> Context<'a> {
         };
         let default_allowed = matches!(
             verb.verb.routing(),
-            donmai_stdlib::manifest::Routing::Switch { .. } | donmai_stdlib::manifest::Routing::Handles(_)
+            donmai_stdlib::manifest::Routing::Switch { .. }
+                | donmai_stdlib::manifest::Routing::Handles(_)
         );
         if default_allowed {
             handles.push("default".to_string());
@@ -620,10 +628,12 @@ impl<'a> Context<'a> {
         let key_position = scalar.style == Style::Plain
             && match scalar.place {
                 Place::OwnLine => true,
-                Place::BlockItem => matches!(
-                    path.as_slice(),
-                    ["spec", "steps", "-"] | ["triggers", "-"] | ["requires", "-"]
-                ) || matches!(path.as_slice(), [.., "all" | "any", "-"]),
+                Place::BlockItem => {
+                    matches!(
+                        path.as_slice(),
+                        ["spec", "steps", "-"] | ["triggers", "-"] | ["requires", "-"]
+                    ) || matches!(path.as_slice(), [.., "all" | "any", "-"])
+                }
                 Place::Value | Place::FlowItem => false,
             };
         if key_position {
@@ -661,21 +671,27 @@ impl<'a> Context<'a> {
                 self.event_values(range, quoted, &[])
             }
             // Declared types: group inputs, manual inputs, request fields.
-            ["interface", "inputs", _]
-            | ["triggers", "-", "config", "inputs" | "request", _] => {
-                ["string", "int", "double", "bool", "timestamp", "duration", "list<string>", "map<string, string>"]
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let mut completion = Completion::new(t, CompletionKind::EnumMember, range)
-                            .sort(&format!("{i}"));
-                        if !quoted {
-                            completion.insert_text = scalar_source(t);
-                        }
-                        completion
-                    })
-                    .collect()
-            }
+            ["interface", "inputs", _] | ["triggers", "-", "config", "inputs" | "request", _] => [
+                "string",
+                "int",
+                "double",
+                "bool",
+                "timestamp",
+                "duration",
+                "list<string>",
+                "map<string, string>",
+            ]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut completion =
+                    Completion::new(t, CompletionKind::EnumMember, range).sort(&format!("{i}"));
+                if !quoted {
+                    completion.insert_text = scalar_source(t);
+                }
+                completion
+            })
+            .collect(),
             _ => match self.in_step() {
                 Some(rest) => self.step_values(&rest, range, quoted),
                 None => Vec::new(),
@@ -699,12 +715,18 @@ impl<'a> Context<'a> {
                 .collect(),
             ["next"] | ["next", "-"] | ["branches", _] | ["gateConfig", "onTimeout", ..] => {
                 let listed = self.listed_next();
-                let prefix = if rest.first() == Some(&"gateConfig") { "branch:" } else { "" };
+                let prefix = if rest.first() == Some(&"gateConfig") {
+                    "branch:"
+                } else {
+                    ""
+                };
                 let mut out = self.step_id_values(range, quoted, prefix, &listed);
                 if prefix == "branch:" {
-                    out.extend(["skip", "error"].iter().map(|v| {
-                        value(v, CompletionKind::EnumMember).sort(&format!("0 {v}"))
-                    }));
+                    out.extend(
+                        ["skip", "error"]
+                            .iter()
+                            .map(|v| value(v, CompletionKind::EnumMember).sort(&format!("0 {v}"))),
+                    );
                 }
                 out
             }
@@ -718,7 +740,9 @@ impl<'a> Context<'a> {
                         .collect(),
                     None => Vec::new(),
                 };
-                out.push(value("true", CompletionKind::Keyword).detail("route to `branches.default`"));
+                out.push(
+                    value("true", CompletionKind::Keyword).detail("route to `branches.default`"),
+                );
                 out
             }
             ["config", "triggerId"] => self.trigger_values(range, quoted),
@@ -746,14 +770,20 @@ impl<'a> Context<'a> {
                     .unwrap_or_default();
                 self.event_values(range, quoted, &preferred)
             }
-            [.., "op"] if rest.first() == Some(&"gateConfig") || rest.first() == Some(&"config") => {
+            [.., "op"]
+                if rest.first() == Some(&"gateConfig") || rest.first() == Some(&"config") =>
+            {
                 PredicateOp::ALL
                     .iter()
                     .enumerate()
-                    .map(|(i, (name, _))| value(name, CompletionKind::EnumMember).sort(&format!("{i:02}")))
+                    .map(|(i, (name, _))| {
+                        value(name, CompletionKind::EnumMember).sort(&format!("{i:02}"))
+                    })
                     .collect()
             }
-            [.., "field"] if rest.first() == Some(&"gateConfig") => self.payload_fields(range, quoted),
+            [.., "field"] if rest.first() == Some(&"gateConfig") => {
+                self.payload_fields(range, quoted)
+            }
             ["config", input, nested @ ..] => {
                 let Some(ports) = self.ports() else {
                     return Vec::new();
@@ -808,7 +838,13 @@ impl<'a> Context<'a> {
     }
 
     /// Steps a step may continue to: every other non-trigger step.
-    fn step_id_values(&self, range: Span, quoted: bool, prefix: &str, listed: &[String]) -> Vec<Completion> {
+    fn step_id_values(
+        &self,
+        range: Span,
+        quoted: bool,
+        prefix: &str,
+        listed: &[String],
+    ) -> Vec<Completion> {
         let own = self.step.as_ref().and_then(|s| s.id.clone());
         self.analysis
             .steps()
@@ -846,9 +882,13 @@ impl<'a> Context<'a> {
                     .iter()
                     .find(|(_, k)| *k == trigger.kind.value)
                     .map_or("trigger", |(name, _)| name);
-                let mut completion = Completion::new(&trigger.id.value, CompletionKind::Trigger, range)
-                    .detail(kind);
-                if let Some(payload) = self.analysis.facts().and_then(|f| f.trigger_payload(&trigger.id.value)) {
+                let mut completion =
+                    Completion::new(&trigger.id.value, CompletionKind::Trigger, range).detail(kind);
+                if let Some(payload) = self
+                    .analysis
+                    .facts()
+                    .and_then(|f| f.trigger_payload(&trigger.id.value))
+                {
                     completion.documentation = Some(format!("payload: `{}`", short_type(payload)));
                 }
                 if !quoted {
@@ -860,27 +900,37 @@ impl<'a> Context<'a> {
     }
 
     /// The palette: verbs the checker accepts for this step and project.
-    fn verb_values(&self, step_type: Option<StepType>, range: Span, quoted: bool) -> Vec<Completion> {
+    fn verb_values(
+        &self,
+        step_type: Option<StepType>,
+        range: Span,
+        quoted: bool,
+    ) -> Vec<Completion> {
         let Some(workflow) = self.analysis.workflow() else {
             return Vec::new();
         };
         if step_type.is_some_and(|t| !runs_verb(t)) {
             return Vec::new();
         }
-        palette::verbs(workflow, self.analysis.project(), self.analysis.registry(), step_type)
-            .into_iter()
-            .map(|offer| {
-                let mut completion = Completion::new(&offer.pin, CompletionKind::Verb, range)
-                    .sort(&format!("{} {}", u8::from(offer.deprecated), offer.pin))
-                    .detail(verb_detail(offer.verb))
-                    .docs(verb_markdown(offer.plugin, offer.verb));
-                completion.deprecated = offer.deprecated;
-                if !quoted {
-                    completion.insert_text = scalar_source(&offer.pin);
-                }
-                completion
-            })
-            .collect()
+        palette::verbs(
+            workflow,
+            self.analysis.project(),
+            self.analysis.registry(),
+            step_type,
+        )
+        .into_iter()
+        .map(|offer| {
+            let mut completion = Completion::new(&offer.pin, CompletionKind::Verb, range)
+                .sort(&format!("{} {}", u8::from(offer.deprecated), offer.pin))
+                .detail(verb_detail(offer.verb))
+                .docs(verb_markdown(offer.plugin, offer.verb));
+            completion.deprecated = offer.deprecated;
+            if !quoted {
+                completion.insert_text = scalar_source(&offer.pin);
+            }
+            completion
+        })
+        .collect()
     }
 
     fn plugin_values(&self, range: Span, quoted: bool) -> Vec<Completion> {
@@ -899,20 +949,24 @@ impl<'a> Context<'a> {
             .workflow()
             .and_then(|w| w.metadata.project.as_ref())
             .map(|p| p.value.as_str());
-        palette::installable_plugins(self.analysis.project(), self.analysis.registry(), workflow_project)
-            .into_iter()
-            .filter(|plugin| !required.contains(&plugin.name))
-            .map(|plugin| {
-                let pin = plugin.pin();
-                let mut completion = Completion::new(&pin, CompletionKind::Plugin, range)
-                    .detail(format!("{} verbs", plugin.verbs.len()));
-                completion.documentation = plugin.description.clone();
-                if !quoted {
-                    completion.insert_text = scalar_source(&pin);
-                }
-                completion
-            })
-            .collect()
+        palette::installable_plugins(
+            self.analysis.project(),
+            self.analysis.registry(),
+            workflow_project,
+        )
+        .into_iter()
+        .filter(|plugin| !required.contains(&plugin.name))
+        .map(|plugin| {
+            let pin = plugin.pin();
+            let mut completion = Completion::new(&pin, CompletionKind::Plugin, range)
+                .detail(format!("{} verbs", plugin.verbs.len()));
+            completion.documentation = plugin.description.clone();
+            if !quoted {
+                completion.insert_text = scalar_source(&pin);
+            }
+            completion
+        })
+        .collect()
     }
 
     fn event_values(&self, range: Span, quoted: bool, preferred: &[String]) -> Vec<Completion> {
@@ -921,7 +975,11 @@ impl<'a> Context<'a> {
             .event_names()
             .into_iter()
             .map(|name| {
-                let sort = if preferred.iter().any(|p| p == name) { "0" } else { "1" };
+                let sort = if preferred.iter().any(|p| p == name) {
+                    "0"
+                } else {
+                    "1"
+                };
                 let mut completion = Completion::new(name, CompletionKind::Event, range)
                     .sort(&format!("{sort} {name}"));
                 if let Some((plugin, event)) = self.analysis.registry().event(name) {
@@ -979,7 +1037,9 @@ impl<'a> Context<'a> {
 /// The top-level keys of the document but the one on the cursor's line:
 /// the keys of lines that start at column 0.
 fn top_level_keys(text: &str, cursor: usize) -> Vec<String> {
-    let cursor_line = text[..cursor.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let cursor_line = text[..cursor.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let mut keys = Vec::new();
     let mut start = 0;
     for line in text.split_inclusive('\n') {
@@ -1008,7 +1068,11 @@ fn field_detail(field: &donmai_stdlib::types::Field) -> String {
 }
 
 fn verb_detail(verb: &Verb) -> String {
-    format!("{} · {}", verb.kind.as_str(), verb.side_effect_class.as_str())
+    format!(
+        "{} · {}",
+        verb.kind.as_str(),
+        verb.side_effect_class.as_str()
+    )
 }
 
 /// The keys a step of this type takes (all of them when the type is not
@@ -1016,8 +1080,23 @@ fn verb_detail(verb: &Verb) -> String {
 fn step_keys_for(step_type: Option<StepType>) -> &'static [&'static str] {
     match step_type {
         Some(StepType::Trigger) => &["id", "type", "config", "next", "edgeLabels"],
-        Some(StepType::Condition) => &["id", "type", "config", "branches", "defaultHandle", "edgeLabels"],
-        Some(StepType::Action) => &["id", "type", "config", "next", "retry", "timeoutMs", "edgeLabels"],
+        Some(StepType::Condition) => &[
+            "id",
+            "type",
+            "config",
+            "branches",
+            "defaultHandle",
+            "edgeLabels",
+        ],
+        Some(StepType::Action) => &[
+            "id",
+            "type",
+            "config",
+            "next",
+            "retry",
+            "timeoutMs",
+            "edgeLabels",
+        ],
         Some(StepType::Gate) => &[
             "id",
             "type",
@@ -1040,8 +1119,12 @@ fn format_doc(key: &str) -> &'static str {
         "apiVersion" => "`workflow/v2` (piping with `nodes.*`) or `workflow/v1`.",
         "kind" => "Always `WorkflowDefinition`.",
         "metadata" => "`name`, `version`, `description`, `authoredBy`, `scope.project`.",
-        "requires" => "The plugins the workflow's verbs come from, pinned to a major: `[{plugin: linear@1}]`.",
-        "triggers" => "What starts a run: webhooks, signals, cron schedules, manual or agent requests.",
+        "requires" => {
+            "The plugins the workflow's verbs come from, pinned to a major: `[{plugin: linear@1}]`."
+        }
+        "triggers" => {
+            "What starts a run: webhooks, signals, cron schedules, manual or agent requests."
+        }
         "interface" => "Makes this file a group: typed `inputs` and `outputs` templates.",
         "spec" => "The steps, under `spec.steps`.",
         "id" => "The step's id, unique in the file.",
@@ -1049,7 +1132,9 @@ fn format_doc(key: &str) -> &'static str {
         "config" => "The verb (`action`) and its inputs, or a group's `ref` and inputs.",
         "next" => "The steps to continue to; several run in parallel.",
         "branches" => "Handle → step: where a condition or gate routes.",
-        "defaultHandle" => "The case a switch takes when no branch matches, or `true` for `branches.default`.",
+        "defaultHandle" => {
+            "The case a switch takes when no branch matches, or `true` for `branches.default`."
+        }
         "edgeLabels" => "Labels drawn on the graph's edges; no effect on the run.",
         "retry" => "`{maxAttempts, backoff: {initialMs, factor, maxMs}, retryOn}`.",
         "timeoutMs" => "How long an action or gate may take, in milliseconds.",
@@ -1089,7 +1174,11 @@ mod tests {
     #[test]
     fn known_step_lines_change_nothing() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-        for name in ["linear-dev-loop.yaml", "pr-preview-qa.yaml", "inbound-router.yaml"] {
+        for name in [
+            "linear-dev-loop.yaml",
+            "pr-preview-qa.yaml",
+            "inbound-router.yaml",
+        ] {
             let path = root.join(name);
             let text = std::fs::read_to_string(&path).expect("an example");
             let file = SourceFile::new(&path, text.as_str());
@@ -1101,7 +1190,11 @@ mod tests {
             );
             assert!(!analysis.step_item_lines().is_empty());
             let middle = text.len() / 2;
-            let edited = format!("{}\n      x: {{{{ nodes.{}", &text[..middle], &text[middle..]);
+            let edited = format!(
+                "{}\n      x: {{{{ nodes.{}",
+                &text[..middle],
+                &text[middle..]
+            );
             for current in [&text, &edited] {
                 let known = KnownItems {
                     lines: analysis.step_item_lines(),
@@ -1124,6 +1217,9 @@ mod tests {
         assert_eq!(common_prefix_len("abc", "abd"), 2);
         assert_eq!(common_prefix_len("", "x"), 0);
         let long = "y".repeat(10_000);
-        assert_eq!(common_prefix_len(&long, &format!("{}z", &long[..9_000])), 9_000);
+        assert_eq!(
+            common_prefix_len(&long, &format!("{}z", &long[..9_000])),
+            9_000
+        );
     }
 }

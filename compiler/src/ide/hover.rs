@@ -30,10 +30,10 @@ pub struct Hover {
 pub fn hover(analysis: &Analysis, offset: usize) -> Option<Hover> {
     let offset = analysis.file().clamp(offset);
     let workflow = analysis.workflow()?;
-    if let Some(index) = analysis.step_at(offset) {
-        if let Some(found) = step_hover(analysis, index, offset) {
-            return Some(found);
-        }
+    if let Some(index) = analysis.step_at(offset)
+        && let Some(found) = step_hover(analysis, index, offset)
+    {
+        return Some(found);
     }
     if let Some(at) = analysis.expr_at(offset) {
         return expression_hover(analysis, at, offset);
@@ -224,7 +224,9 @@ fn expression_hover(analysis: &Analysis, at: ExprAt<'_>, offset: usize) -> Optio
 
 /// The selection (or root name) whose last name contains `offset`.
 fn name_at(expr: &Expr, offset: usize, depth: usize) -> Option<&Expr> {
-    if depth > donmai_grammar::expr::MAX_DEPTH || !(expr.span.start <= offset && offset <= expr.span.end) {
+    if depth > donmai_grammar::expr::MAX_DEPTH
+        || !(expr.span.start <= offset && offset <= expr.span.end)
+    {
         return None;
     }
     let own = match &expr.kind {
@@ -240,7 +242,9 @@ fn name_at(expr: &Expr, offset: usize, depth: usize) -> Option<&Expr> {
 
 /// The function name of a call whose name contains `offset`.
 fn call_name_at(expr: &Expr, offset: usize, depth: usize) -> Option<&donmai_grammar::expr::Name> {
-    if depth > donmai_grammar::expr::MAX_DEPTH || !(expr.span.start <= offset && offset <= expr.span.end) {
+    if depth > donmai_grammar::expr::MAX_DEPTH
+        || !(expr.span.start <= offset && offset <= expr.span.end)
+    {
         return None;
     }
     if let ExprKind::Call { function, .. } = &expr.kind
@@ -379,7 +383,9 @@ fn handle_markdown(analysis: &Analysis, index: usize, handle: &str) -> Option<St
             format!("taken when `{port}` matches no other branch")
         }
         Routing::Switch { port, .. } => format!("taken when `{port}` is `{handle}`"),
-        Routing::Handles(_) if handle == "default" => "taken for every handle without a branch".to_string(),
+        Routing::Handles(_) if handle == "default" => {
+            "taken for every handle without a branch".to_string()
+        }
         Routing::Handles(_) => format!("a handle of the gate verb `{}`", verb.verb.id),
         Routing::Next => return None,
     };

@@ -96,10 +96,7 @@ fn in_string(text: &str) -> bool {
 fn chain_start(text: &str, end: usize) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut i = end;
-    loop {
-        let Some(&b) = i.checked_sub(1).and_then(|j| bytes.get(j)) else {
-            break;
-        };
+    while let Some(&b) = i.checked_sub(1).and_then(|j| bytes.get(j)) {
         if is_word_byte(b) {
             while i > 0 && is_word_byte(bytes[i - 1]) {
                 i -= 1;
@@ -186,7 +183,10 @@ fn macro_binding(text: &str, paren: usize) -> Option<(String, String)> {
         .rposition(|b| !is_word_byte(b))
         .map_or(0, |i| i + 1);
     let name = &before[name_start..];
-    if !BINDING_MACROS.contains(&name) || name_start == 0 || before.as_bytes()[name_start - 1] != b'.' {
+    if !BINDING_MACROS.contains(&name)
+        || name_start == 0
+        || before.as_bytes()[name_start - 1] != b'.'
+    {
         return None;
     }
     let receiver_end = name_start - 1;
@@ -314,7 +314,10 @@ pub(super) fn complete(
         if operand.is_empty() || operand.starts_with(|c: char| c.is_ascii_digit()) {
             return Vec::new();
         }
-        if operand == "nodes" && env.nodes.is_some() && scope.variables.iter().all(|(v, _)| v != "nodes") {
+        if operand == "nodes"
+            && env.nodes.is_some()
+            && scope.variables.iter().all(|(v, _)| v != "nodes")
+        {
             return match site {
                 Some(site) => upstream_nodes(analysis, site, range),
                 None => Vec::new(),
@@ -386,8 +389,8 @@ fn members(
                 // `nodes.<id>` must be a name; `?.` takes no index.
                 continue;
             }
-            let mut completion = Completion::new(name, CompletionKind::Field, range)
-                .sort(&format!("0 {name}"));
+            let mut completion =
+                Completion::new(name, CompletionKind::Field, range).sort(&format!("0 {name}"));
             if is_nodes {
                 let output = match field_type.non_null() {
                     Type::Object(node) => node.fields.get("output").map(|f| f.ty.clone()),
@@ -401,13 +404,13 @@ fn members(
                 };
                 completion.kind = CompletionKind::Step;
                 completion.detail = Some(format!("output: {}", short_type(&output)));
-
             } else {
                 completion.detail = Some(short_type(&field_type));
             }
             if !identifier {
                 completion.range = Span::new(dot, range.end);
-                completion.insert_text = format!("['{}']", name.replace('\\', "\\\\").replace('\'', "\\'"));
+                completion.insert_text =
+                    format!("['{}']", name.replace('\\', "\\\\").replace('\'', "\\'"));
                 completion.filter_text = Some(format!(".{name}"));
             }
             out.push(completion);
@@ -442,8 +445,8 @@ fn members(
             if !BINDING_MACROS.contains(name) {
                 continue;
             }
-            let mut completion = Completion::new(name, CompletionKind::Method, range)
-                .sort(&format!("2 {name}"));
+            let mut completion =
+                Completion::new(name, CompletionKind::Method, range).sort(&format!("2 {name}"));
             completion.detail = Some("macro".to_string());
             completion.documentation = Some(summary.to_string());
             completion.insert_text = format!("{name}(${{1:x}}, $2)");
@@ -507,7 +510,9 @@ fn names(scope: &ScopedEnv<'_>, range: Span) -> Vec<Completion> {
         out.push(completion);
     }
     for keyword in ["true", "false", "null"] {
-        out.push(Completion::new(keyword, CompletionKind::Keyword, range).sort(&format!("3 {keyword}")));
+        out.push(
+            Completion::new(keyword, CompletionKind::Keyword, range).sort(&format!("3 {keyword}")),
+        );
     }
     out
 }

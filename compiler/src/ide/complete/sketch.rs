@@ -197,7 +197,12 @@ impl Sketch {
         Some((path, at))
     }
 
-    fn locate_in<'a>(&'a self, node: &'a Node, path: &mut Vec<Seg<'a>>, depth: usize) -> Option<At<'a>> {
+    fn locate_in<'a>(
+        &'a self,
+        node: &'a Node,
+        path: &mut Vec<Seg<'a>>,
+        depth: usize,
+    ) -> Option<At<'a>> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -225,7 +230,9 @@ impl Sketch {
                 }
                 None
             }
-            Kind::Scalar(scalar) => self.contains_cursor(scalar.content).then_some(At::Scalar(node)),
+            Kind::Scalar(scalar) => self
+                .contains_cursor(scalar.content)
+                .then_some(At::Scalar(node)),
             Kind::Empty => None,
         }
     }
@@ -300,7 +307,11 @@ fn line_info(text: &str, start: usize) -> LineInfo {
     }
     let first = bytes.get(i).copied();
     let empty = matches!(first, None | Some(b'\n' | b'\r' | b'#'))
-        || (first == Some(b'\t') && text[i..].lines().next().is_some_and(|l| l.trim().is_empty()));
+        || (first == Some(b'\t')
+            && text[i..]
+                .lines()
+                .next()
+                .is_some_and(|l| l.trim().is_empty()));
     let dash = first == Some(b'-')
         && matches!(bytes.get(i + 1), None | Some(b' ' | b'\t' | b'\n' | b'\r'));
     LineInfo {
@@ -367,8 +378,8 @@ fn anchor(text: &str, cursor: usize, known: &KnownItems<'_>) -> (usize, Vec<Stri
         if line.empty {
             continue;
         }
-        let parent = line.indent < threshold
-            || (child_is_dash && !line.dash && line.indent == threshold);
+        let parent =
+            line.indent < threshold || (child_is_dash && !line.dash && line.indent == threshold);
         if known.is_step_item(previous) && line.dash {
             if parent {
                 // The cursor is inside this step.
@@ -406,7 +417,10 @@ fn anchor(text: &str, cursor: usize, known: &KnownItems<'_>) -> (usize, Vec<Stri
 
 /// The key a non-item ancestor line opens: `  steps:` → `steps`.
 fn line_key(text: &str, line: &LineInfo) -> Option<String> {
-    let content = text[line.start + line.indent..].lines().next().unwrap_or("");
+    let content = text[line.start + line.indent..]
+        .lines()
+        .next()
+        .unwrap_or("");
     let mut parser = Parser::new(content);
     match parser.root().kind {
         Kind::Map(entries) => entries
@@ -649,9 +663,7 @@ impl<'s> Parser<'s> {
 
     /// Whether a `:` followed by what is at `next` separates a key.
     fn separates(&self, next: usize, end: usize) -> bool {
-        next >= end
-            || is_space(self.bytes[next])
-            || self.src[next..].starts_with(SENTINEL)
+        next >= end || is_space(self.bytes[next]) || self.src[next..].starts_with(SENTINEL)
     }
 
     /// Just past the closing quote of a quoted scalar on this line.
@@ -702,7 +714,10 @@ impl<'s> Parser<'s> {
                 }
             }
         }
-        let span = Span::new(pos, self.line_end(self.line_of(entries_end(&entries).max(pos))));
+        let span = Span::new(
+            pos,
+            self.line_end(self.line_of(entries_end(&entries).max(pos))),
+        );
         (
             Node {
                 kind: Kind::Map(entries),
@@ -731,23 +746,29 @@ impl<'s> Parser<'s> {
             return (entry, line + 1);
         };
         let (key, key_style) = if quoted {
-            let close = self.quote_end_on_line(at, self.bytes[at], end).unwrap_or(colon);
+            let close = self
+                .quote_end_on_line(at, self.bytes[at], end)
+                .unwrap_or(colon);
             let style = if self.bytes[at] == b'"' {
                 Style::DoubleQuoted
             } else {
                 Style::SingleQuoted
             };
-            (Span::new(at + 1, close.saturating_sub(1).max(at + 1)), style)
+            (
+                Span::new(at + 1, close.saturating_sub(1).max(at + 1)),
+                style,
+            )
         } else {
             let text = &self.src[at..colon];
             (Span::new(at, at + text.trim_end().len()), Style::Plain)
         };
         let value_pos = self.skip_spaces(colon + 1, end);
-        let (value, after) = if self.at_line_end(value_pos, end) && !self.src[value_pos..].starts_with(SENTINEL) {
-            self.block_from_line(line + 1, col as isize, true)
-        } else {
-            self.inline_value(value_pos, col as isize)
-        };
+        let (value, after) =
+            if self.at_line_end(value_pos, end) && !self.src[value_pos..].starts_with(SENTINEL) {
+                self.block_from_line(line + 1, col as isize, true)
+            } else {
+                self.inline_value(value_pos, col as isize)
+            };
         (
             Entry {
                 key,
@@ -838,7 +859,11 @@ impl<'s> Parser<'s> {
                     if let Some(parent_col) = parent_col {
                         let next = self.line_of(i + 1);
                         if !self.is_empty_line(next) && self.indent(next) as isize <= parent_col {
-                            let end = if i > 0 && self.bytes[i - 1] == b'\r' { i - 1 } else { i };
+                            let end = if i > 0 && self.bytes[i - 1] == b'\r' {
+                                i - 1
+                            } else {
+                                i
+                            };
                             return (Span::new(pos + 1, end), end);
                         }
                     }
@@ -1022,11 +1047,9 @@ impl<'s> Parser<'s> {
                 while i < self.bytes.len() {
                     match self.bytes[i] {
                         b',' | b'[' | b']' | b'{' | b'}' | b'\n' | b'\r' => break,
-                        b':' if self
-                            .bytes
-                            .get(i + 1)
-                            .is_none_or(|&n| matches!(n, b' ' | b'\t' | b',' | b']' | b'}' | b'\n' | b'\r'))
-                            || (key && self.src[i + 1..].starts_with(SENTINEL)) =>
+                        b':' if self.bytes.get(i + 1).is_none_or(|&n| {
+                            matches!(n, b' ' | b'\t' | b',' | b']' | b'}' | b'\n' | b'\r')
+                        }) || (key && self.src[i + 1..].starts_with(SENTINEL)) =>
                         {
                             break;
                         }
@@ -1058,12 +1081,12 @@ impl<'s> Parser<'s> {
             let line = self.line_of(at);
             let end = self.line_end(line);
             let content = self.skip_spaces(at + 1, end);
-            let (item, after) = if self.at_line_end(content, end) && !self.src[content..].starts_with(SENTINEL)
-            {
-                self.block_from_line(line + 1, col as isize, false)
-            } else {
-                self.block_at(content, col as isize)
-            };
+            let (item, after) =
+                if self.at_line_end(content, end) && !self.src[content..].starts_with(SENTINEL) {
+                    self.block_from_line(line + 1, col as isize, false)
+                } else {
+                    self.block_at(content, col as isize)
+                };
             items.push(item);
             next_line = after;
             let mut following = None;
@@ -1147,7 +1170,11 @@ mod tests {
             At::Scalar(node) => {
                 let scalar = node.scalar().expect("a scalar");
                 let span = sketch.file_span(scalar.content);
-                format!("scalar {:?} {:?}", &text[span.start..span.end], scalar.place)
+                format!(
+                    "scalar {:?} {:?}",
+                    &text[span.start..span.end],
+                    scalar.place
+                )
             }
         };
         format!("{} {what}", parts.join("/"))
@@ -1178,10 +1205,7 @@ mod tests {
             "spec/steps/-/config key \"\" colon=false among [\"action\"]"
         );
         assert_eq!(at("ap‸\n"), " scalar \"ap\" OwnLine");
-        assert_eq!(
-            at("apiVersion: v\n‸\nspec: {}\n"),
-            " scalar \"\" OwnLine"
-        );
+        assert_eq!(at("apiVersion: v\n‸\nspec: {}\n"), " scalar \"\" OwnLine");
     }
 
     #[test]
@@ -1199,7 +1223,9 @@ mod tests {
             "spec/steps/-/next/- scalar \"\" FlowItem"
         );
         assert_eq!(
-            at("triggers:\n  - {id: created, kind: signal,\n     config: {signalEventType: com.‸}}\n"),
+            at(
+                "triggers:\n  - {id: created, kind: signal,\n     config: {signalEventType: com.‸}}\n"
+            ),
             "triggers/-/config/signalEventType scalar \"com.\" FlowItem"
         );
     }
@@ -1227,7 +1253,9 @@ mod tests {
             "spec/steps/-/config/x scalar \"{{ nodes. }}\" FlowItem"
         );
         assert_eq!(
-            at("spec:\n  steps:\n    - id: a\n      config:\n        body: |\n          hello {{ tr‸\n"),
+            at(
+                "spec:\n  steps:\n    - id: a\n      config:\n        body: |\n          hello {{ tr‸\n"
+            ),
             "spec/steps/-/config/body scalar \"          hello {{ tr\" Value"
         );
     }
