@@ -18,6 +18,8 @@ use donmai_grammar::Span;
 /// workflow contains, which every scanner treats as a word character.
 const SENTINEL: &str = "\u{E000}";
 const SENTINEL_LEN: usize = SENTINEL.len();
+/// The largest top-level block read whole, in bytes.
+const MAX_BLOCK: usize = 64 * 1024;
 /// Deepest nesting read; deeper content is left out.
 const MAX_DEPTH: usize = 64;
 
@@ -405,8 +407,14 @@ fn anchor(text: &str, cursor: usize, known: &KnownItems<'_>) -> (usize, Vec<Stri
     let (anchor_index, start) = match outermost_item {
         Some(k) => (k, chain[k].start),
         None if here.dash && !chain.is_empty() => (chain.len(), line_start),
-        None if !chain.is_empty() => (0, chain[0].start),
-        None => (0, line_start),
+        // A whole top-level block, unless it is a large one (`spec` with
+        // every step): then the cursor's line with its keys above it.
+        None if !chain.is_empty()
+            && region_end(text, chain[0].start, cursor) - chain[0].start <= MAX_BLOCK =>
+        {
+            (0, chain[0].start)
+        }
+        None => (chain.len(), line_start),
     };
     let prefix = chain[..anchor_index.min(chain.len())]
         .iter()
@@ -1244,6 +1252,22 @@ mod tests {
             at("spec:\n  steps:\n  - id: a\n    ty‸\n"),
             "spec/steps/- key \"ty\" colon=false among [\"id\"]"
         );
+    }
+
+    #[test]
+    fn large_top_level_blocks_are_not_read_whole() {
+        let mut text = String::from("spec:\n  steps:\n");
+        while text.len() <= MAX_BLOCK {
+            text.push_str("    - {id: a, type: action, config: {action: \"x@1:x.y\"}}\n");
+        }
+        for (cursor_line, expected) in [
+            ("  ‸\n", "spec scalar \"\" OwnLine"),
+            ("  st‸\n", "spec scalar \"st\" OwnLine"),
+            ("    - ‸\n", "spec/steps/- scalar \"\" BlockItem"),
+        ] {
+            let with_cursor = format!("{text}{cursor_line}");
+            assert_eq!(at(&with_cursor), expected);
+        }
     }
 
     #[test]
