@@ -271,11 +271,7 @@ impl<'a> Context<'a> {
     }
 
     fn starts_with(&self, pattern: &[&str]) -> bool {
-        self.path.len() >= pattern.len()
-            && pattern
-                .iter()
-                .zip(&self.path)
-                .all(|(p, s)| *p == "*" || p == s)
+        self.path.len() >= pattern.len() && pattern.iter().zip(&self.path).all(|(p, s)| p == s)
     }
 
     /// The path after `spec/steps/-`.
