@@ -61,9 +61,50 @@ pub fn check_expr(expr: &Expr, env: &dyn TypeEnv) -> (Type, Vec<Diagnostic>) {
         scope: Vec::new(),
         diagnostics: Vec::new(),
         too_deep_reported: false,
+        recorded: None,
     };
     let ty = checker.check(expr, 0);
     (ty, checker.diagnostics)
+}
+
+/// [`check_expr`], also appending the span and type of every subexpression
+/// it checked to `types` (innermost first), for the editor's hover.
+pub fn check_expr_recording(
+    expr: &Expr,
+    env: &dyn TypeEnv,
+    types: &mut Vec<(Span, Type)>,
+) -> (Type, Vec<Diagnostic>) {
+    let mut checker = Checker {
+        env,
+        scope: Vec::new(),
+        diagnostics: Vec::new(),
+        too_deep_reported: false,
+        recorded: Some(types),
+    };
+    let ty = checker.check(expr, 0);
+    (ty, checker.diagnostics)
+}
+
+/// Whether `builtin` can be called as a method on a receiver of type
+/// `receiver`: the rule call checking applies, for completion.
+pub fn method_accepts(builtin: &Builtin, receiver: &Type) -> bool {
+    builtin.form.allows_method()
+        && builtin.overloads.iter().any(|overload| {
+            overload
+                .param(0)
+                .is_some_and(|sig| matches_sig(&sig, receiver, &mut None))
+        })
+}
+
+/// The type a macro's variable takes over a receiver of type `target`
+/// (list elements, map keys), or `None` when the receiver is neither.
+pub fn macro_element(target: &Type) -> Option<Type> {
+    match target.non_null() {
+        Type::List(item) => Some((**item).clone()),
+        Type::Map(_) | Type::Object(_) => Some(Type::String),
+        Type::Dyn => Some(Type::Dyn),
+        _ => None,
+    }
 }
 
 struct Checker<'a> {
@@ -72,6 +113,8 @@ struct Checker<'a> {
     scope: Vec<(String, Type)>,
     diagnostics: Vec<Diagnostic>,
     too_deep_reported: bool,
+    /// Where subexpression types go when someone asked for them.
+    recorded: Option<&'a mut Vec<(Span, Type)>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -263,6 +306,14 @@ impl Checker<'_> {
     }
 
     fn check(&mut self, expr: &Expr, depth: usize) -> Type {
+        let ty = self.check_kind(expr, depth);
+        if let Some(types) = self.recorded.as_deref_mut() {
+            types.push((expr.span, ty.clone()));
+        }
+        ty
+    }
+
+    fn check_kind(&mut self, expr: &Expr, depth: usize) -> Type {
         if depth > MAX_DEPTH {
             if !self.too_deep_reported {
                 self.too_deep_reported = true;
@@ -766,22 +817,15 @@ impl Checker<'_> {
             );
             return Type::Dyn;
         };
-        let element = match &target_type {
-            Type::List(item) => (**item).clone(),
-            Type::Map(_) | Type::Object(_) => Type::String,
-            Type::Dyn => Type::Dyn,
-            other => {
-                let inner = other.non_null();
+        let element = match macro_element(&target_type) {
+            Some(element) if !is_nullable(&target_type) => element,
+            found => {
                 self.mismatch(
                     target.span,
-                    format!("`{name}` needs a list or a map, not `{other}`"),
-                    is_nullable(other).then(|| null_help().to_owned()),
+                    format!("`{name}` needs a list or a map, not `{target_type}`"),
+                    is_nullable(&target_type).then(|| null_help().to_owned()),
                 );
-                match inner {
-                    Type::List(item) => (**item).clone(),
-                    Type::Map(_) | Type::Object(_) => Type::String,
-                    _ => Type::Dyn,
-                }
+                found.unwrap_or(Type::Dyn)
             }
         };
         self.scope.push((variable, element.clone()));

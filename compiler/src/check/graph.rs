@@ -120,6 +120,36 @@ impl Topology {
         false
     }
 
+    /// Every step with a path to `of`, in one backward search: what
+    /// [`Topology::is_ancestor`] answers for all steps at once.
+    pub fn ancestors(&self, of: usize) -> BitSet {
+        let mut seen = BitSet::with_len(self.predecessors.len());
+        let mut stack = vec![of];
+        while let Some(n) = stack.pop() {
+            for &p in &self.predecessors[n] {
+                if !seen.contains(p) {
+                    seen.insert(p);
+                    stack.push(p);
+                }
+            }
+        }
+        seen
+    }
+
+    /// Whether step `j` has succeeded whenever position `index` is reached;
+    /// `index == steps` stands for the end of the run, reached through every
+    /// reachable sink.
+    pub fn always_ran(&self, j: usize, index: usize) -> bool {
+        let steps = self.successors.len();
+        if index < steps {
+            return self.dominates(j, index);
+        }
+        let mut sinks = (0..steps)
+            .filter(|&s| self.successors[s].is_empty() && self.is_reached(s))
+            .peekable();
+        sinks.peek().is_some() && sinks.all(|s| self.dominates(j, s))
+    }
+
     /// Whether every path from a trigger to `node` passes through `by`: then
     /// `by` has succeeded whenever `node` runs.
     pub fn dominates(&self, by: usize, node: usize) -> bool {

@@ -6,8 +6,10 @@
 //! W1, W4), routing handles (rule 4, gates), gate filters, groups and loops
 //! across files, and the design lints.
 
+mod facts;
 mod graph;
 mod groups;
+pub mod palette;
 mod values;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -25,6 +27,7 @@ use donmai_stdlib::registry::{Registry, VerbRef};
 use donmai_stdlib::types::{Field, ObjectType, Type};
 
 use crate::project::Project;
+pub use facts::{Facts, Site, Upstream};
 use graph::{BitSet, Topology};
 pub use groups::GroupCache;
 
@@ -46,22 +49,59 @@ pub fn check_source(
     registry: &Registry,
     cache: &GroupCache,
 ) -> Vec<Diagnostic> {
+    check_source_with(file, project, registry, cache, false).diagnostics
+}
+
+/// One file checked: its diagnostics, and for the editor the workflow and
+/// what the checker learnt about it.
+pub struct Checked {
+    /// Sorted by span, without duplicates: what [`check_source`] returns.
+    pub diagnostics: Vec<Diagnostic>,
+    /// `None` when the file is not a workflow or its YAML does not parse.
+    pub workflow: Option<Workflow>,
+    /// Collected only when asked for, and only for a workflow whose steps
+    /// were analysed (not one over [`MAX_STEPS`]).
+    pub facts: Option<Facts>,
+}
+
+/// [`check_source`], also keeping the workflow and, with `collect_facts`,
+/// the [`Facts`] of its top level. One checking pass serves both: the
+/// diagnostics are the same either way.
+pub fn check_source_with(
+    file: &SourceFile,
+    project: &Project,
+    registry: &Registry,
+    cache: &GroupCache,
+    collect_facts: bool,
+) -> Checked {
     let parsed = parse_workflow(file.text());
     let mut diagnostics = parsed.diagnostics;
-    if let Some(workflow) = parsed.workflow {
+    let mut facts = None;
+    if let Some(workflow) = &parsed.workflow {
         let context = Context {
             registry,
             project,
             cache,
         };
         let mut stack: Vec<std::path::PathBuf> = file.path().canonicalize().into_iter().collect();
-        let (mut found, _, _) =
-            check_workflow(&context, file.path(), file.text(), &workflow, &mut stack);
-        diagnostics.append(&mut found);
+        let mut level = check_level(
+            &context,
+            file.path(),
+            file.text(),
+            workflow,
+            &mut stack,
+            collect_facts,
+        );
+        diagnostics.append(&mut level.diagnostics);
+        facts = level.facts;
     }
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end, d.code));
     diagnostics.dedup();
-    diagnostics
+    Checked {
+        diagnostics,
+        workflow: parsed.workflow,
+        facts,
+    }
 }
 
 pub(crate) struct Context<'a> {
@@ -87,6 +127,27 @@ pub(crate) fn check_workflow(
     workflow: &Workflow,
     stack: &mut Vec<std::path::PathBuf>,
 ) -> (Vec<Diagnostic>, Option<Signature>, bool) {
+    let level = check_level(context, path, text, workflow, stack, false);
+    (level.diagnostics, level.signature, level.in_cycle)
+}
+
+/// The result of checking one workflow level.
+struct Level {
+    diagnostics: Vec<Diagnostic>,
+    signature: Option<Signature>,
+    /// Whether a group reference here closes a cycle of group files.
+    in_cycle: bool,
+    facts: Option<Facts>,
+}
+
+fn check_level(
+    context: &Context<'_>,
+    path: &Path,
+    text: &str,
+    workflow: &Workflow,
+    stack: &mut Vec<std::path::PathBuf>,
+    collect_facts: bool,
+) -> Level {
     let mut checker = Checker {
         context,
         path,
@@ -105,6 +166,7 @@ pub(crate) fn check_workflow(
         signatures: vec![None; workflow.steps.len()],
         verbs: vec![None; workflow.steps.len()],
         in_cycle: false,
+        expr_types: collect_facts.then(Vec::new),
     };
     checker.requires();
     checker.triggers();
@@ -121,7 +183,12 @@ pub(crate) fn check_workflow(
             )
             .with_help("split the workflow into groups"),
         );
-        return (checker.diagnostics, None, false);
+        return Level {
+            diagnostics: checker.diagnostics,
+            signature: None,
+            in_cycle: false,
+            facts: None,
+        };
     }
     checker.topology = Some(Topology::build(workflow, &mut checker.diagnostics));
     checker.step_outputs(stack);
@@ -130,7 +197,13 @@ pub(crate) fn check_workflow(
     }
     let signature = checker.signature();
     checker.lints();
-    (checker.diagnostics, signature, checker.in_cycle)
+    let facts = collect_facts.then(|| checker.facts());
+    Level {
+        diagnostics: checker.diagnostics,
+        signature,
+        in_cycle: checker.in_cycle,
+        facts,
+    }
 }
 
 struct Checker<'a> {
@@ -163,6 +236,8 @@ struct Checker<'a> {
     verbs: Vec<Option<&'a Verb>>,
     /// Whether a group reference here closes a cycle of group files.
     in_cycle: bool,
+    /// The type of every checked subexpression, when facts are collected.
+    expr_types: Option<Vec<(Span, Type)>>,
 }
 
 impl<'a> Checker<'a> {
@@ -229,56 +304,58 @@ impl<'a> Checker<'a> {
                     diagnostic = diagnostic.with_help(format!("installed: {}", list.join(", ")));
                 }
                 self.diagnostics.push(diagnostic);
-            } else if donmai_stdlib::manifest::BUILTIN_PLUGINS.contains(&name) {
-                // Ships with donmai: never an integration to enable.
-            } else if self.context.project.integration_enabled(name)
-                && !self.context.project.integration_admits(
+            } else {
+                let workflow_project = self.workflow.metadata.project.as_ref();
+                let denial = palette::plugin_denial(
+                    self.context.project,
                     name,
-                    self.workflow
-                        .metadata
-                        .project
-                        .as_ref()
-                        .map(|p| p.value.as_str()),
-                )
-            {
-                let allowed = self
-                    .context
-                    .project
-                    .integration_projects(name)
-                    .map(backticked)
-                    .unwrap_or_default();
-                let mut diagnostic = Diagnostic::new(
-                    Code::SCOPE_DENIED,
-                    require.plugin.span,
-                    match &self.workflow.metadata.project {
-                        Some(project) => format!(
-                            "integration `{name}` is not enabled for project `{}`",
-                            project.value
-                        ),
-                        None => format!(
-                            "integration `{name}` is enabled for some projects only, and this workflow names none"
-                        ),
-                    },
-                )
-                .with_help(format!(
-                    "donmai.toml enables it for {}; set `metadata.scope.project` to one of them",
-                    allowed
-                ));
-                if let Some(project) = &self.workflow.metadata.project {
-                    diagnostic = diagnostic.with_label(project.span, "this workflow's project");
-                }
-                self.diagnostics.push(diagnostic);
-            } else if !self.context.project.integration_enabled(name) {
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        Code::PROVIDER_DISABLED,
-                        require.plugin.span,
-                        format!("integration `{name}` is not enabled for this project"),
-                    )
-                    .with_help(format!(
-                        "add \"{name}\" to `[integrations] enabled` in donmai.toml"
-                    )),
+                    workflow_project.map(|p| p.value.as_str()),
                 );
+                match denial {
+                    None => {}
+                    Some(palette::PluginDenial::ScopeDenied) => {
+                        let allowed = self
+                            .context
+                            .project
+                            .integration_projects(name)
+                            .map(backticked)
+                            .unwrap_or_default();
+                        let mut diagnostic = Diagnostic::new(
+                            Code::SCOPE_DENIED,
+                            require.plugin.span,
+                            match workflow_project {
+                                Some(project) => format!(
+                                    "integration `{name}` is not enabled for project `{}`",
+                                    project.value
+                                ),
+                                None => format!(
+                                    "integration `{name}` is enabled for some projects only, and this workflow names none"
+                                ),
+                            },
+                        )
+                        .with_help(format!(
+                            "donmai.toml enables it for {}; set `metadata.scope.project` to one of them",
+                            allowed
+                        ));
+                        if let Some(project) = workflow_project {
+                            diagnostic =
+                                diagnostic.with_label(project.span, "this workflow's project");
+                        }
+                        self.diagnostics.push(diagnostic);
+                    }
+                    Some(palette::PluginDenial::NotEnabled) => {
+                        self.diagnostics.push(
+                            Diagnostic::new(
+                                Code::PROVIDER_DISABLED,
+                                require.plugin.span,
+                                format!("integration `{name}` is not enabled for this project"),
+                            )
+                            .with_help(format!(
+                                "add \"{name}\" to `[integrations] enabled` in donmai.toml"
+                            )),
+                        );
+                    }
+                }
             }
         }
     }
@@ -566,7 +643,7 @@ impl<'a> Checker<'a> {
                 .successor
                 .as_ref()
                 .map(|s| format!("use `{s}` instead"));
-            match verb.deprecation_status(values::today()) {
+            match palette::verb_status(verb) {
                 DeprecationStatus::Removed => {
                     let after = deprecation.after.map(|d| d.to_string()).unwrap_or_default();
                     let mut diagnostic = Diagnostic::new(
@@ -597,13 +674,7 @@ impl<'a> Checker<'a> {
                 DeprecationStatus::Active => {}
             }
         }
-        let expected = match step.ty.value {
-            StepType::Condition => Some(VerbKind::Condition),
-            StepType::Action => Some(VerbKind::Action),
-            StepType::Gate => Some(VerbKind::Gate),
-            _ => None,
-        };
-        if let Some(expected) = expected
+        if let Some(expected) = palette::verb_kind_for(step.ty.value)
             && verb.kind != expected
         {
             self.diagnostics.push(

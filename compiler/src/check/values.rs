@@ -14,7 +14,7 @@ use donmai_grammar::{Code, Diagnostic, Span};
 use donmai_stdlib::types::{Field, ObjectType, Type};
 
 use super::Checker;
-use crate::typeck::{TypeEnv, check_expr};
+use crate::typeck::{TypeEnv, check_expr, check_expr_recording};
 
 /// Limits of the bounded predicate language.
 const MAX_PREDICATE_DEPTH: usize = 5;
@@ -62,14 +62,7 @@ impl Checker<'_> {
 
     /// Whether step `j` has succeeded whenever position `index` is reached.
     pub(super) fn always_ran(&self, j: usize, index: usize) -> bool {
-        let topology = self.topology();
-        if index < self.workflow.steps.len() {
-            return topology.dominates(j, index);
-        }
-        let mut sinks = (0..self.workflow.steps.len())
-            .filter(|&s| topology.successors[s].is_empty() && topology.is_reached(s))
-            .peekable();
-        sinks.peek().is_some() && sinks.all(|s| topology.dominates(j, s))
+        self.topology().always_ran(j, index)
     }
 
     fn reaching_entries(&self, index: usize) -> Vec<usize> {
@@ -140,7 +133,10 @@ impl Checker<'_> {
             nodes,
             trigger: self.trigger_type(index),
         };
-        let (ty, mut diagnostics) = check_expr(expr, &env);
+        let (ty, mut diagnostics) = match self.expr_types.as_mut() {
+            Some(types) => check_expr_recording(expr, &env, types),
+            None => check_expr(expr, &env),
+        };
         self.diagnostics.append(&mut diagnostics);
         ty
     }
@@ -189,7 +185,7 @@ impl Checker<'_> {
     /// instructions of checking a 10,000-step workflow. Trigger outputs are
     /// fixed before any expression is checked, so a cached type never goes
     /// stale.
-    fn trigger_type(&mut self, index: usize) -> Type {
+    pub(super) fn trigger_type(&mut self, index: usize) -> Type {
         // Keyed by the set of reaching entries, which the topology already
         // holds: a hit allocates nothing.
         let topology = self.topology();
