@@ -14,12 +14,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use donmai_compiler::check::{GroupCache, check_source};
+use donmai_compiler::check::GroupCache;
+use donmai_compiler::ide::analysis::Analysis;
 use donmai_compiler::driver::{finish_diagnostics, looks_like_workflow};
 use donmai_compiler::ide::symbols::SymbolIndex;
 use donmai_compiler::project::{Project, ProjectCache};
 use donmai_grammar::ast::Workflow;
-use donmai_grammar::lower::parse_workflow;
 use donmai_grammar::{Diagnostic, SourceFile};
 use donmai_stdlib::registry::Registry;
 use tokio::sync::Notify;
@@ -34,33 +34,43 @@ pub struct Snapshot {
     pub source: Arc<SourceFile>,
     /// Exactly what `donmaic check` reports for this text.
     pub diagnostics: Vec<Diagnostic>,
-    /// Whether the text is a workflow at all (an unrelated YAML file gets
-    /// no diagnostics and no workflow features).
-    pub is_workflow: bool,
+    /// The checker's facts, for completion and hover; `None` when the text
+    /// is not a workflow (an unrelated YAML file gets no diagnostics and no
+    /// workflow features).
+    pub analysis: Option<Arc<Analysis>>,
     pub project: Project,
-    /// The parsed workflow and its symbol index, built on the first
-    /// navigation request for this version (most versions never get one).
+    /// The symbol index, built on the first navigation request for this
+    /// version (most versions never get one).
     syntax: OnceLock<Option<Arc<Syntax>>>,
 }
 
-/// A document's workflow AST with its symbol index.
+/// A document's parsed workflow with its symbol index.
 pub struct Syntax {
-    pub workflow: Workflow,
+    pub analysis: Arc<Analysis>,
     pub index: SymbolIndex,
 }
 
+impl Syntax {
+    pub fn workflow(&self) -> &Workflow {
+        self.analysis
+            .workflow()
+            .expect("a Syntax is only built for a parsed workflow")
+    }
+}
+
 impl Snapshot {
+    pub fn is_workflow(&self) -> bool {
+        self.analysis.is_some()
+    }
+
     /// `None` when the text is not a workflow or its YAML does not parse:
     /// an index of an older text would give wrong positions.
     pub fn syntax(&self) -> Option<Arc<Syntax>> {
         self.syntax
             .get_or_init(|| {
-                if !self.is_workflow {
-                    return None;
-                }
-                let workflow = parse_workflow(self.source.text()).workflow?;
-                let index = SymbolIndex::new(&self.source, &workflow);
-                Some(Arc::new(Syntax { workflow, index }))
+                let analysis = self.analysis.clone()?;
+                let index = SymbolIndex::new(&self.source, analysis.workflow()?);
+                Some(Arc::new(Syntax { analysis, index }))
             })
             .clone()
     }
@@ -88,6 +98,9 @@ pub struct Publish {
 pub struct Shared {
     pub documents: Mutex<Documents>,
     pub snapshots: Mutex<HashMap<Uri, Arc<Snapshot>>>,
+    /// The newest analysis of each document whose YAML parsed: completion
+    /// works from it while the text is momentarily broken mid-edit.
+    pub last_parsed: Mutex<HashMap<Uri, Arc<Analysis>>>,
     /// Woken whenever a snapshot is stored.
     pub analysed: Notify,
     pub encoding: Mutex<Encoding>,
@@ -100,6 +113,7 @@ impl Shared {
         Shared {
             documents: Mutex::new(Documents::default()),
             snapshots: Mutex::new(HashMap::new()),
+            last_parsed: Mutex::new(HashMap::new()),
             analysed: Notify::new(),
             encoding: Mutex::new(Encoding::Utf16),
             shutdown: std::sync::atomic::AtomicBool::new(false),
@@ -191,7 +205,7 @@ impl Caches {
     }
 }
 
-/// Analyses one text as `donmaic check` would.
+/// Analyses one text as `donmaic check` would, keeping the checker's facts.
 pub fn analyse(
     path: PathBuf,
     text: String,
@@ -201,18 +215,19 @@ pub fn analyse(
     groups: &GroupCache,
 ) -> Snapshot {
     let source = SourceFile::new(path, text);
-    let is_workflow = looks_like_workflow(source.text().as_bytes());
-    let diagnostics = if is_workflow {
-        let raw = check_source(&source, &project, registry, groups);
-        finish_diagnostics(&source, &project, raw)
+    let (diagnostics, analysis) = if looks_like_workflow(source.text().as_bytes()) {
+        let analysis = Analysis::new(&source, &project, registry, groups);
+        let raw = analysis.diagnostics().to_vec();
+        let diagnostics = finish_diagnostics(&source, &project, raw);
+        (diagnostics, Some(Arc::new(analysis)))
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     Snapshot {
         version,
         source: Arc::new(source),
         diagnostics,
-        is_workflow,
+        analysis,
         project,
         syntax: OnceLock::new(),
     }
@@ -265,6 +280,7 @@ fn analyse_one(
 ) {
     let Some(document) = lock(&shared.documents).get(uri).cloned() else {
         lock(&shared.snapshots).remove(uri);
+        lock(&shared.last_parsed).remove(uri);
         return;
     };
     if !force
@@ -293,6 +309,9 @@ fn analyse_one(
         .map(|d| encoding.diagnostic(&snapshot.source, uri, d))
         .collect();
     let version = snapshot.version;
+    if let Some(analysis) = snapshot.analysis.as_ref().filter(|a| a.workflow().is_some()) {
+        lock(&shared.last_parsed).insert(uri.clone(), analysis.clone());
+    }
     lock(&shared.snapshots).insert(uri.clone(), Arc::new(snapshot));
     shared.analysed.notify_waiters();
     // A newer text is queued: its own result will be published instead.

@@ -150,7 +150,7 @@ pub fn document_symbols(
             }),
         }
     }
-    navigate::document_symbols(file, &syntax.workflow)
+    navigate::document_symbols(file, syntax.workflow())
         .iter()
         .map(|o| convert(encoding, file, o))
         .collect()
@@ -184,8 +184,8 @@ pub fn semantic_tokens(
     range: Option<Span>,
 ) -> Vec<SemanticToken> {
     let found = match range {
-        Some(range) => tokens::semantic_tokens_in(file, &syntax.workflow, range),
-        None => tokens::semantic_tokens(file, &syntax.workflow),
+        Some(range) => tokens::semantic_tokens_in(file, syntax.workflow(), range),
+        None => tokens::semantic_tokens(file, syntax.workflow()),
     };
     let mut out = Vec::with_capacity(found.len());
     let (mut line, mut column) = (0u32, 0u32);

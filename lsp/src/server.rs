@@ -267,6 +267,7 @@ impl LanguageServer for Backend {
         let uri = params.text_document.uri;
         lock(&self.shared.documents).close(&uri);
         lock(&self.shared.snapshots).remove(&uri);
+        lock(&self.shared.last_parsed).remove(&uri);
         // Diagnostics of a closed file would linger in the problems view.
         self.client.publish_diagnostics(uri, Vec::new(), None).await;
     }
