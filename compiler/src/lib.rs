@@ -10,6 +10,8 @@ pub mod driver;
 pub mod eval;
 pub mod explain;
 pub mod fix;
+pub mod fmt;
+pub mod migrate;
 pub mod plugins;
 pub mod project;
 pub mod render;
