@@ -90,11 +90,8 @@ pub fn format_workflow(text: &str) -> Result<String, FormatError> {
         return Err(FormatError::new(text, span, yaml_refusal(&first.message)));
     }
     let mut emitter = Emitter::new(body);
-    let emitted = emitter
-        .stream(&parsed.documents)
-        .and_then(|()| emitter.finish());
-    let formatted = match emitted {
-        Ok(formatted) => formatted,
+    let formatted = match emitter.stream(&parsed.documents) {
+        Ok(()) => emitter.out,
         Err(Misplaced(at)) => {
             return Err(FormatError::new(
                 text,
@@ -706,10 +703,6 @@ impl<'t> Emitter<'t> {
         Ok(())
     }
 
-    fn finish(&mut self) -> Emitted<String> {
-        Ok(std::mem::take(&mut self.out))
-    }
-
     fn shape(&self, node: &Node<'_>) -> Shape {
         let source = &self.src[node.span.start..node.span.end];
         let first = source.as_bytes().first().copied();
@@ -851,9 +844,7 @@ impl<'t> Emitter<'t> {
         match (&node.kind, shape) {
             (NodeKind::Map(entries), Shape::Map { .. }) => self.map(node, entries, place)?,
             (NodeKind::Seq(items), Shape::Seq { flow }) => self.seq(node, items, flow, place)?,
-            (NodeKind::Scalar(scalar), Shape::BlockScalar) => {
-                self.block_scalar(node, scalar, place)?;
-            }
+            (NodeKind::Scalar(_), Shape::BlockScalar) => self.block_scalar(node, place)?,
             (NodeKind::Scalar(scalar), Shape::Scalar) => self.flow_scalar(node, scalar, place),
             (_, Shape::VerbatimFlow) => self.verbatim_flow(node, place),
             (_, Shape::InlineFlow) => {
@@ -1079,7 +1070,7 @@ impl<'t> Emitter<'t> {
         self.end_token(node.span.end);
     }
 
-    fn block_scalar(&mut self, node: &Node<'_>, scalar: &Scalar<'_>, place: Place) -> Emitted {
+    fn block_scalar(&mut self, node: &Node<'_>, place: Place) -> Emitted {
         let src = self.src;
         let span = node.span;
         let bytes = src.as_bytes();
@@ -1141,7 +1132,6 @@ impl<'t> Emitter<'t> {
             }
             offset += line.len() + 1;
         }
-        let _ = scalar;
         self.end_token(span.end);
         self.keep_breaks = keep;
         Ok(())
