@@ -12,9 +12,10 @@
 //!   line after its key moves up to the key's line;
 //! - a flow collection written on one line stays in flow style with
 //!   canonical spacing (`[a, b]`, `{k: v, k2: v2}`); one that spans lines
-//!   becomes block style (a `{{ … }}` written without quotes, which YAML
-//!   reads as a mapping, is kept as written: `donmaic check --fix` quotes
-//!   it);
+//!   becomes block style, unless a plain scalar in it reads differently in
+//!   block context (`[a,\n |b]`): it is then joined on one line, or kept as
+//!   written. A `{{ … }}` written without quotes, which YAML reads as a
+//!   mapping, is kept as written: `donmaic check --fix` quotes it;
 //! - a comment stays on its line: after the same token, or alone on a line
 //!   before the same token, indented like the level it was aligned with;
 //!   runs of blank lines become one, blank lines at the start and end of the
@@ -124,41 +125,38 @@ pub fn line_edits(old: &str, new: &str) -> Vec<Edit> {
     if old == new {
         return Vec::new();
     }
+    // Positions are counted along the changes, not taken from the diff's
+    // operations, whose old index after an insertion is not always exact.
     let diff = similar::TextDiff::from_lines(old, new);
-    let old_starts = line_starts(old);
-    let new_starts = line_starts(new);
     let mut edits: Vec<Edit> = Vec::new();
-    for op in diff.ops() {
-        if let similar::DiffOp::Equal { .. } = op {
-            continue;
-        }
-        let old_range = op.old_range();
-        let new_range = op.new_range();
-        let span = Span::new(old_starts[old_range.start], old_starts[old_range.end]);
-        let replacement = &new[new_starts[new_range.start]..new_starts[new_range.end]];
-        match edits.last_mut() {
-            Some(last) if last.span.end == span.start => {
-                last.span.end = span.end;
-                last.replacement.push_str(replacement);
+    let mut pending: Option<Edit> = None;
+    let mut offset = 0;
+    for change in diff.iter_all_changes() {
+        let line = change.value();
+        match change.tag() {
+            similar::ChangeTag::Equal => {
+                edits.extend(pending.take());
+                offset += line.len();
             }
-            _ => edits.push(Edit {
-                span,
-                replacement: replacement.to_string(),
-            }),
+            similar::ChangeTag::Delete => {
+                let edit = pending.get_or_insert_with(|| Edit {
+                    span: Span::at(offset),
+                    replacement: String::new(),
+                });
+                offset += line.len();
+                edit.span.end = offset;
+            }
+            similar::ChangeTag::Insert => {
+                let edit = pending.get_or_insert_with(|| Edit {
+                    span: Span::at(offset),
+                    replacement: String::new(),
+                });
+                edit.replacement.push_str(line);
+            }
         }
     }
+    edits.extend(pending);
     edits
-}
-
-/// Offsets of the start of each line, plus the end of the text, as
-/// `similar` splits lines (after each `\n`).
-fn line_starts(text: &str) -> Vec<usize> {
-    let mut starts = vec![0];
-    starts.extend(text.match_indices('\n').map(|(at, _)| at + 1));
-    if *starts.last().unwrap_or(&0) != text.len() {
-        starts.push(text.len());
-    }
-    starts
 }
 
 fn yaml_refusal(message: &str) -> String {
@@ -729,7 +727,9 @@ impl<'t> Emitter<'t> {
                     }
                     // An unquoted `{{ … }}`: keep the user's text for the
                     // checker's fix to quote.
-                    Some(b'{') if !starts_with_key && source.starts_with("{{") => Shape::InlineFlow,
+                    Some(b'{') if !starts_with_key && source.starts_with("{{") => {
+                        Shape::VerbatimFlow
+                    }
                     Some(b'{') if !starts_with_key => {
                         self.flow_shape(node, Shape::Map { flow: true })
                     }
@@ -848,13 +848,8 @@ impl<'t> Emitter<'t> {
             (NodeKind::Scalar(scalar), Shape::Scalar) => self.flow_scalar(node, scalar, place),
             (_, Shape::VerbatimFlow) => self.verbatim_flow(node, place),
             (_, Shape::InlineFlow) => {
-                let text = if self.src[node.span.start..].starts_with("{{") {
-                    self.src[node.span.start..node.span.end].to_string()
-                } else {
-                    let mut text = String::new();
-                    self.inline_flow(node, &mut text)?;
-                    text
-                };
+                let mut text = String::new();
+                self.inline_flow(node, &mut text)?;
                 let inline = self.fits_on_line(shape);
                 self.open_token(place.indent, inline);
                 self.write(&text);
@@ -1141,6 +1136,10 @@ impl<'t> Emitter<'t> {
     fn inline_flow(&self, node: &Node<'_>, out: &mut String) -> Emitted {
         let source = &self.src[node.span.start..node.span.end];
         match (&node.kind, self.shape(node)) {
+            // An unquoted template: the user's text, for `check --fix`.
+            (NodeKind::Map(_), Shape::InlineFlow) if source.starts_with("{{") => {
+                out.push_str(source);
+            }
             (NodeKind::Seq(items), _) if source.starts_with('[') => {
                 out.push('[');
                 let mut cursor = node.span.start + 1;

@@ -453,6 +453,8 @@ fn check_formatting(text: &str) -> Result<(), TestCaseError> {
         Ok(formatted) => formatted,
         Err(error) => return Err(TestCaseError::fail(format!("{error}\n{text}"))),
     };
+    let edits = donmai_compiler::fmt::format_edits(text).expect("formats");
+    prop_assert_eq!(&donmai_compiler::fix::apply_edits(text, &edits), &formatted);
     let again = format_workflow(&formatted)
         .map_err(|e| TestCaseError::fail(format!("{e}\n{formatted}")))?;
     prop_assert_eq!(&again, &formatted, "not idempotent; input:\n{}", text);
