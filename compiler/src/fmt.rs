@@ -1377,6 +1377,25 @@ mod tests {
     }
 
     #[test]
+    fn the_deepest_documents_the_parser_accepts_format() {
+        let depth = yaml::MAX_DEPTH - 1;
+        let flow = format!("{}x{}\n", "[".repeat(depth), "]".repeat(depth));
+        formats_to(&flow, &flow);
+        let multi_line_flow = format!("{}x{}\n", "[\n".repeat(depth), "]".repeat(depth));
+        format(&multi_line_flow);
+        let mut block = String::new();
+        for level in 0..depth {
+            block.push_str(&format!("{}k{level}:\n", " ".repeat(level)));
+        }
+        block.push_str(&format!("{}v\n", " ".repeat(depth)));
+        let formatted = format(&block);
+        let last = format!("{}k{}: v\n", "  ".repeat(depth - 1), depth - 1);
+        assert!(formatted.ends_with(&last), "{formatted}");
+        let too_deep = format!("{}x{}\n", "[".repeat(depth + 2), "]".repeat(depth + 2));
+        assert!(format_workflow(&too_deep).is_err());
+    }
+
+    #[test]
     fn edits_change_only_what_differs() {
         let text = "a: 1\nb:    2\nc: 3\n";
         let edits = format_edits(text).expect("formats");

@@ -429,7 +429,12 @@ fn rewrite_command(args: &RewriteArgs, rewrite: Rewrite) -> ExitCode {
             listing.push_str(&donmai_compiler::fix::unified_diff(&shown, &text, &new));
         } else if args.check {
             listing.push_str(&format!("{shown}\n"));
-        } else if let Err(error) = donmai_compiler::fix::write_atomically(path, &new) {
+        } else if let Err(error) = donmai_compiler::fix::write_atomically(
+            // Through a symbolic link, the file it names is rewritten; the
+            // link stays a link.
+            &std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+            &new,
+        ) {
             eprintln!("error: {}: cannot write: {error}", path.display());
             failed = true;
             changed -= 1;

@@ -262,6 +262,19 @@ fn line_breaks_and_permissions_are_kept() {
     assert_eq!(leftovers, 1, "no temporary file is left behind");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_symbolic_link_stays_a_link() {
+    let tree = Tree::new("symlink");
+    tree.write("real/w.yaml", MESSY);
+    std::os::unix::fs::symlink("real/w.yaml", tree.root.join("link.yaml")).expect("symlink");
+    let run = tree.run(&["fmt", "link.yaml"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let link = std::fs::symlink_metadata(tree.root.join("link.yaml")).expect("lstat");
+    assert!(link.file_type().is_symlink());
+    assert_eq!(tree.read("real/w.yaml"), TIDY);
+}
+
 #[test]
 fn migrate_rewrites_v1_files_only() {
     let tree = Tree::new("migrate");
