@@ -527,9 +527,9 @@ impl<'t> Emitter<'t> {
         }
     }
 
-    /// Starts a token: on the current line after a space when `inline`,
-    /// else on a new line at `indent`; then its pending properties.
-    fn open_token(&mut self, indent: usize, inline: bool) {
+    /// Makes room for a token: on the current line after a space when
+    /// `inline`, else on a new line at `indent`.
+    fn open_line(&mut self, indent: usize, inline: bool) {
         if inline {
             // A blank line between a key or dash and what moves up to its
             // line goes with the line break.
@@ -538,6 +538,12 @@ impl<'t> Emitter<'t> {
         } else {
             self.begin_line(indent);
         }
+    }
+
+    /// Starts a token ([`Emitter::open_line`]), then writes its pending
+    /// properties.
+    fn open_token(&mut self, indent: usize, inline: bool) {
+        self.open_line(indent, inline);
         for property in std::mem::take(&mut self.pending_properties) {
             self.write(property);
             self.line.push(' ');
@@ -549,12 +555,15 @@ impl<'t> Emitter<'t> {
     /// Lays out the comments, blank lines, properties and document markers
     /// up to `until`, stopping after the first `stop_at` indicator when one
     /// is given (and returning its offset). `next` is where the following
-    /// node goes, for comments aligned with it.
+    /// node goes, for comments aligned with it. Between the entries of a
+    /// flow collection (`in_flow`), properties belong to the next node
+    /// wherever they are.
     fn gap(
         &mut self,
         until: usize,
         next: Option<Level>,
         stop_at: Option<u8>,
+        in_flow: bool,
     ) -> Emitted<Option<usize>> {
         if until < self.cursor {
             return Err(Misplaced(until));
@@ -614,16 +623,20 @@ impl<'t> Emitter<'t> {
                         .clone()
                         .any(|p| !matches!(p, Piece::LineBreak(_) | Piece::Comment(..)))
                         && pieces.peek().is_some();
-                    if ends_line {
-                        if self.line_has_content && !self.line_closed {
-                            self.line.push(' ');
-                        } else {
-                            let indent = next.map_or(0, |level| level.indent);
-                            self.begin_line(indent);
-                        }
+                    let open_line = self.line_has_content && !self.line_closed;
+                    let ends_line = ends_line && !in_flow;
+                    if ends_line && open_line && self.slot != Slot::None {
+                        self.line.push(' ');
+                        self.write(property);
+                        self.slot = Slot::Properties;
+                    } else if ends_line && !open_line {
+                        let indent = next.map_or(0, |level| level.indent);
+                        self.begin_line(indent);
                         self.write(property);
                         self.slot = Slot::Properties;
                     } else {
+                        // On the line of the node it belongs to, or, between
+                        // the items of a flow collection, before the next one.
                         self.pending_properties.push(property);
                     }
                     self.last_token_end = end;
@@ -688,7 +701,7 @@ impl<'t> Emitter<'t> {
                 old_column: self.column(document.span.start),
                 indent: 0,
             };
-            self.gap(document.span.start, Some(next), None)?;
+            self.gap(document.span.start, Some(next), None, false)?;
             let place = Place {
                 indent: 0,
                 parent: None,
@@ -696,7 +709,7 @@ impl<'t> Emitter<'t> {
             };
             self.node(document, place)?;
         }
-        self.gap(self.src.len(), None, None)?;
+        self.gap(self.src.len(), None, None, false)?;
         self.finish_line();
         Ok(())
     }
@@ -841,8 +854,21 @@ impl<'t> Emitter<'t> {
     /// Lays out `node`; the text before it is already laid out.
     fn node(&mut self, node: &Node<'_>, place: Place) -> Emitted {
         let shape = self.shape(node);
+        if matches!(shape, Shape::Map { flow: true } | Shape::Seq { flow: true })
+            && !self.pending_properties.is_empty()
+        {
+            // A flow collection's properties (`! {a: 1}`) stay with it: on
+            // the line before its first entry.
+            let inline = self.fits_on_line(Shape::Scalar);
+            self.open_token(place.indent, inline);
+            let kept = self.line.trim_end().len();
+            self.line.truncate(kept);
+            self.slot = Slot::Properties;
+        }
         match (&node.kind, shape) {
-            (NodeKind::Map(entries), Shape::Map { .. }) => self.map(node, entries, place)?,
+            (NodeKind::Map(entries), Shape::Map { flow }) => {
+                self.map(node, entries, flow, place)?
+            }
             (NodeKind::Seq(items), Shape::Seq { flow }) => self.seq(node, items, flow, place)?,
             (NodeKind::Scalar(_), Shape::BlockScalar) => self.block_scalar(node, place)?,
             (NodeKind::Scalar(scalar), Shape::Scalar) => self.flow_scalar(node, scalar, place),
@@ -871,7 +897,7 @@ impl<'t> Emitter<'t> {
         self.cursor = end;
     }
 
-    fn map(&mut self, node: &Node<'_>, entries: &[Entry<'_>], place: Place) -> Emitted {
+    fn map(&mut self, node: &Node<'_>, entries: &[Entry<'_>], flow: bool, place: Place) -> Emitted {
         let level = Level {
             old_column: self.column(node.span.start),
             indent: place.indent,
@@ -881,18 +907,18 @@ impl<'t> Emitter<'t> {
         let value_place = Place::child_of(level, false);
         let item_place = Place::child_of(level, true);
         for (i, entry) in entries.iter().enumerate() {
-            self.gap(entry.key.span.start, None, None)?;
+            self.gap(entry.key.span.start, None, None, flow)?;
             let inline = i == 0 && compact;
             let explicit = self.needs_explicit_key(entry)?;
             let child = if explicit { item_place } else { value_place };
             if explicit {
-                self.open_token(level.indent, inline);
+                self.open_line(level.indent, inline);
                 self.write("?");
                 self.slot = Slot::Dash;
                 let next = self.level_of(&entry.key, child);
-                self.gap(entry.key.span.start, Some(next), None)?;
+                self.gap(entry.key.span.start, Some(next), None, false)?;
                 self.node(&entry.key, child)?;
-                let colon = self.gap(entry.value.span.start, None, Some(b':'))?;
+                let colon = self.gap(entry.value.span.start, None, Some(b':'), false)?;
                 self.begin_line(level.indent);
                 self.write(":");
                 self.slot = Slot::Dash;
@@ -916,7 +942,7 @@ impl<'t> Emitter<'t> {
                 self.end_token(entry.key.span.end);
             }
             let next = self.level_of(&entry.value, child);
-            self.gap(entry.value.span.start, Some(next), None)?;
+            self.gap(entry.value.span.start, Some(next), None, false)?;
             self.node(&entry.value, child)?;
         }
         self.levels.pop();
@@ -956,10 +982,10 @@ impl<'t> Emitter<'t> {
         let child = Place::child_of(level, true);
         for (i, item) in items.iter().enumerate() {
             let dash = if flow {
-                self.gap(item.span.start, None, None)?;
+                self.gap(item.span.start, None, None, true)?;
                 None
             } else {
-                let dash = self.gap(item.span.start, None, Some(b'-'))?;
+                let dash = self.gap(item.span.start, None, Some(b'-'), false)?;
                 // The first dash of an indentless sequence may come before
                 // the node's span, with the text before it.
                 if dash.is_none() && i > 0 {
@@ -967,14 +993,14 @@ impl<'t> Emitter<'t> {
                 }
                 dash
             };
-            self.open_token(level.indent, i == 0 && compact);
+            self.open_line(level.indent, i == 0 && compact);
             self.write("-");
             self.slot = Slot::Dash;
             if let Some(dash) = dash {
                 self.last_token_end = dash + 1;
             }
             let next = self.level_of(item, child);
-            self.gap(item.span.start, Some(next), None)?;
+            self.gap(item.span.start, Some(next), None, false)?;
             self.node(item, child)?;
         }
         self.levels.pop();

@@ -142,9 +142,31 @@ struct Writer {
     out: String,
     choices: Choices,
     comments: usize,
+    anchors: usize,
 }
 
 impl Writer {
+    /// An anchor or a tag for the next node, followed by a space, sometimes.
+    fn properties(&mut self) -> String {
+        match self.choices.next(16) {
+            0 => {
+                self.anchors += 1;
+                format!("&a{} ", self.anchors)
+            }
+            1 => "!t ".to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// An alias of an anchor written before, sometimes.
+    fn alias(&mut self) -> Option<String> {
+        if self.anchors == 0 || self.choices.next(8) != 0 {
+            return None;
+        }
+        let anchors = u8::try_from(self.anchors).unwrap_or(u8::MAX);
+        Some(format!("*a{}", 1 + self.choices.next(anchors)))
+    }
+
     /// A comment at the end of the current line, sometimes.
     fn maybe_trailing_comment(&mut self) {
         if self.choices.chance(1) {
@@ -234,18 +256,28 @@ impl Writer {
     fn value(&mut self, tree: &Tree, indent: usize, after_dash: bool) {
         let step = 1 + usize::from(self.choices.next(4));
         match tree {
+            Tree::Scalar(_) if let Some(alias) = self.alias() => {
+                self.out.push(' ');
+                self.out.push_str(&alias);
+                self.maybe_trailing_comment();
+                self.out.push('\n');
+            }
             Tree::Scalar(scalar @ ScalarText::Block { .. }) => {
                 self.out.push(' ');
+                let properties = self.properties();
+                self.out.push_str(&properties);
                 let parent = if after_dash { indent - 2 } else { indent };
                 self.block_scalar(scalar, parent, parent + step);
             }
             Tree::Scalar(scalar) => {
+                let properties = self.properties();
                 if !after_dash && self.choices.chance(1) {
                     self.out
-                        .push_str(&format!("\n{}", " ".repeat(indent + step)));
+                        .push_str(&format!("\n{}{properties}", " ".repeat(indent + step)));
                     self.scalar_inline(scalar, indent + step);
                 } else {
                     self.out.push(' ');
+                    self.out.push_str(&properties);
                     self.scalar_inline(scalar, indent);
                 }
                 self.maybe_trailing_comment();
@@ -253,12 +285,16 @@ impl Writer {
             }
             Tree::Map(entries) if self.flow_ok(tree) && self.choices.chance(1) => {
                 self.out.push(' ');
+                let properties = self.properties();
+                self.out.push_str(&properties);
                 self.flow(tree, indent + step);
                 self.maybe_trailing_comment();
                 self.out.push('\n');
             }
             Tree::Seq(_) if self.flow_ok(tree) && self.choices.chance(1) => {
                 self.out.push(' ');
+                let properties = self.properties();
+                self.out.push_str(&properties);
                 self.flow(tree, indent + step);
                 self.maybe_trailing_comment();
                 self.out.push('\n');
@@ -273,11 +309,17 @@ impl Writer {
                 self.seq_items(items, indent, true);
             }
             Tree::Map(entries) => {
+                let properties = self.properties();
+                self.out.push(' ');
+                self.out.push_str(properties.trim_end());
                 self.maybe_trailing_comment();
                 self.out.push('\n');
                 self.map_entries(entries, indent + step, false);
             }
             Tree::Seq(items) => {
+                let properties = self.properties();
+                self.out.push(' ');
+                self.out.push_str(properties.trim_end());
                 self.maybe_trailing_comment();
                 self.out.push('\n');
                 // Indentless under a key, sometimes. Not when the first item
@@ -352,6 +394,8 @@ impl Writer {
                         self.out.push_str(&sep);
                     }
                     self.out.push_str(&format!("{key:?}: "));
+                    let properties = self.properties();
+                    self.out.push_str(&properties);
                     self.flow(value, indent);
                 }
                 self.out.push('}');
@@ -363,6 +407,12 @@ impl Writer {
                         let sep = separator(self);
                         self.out.push_str(&sep);
                     }
+                    if let Some(alias) = self.alias() {
+                        self.out.push_str(&alias);
+                        continue;
+                    }
+                    let properties = self.properties();
+                    self.out.push_str(&properties);
                     self.flow(item, indent);
                 }
                 self.out.push(']');
@@ -379,6 +429,7 @@ fn write(tree: &Tree, choices: Vec<u8>) -> String {
             at: 0,
         },
         comments: 0,
+        anchors: 0,
     };
     if writer.choices.chance(1) {
         writer.out.push_str("# head\n\n");
@@ -551,5 +602,26 @@ proptest! {
             text.replace_range(at..end, &insert);
         }
         check_formatting(&text)?;
+        check_migration(&text.replace("workflow/v2", "workflow/v1"))?;
     }
+}
+
+/// Migration never panics; what it returns reads as workflow/v2 and was
+/// made by its own edits.
+fn check_migration(text: &str) -> Result<(), TestCaseError> {
+    let Ok(outcome) = donmai_compiler::migrate::migrate_v1_to_v2(text) else {
+        return Ok(());
+    };
+    prop_assert_eq!(
+        &donmai_compiler::fix::apply_edits(text, &outcome.edits),
+        &outcome.text
+    );
+    for pair in outcome.edits.windows(2) {
+        prop_assert!(pair[0].span.end <= pair[1].span.start, "overlapping edits");
+    }
+    let workflow = donmai_grammar::lower::parse_workflow(&outcome.text).workflow;
+    prop_assert!(
+        workflow.is_some_and(|w| w.api_version.value == donmai_grammar::ast::ApiVersion::V2)
+    );
+    Ok(())
 }
