@@ -51,6 +51,42 @@ pub enum Command {
     /// Exit status: 0 listed (the last line says whether the plan verifies),
     /// 2 the file is not a readable plan.
     Disasm(DisasmArgs),
+    /// Rewrite workflow files in the canonical layout: two-space indentation,
+    /// comments kept on their lines, quoting and key order as written (see
+    /// docs/cli.md for the whole style).
+    ///
+    /// Files are replaced atomically. Exit status: 0 done, 1 with `--check`
+    /// or `--diff` when some file is not formatted, 2 usage or I/O error or a
+    /// file that is not valid YAML (left as it is).
+    Fmt(RewriteArgs),
+    /// Rewrite workflow/v1 files as workflow/v2 with minimal edits:
+    /// `apiVersion`, `trigger.data.x` → `trigger.x`, `steps.x` → `nodes.x`,
+    /// `${ e }` → `{{ e }}`. Files already at v2 are left as they are.
+    ///
+    /// Exit status: 0 done, 1 with `--check` or `--diff` when some file
+    /// would change, 2 usage or I/O error, or a file that cannot be migrated
+    /// (invalid YAML, no `apiVersion`, another version).
+    Migrate(RewriteArgs),
+}
+
+/// The arguments of the commands that rewrite files: `fmt` and `migrate`.
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    /// Workflow files, or folders searched recursively for workflow files
+    /// as `check` does; `-` reads standard input and writes the result to
+    /// standard output [default: .]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Write nothing; list the files that would change, one per line
+    /// (exit status 1 if there is any).
+    #[arg(long, conflicts_with = "diff")]
+    pub check: bool,
+
+    /// Write nothing; print a unified diff of each file that would change
+    /// (exit status 1 if there is any).
+    #[arg(long)]
+    pub diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +350,20 @@ mod tests {
         assert!(check_matches(&["--fix", "--diff"]).is_err());
         assert!(check_matches(&["--diff", "--format", "json"]).is_err());
         assert!(check_matches(&["--diff"]).is_ok());
+    }
+
+    #[test]
+    fn rewrite_commands_take_paths_and_exclusive_modes() {
+        for command in ["fmt", "migrate"] {
+            let parse = |args: &[&str]| {
+                let mut argv = vec!["donmaic", command];
+                argv.extend_from_slice(args);
+                Cli::try_parse_from(argv)
+            };
+            assert!(parse(&["a.yaml", "-", "--check"]).is_ok());
+            assert!(parse(&["--diff"]).is_ok());
+            assert!(parse(&["--check", "--diff"]).is_err());
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use clap::{CommandFactory, FromArgMatches};
 use donmai_compiler::cli::{
     BuildArgs, CheckArgs, Cli, Command, DisasmArgs, EvalArgs, EvalFormat, ExplainArgs, GraphArgs,
-    GraphFormatArg, lint_flags,
+    GraphFormatArg, RewriteArgs, lint_flags,
 };
 use donmai_compiler::driver::{CheckOptions, FixMode, exit_code, run_check};
 use donmai_compiler::render::{Format, RenderOptions, render};
@@ -50,6 +50,8 @@ fn main() -> ExitCode {
         Command::Graph(args) => graph_command(args),
         Command::Build(args) => build_command(args),
         Command::Disasm(args) => disasm_command(args),
+        Command::Fmt(args) => rewrite_command(&args, Rewrite::Format),
+        Command::Migrate(args) => rewrite_command(&args, Rewrite::Migrate),
     }
 }
 
@@ -323,4 +325,174 @@ fn disasm_command(args: DisasmArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What `fmt` and `migrate` do to a text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    Format,
+    Migrate,
+}
+
+/// A rewritten text, what it says about the change, or where and why the
+/// text was refused.
+type Rewritten = Result<(String, String), (usize, usize, String)>;
+
+impl Rewrite {
+    fn apply(self, text: &str) -> Rewritten {
+        match self {
+            Rewrite::Format => donmai_compiler::fmt::format_workflow(text)
+                .map(|formatted| (formatted, String::new()))
+                .map_err(|e| (e.line, e.column, e.message)),
+            Rewrite::Migrate => donmai_compiler::migrate::migrate_v1_to_v2(text)
+                .map(|outcome| {
+                    let changes: Vec<String> = outcome
+                        .counts()
+                        .iter()
+                        .map(|(kind, count)| match count {
+                            1 => kind.describe().to_string(),
+                            n => format!("{n} × {kind}"),
+                        })
+                        .collect();
+                    (outcome.text, changes.join(", "))
+                })
+                .map_err(|e| (e.line, e.column, e.message)),
+        }
+    }
+
+    /// Past participle for the summary: "reformatted", "migrated".
+    fn done(self) -> &'static str {
+        match self {
+            Rewrite::Format => "reformatted",
+            Rewrite::Migrate => "migrated",
+        }
+    }
+}
+
+/// `donmaic fmt` and `donmaic migrate`: rewrite each file (atomically), or
+/// with `--check`/`--diff` only say what would change.
+fn rewrite_command(args: &RewriteArgs, rewrite: Rewrite) -> ExitCode {
+    let stdin = std::path::Path::new("-");
+    if args.paths.iter().any(|p| p == stdin) {
+        if args.paths.len() > 1 {
+            return fail("`-` (standard input) cannot be combined with other paths");
+        }
+        return rewrite_stdin(args, rewrite);
+    }
+    let (candidates, failures) = donmai_compiler::driver::discover(&args.paths);
+    let mut failed = !failures.is_empty();
+    for failure in &failures {
+        eprintln!("error: {}: {}", failure.path.display(), failure.message);
+    }
+    let (mut seen, mut changed) = (0usize, 0usize);
+    let mut listing = String::new();
+    for candidate in candidates {
+        let path = &candidate.path;
+        let bytes = match donmai_grammar::span::read_regular_file(path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                eprintln!("error: {}: {error}", path.display());
+                failed = true;
+                continue;
+            }
+        };
+        if !candidate.explicit && !donmai_compiler::driver::looks_like_workflow(&bytes) {
+            continue;
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => {
+                eprintln!(
+                    "error: {}: not valid UTF-8 (invalid byte at offset {})",
+                    path.display(),
+                    error.utf8_error().valid_up_to()
+                );
+                failed = true;
+                continue;
+            }
+        };
+        seen += 1;
+        let (new, note) = match rewrite.apply(&text) {
+            Ok(rewritten) => rewritten,
+            Err((line, column, message)) => {
+                eprintln!("error: {}:{line}:{column}: {message}", path.display());
+                failed = true;
+                continue;
+            }
+        };
+        if new == text {
+            continue;
+        }
+        changed += 1;
+        let shown = path.to_string_lossy().replace('\\', "/");
+        if args.diff {
+            listing.push_str(&donmai_compiler::fix::unified_diff(&shown, &text, &new));
+        } else if args.check {
+            listing.push_str(&format!("{shown}\n"));
+        } else if let Err(error) = donmai_compiler::fix::write_atomically(
+            // Through a symbolic link, the file it names is rewritten; the
+            // link stays a link.
+            &std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+            &new,
+        ) {
+            eprintln!("error: {}: cannot write: {error}", path.display());
+            failed = true;
+            changed -= 1;
+        } else if note.is_empty() {
+            eprintln!("{} {shown}", rewrite.done());
+        } else {
+            eprintln!("{} {shown}: {note}", rewrite.done());
+        }
+    }
+    emit(&listing);
+    let would = args.check || args.diff;
+    let files = plural(seen, "file");
+    match (rewrite, would) {
+        (Rewrite::Format, true) => eprintln!("{changed} of {files} would be reformatted"),
+        (Rewrite::Format, false) => eprintln!("reformatted {changed} of {files}"),
+        (Rewrite::Migrate, true) => {
+            eprintln!("{changed} of {files} would be migrated to workflow/v2")
+        }
+        (Rewrite::Migrate, false) => eprintln!("migrated {changed} of {files} to workflow/v2"),
+    }
+    if failed {
+        ExitCode::from(USAGE_OR_IO)
+    } else if would && changed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn rewrite_stdin(args: &RewriteArgs, rewrite: Rewrite) -> ExitCode {
+    let mut bytes = Vec::new();
+    if let Err(error) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes) {
+        return fail(&format!("cannot read standard input: {error}"));
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        return fail("standard input is not valid UTF-8");
+    };
+    let (new, note) = match rewrite.apply(&text) {
+        Ok(rewritten) => rewritten,
+        Err((line, column, message)) => {
+            return fail(&format!("<stdin>:{line}:{column}: {message}"));
+        }
+    };
+    if args.diff {
+        emit(&donmai_compiler::fix::unified_diff("<stdin>", &text, &new));
+    } else if args.check {
+        if new != text {
+            emit("<stdin>\n");
+        }
+    } else {
+        emit(&new);
+        if new != text && !note.is_empty() {
+            eprintln!("{} <stdin>: {note}", rewrite.done());
+        }
+    }
+    if (args.check || args.diff) && new != text {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
