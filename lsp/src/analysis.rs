@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use donmai_compiler::check::GroupCache;
-use donmai_compiler::ide::analysis::Analysis;
 use donmai_compiler::driver::{finish_diagnostics, looks_like_workflow};
+use donmai_compiler::ide::analysis::Analysis;
 use donmai_compiler::ide::symbols::SymbolIndex;
 use donmai_compiler::project::{Project, ProjectCache};
 use donmai_grammar::ast::Workflow;
@@ -309,7 +309,11 @@ fn analyse_one(
         .map(|d| encoding.diagnostic(&snapshot.source, uri, d))
         .collect();
     let version = snapshot.version;
-    if let Some(analysis) = snapshot.analysis.as_ref().filter(|a| a.workflow().is_some()) {
+    if let Some(analysis) = snapshot
+        .analysis
+        .as_ref()
+        .filter(|a| a.workflow().is_some())
+    {
         lock(&shared.last_parsed).insert(uri.clone(), analysis.clone());
     }
     lock(&shared.snapshots).insert(uri.clone(), Arc::new(snapshot));

@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod convert;
 pub mod documents;
+pub mod editing;
 pub mod navigation;
 pub mod server;
 pub mod transport;

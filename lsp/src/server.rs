@@ -12,6 +12,7 @@ use tower_lsp_server::{Client, LanguageServer};
 
 use crate::analysis::{Job, Shared, Snapshot, Syntax, document_path, lock};
 use crate::convert::Encoding;
+use crate::editing;
 use crate::navigation::{self, OpenFiles};
 
 /// How long a request waits for the analysis of the text it was sent
@@ -24,6 +25,8 @@ pub struct Backend {
     jobs: Mutex<Sender<Job>>,
     /// Whether the client lets us register file watchers.
     watches_files: std::sync::atomic::AtomicBool,
+    /// Whether completion items may be snippets (`${1:value}`).
+    snippets: std::sync::atomic::AtomicBool,
 }
 
 impl Backend {
@@ -33,6 +36,7 @@ impl Backend {
             shared,
             jobs: Mutex::new(jobs),
             watches_files: std::sync::atomic::AtomicBool::new(false),
+            snippets: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -111,6 +115,30 @@ impl Backend {
             }
         }
         OpenFiles { by_path }
+    }
+
+    /// Every machine-applicable fix at once, as `donmaic check --fix`
+    /// applies them in one round.
+    fn fix_all(&self, uri: &Uri, snapshot: &Snapshot) -> Option<CodeAction> {
+        let file = &snapshot.source;
+        let (edits, count) = donmai_compiler::fix::select_edits(
+            file.text(),
+            snapshot.diagnostics.iter().filter_map(|d| d.fix.as_ref()),
+        );
+        if count == 0 {
+            return None;
+        }
+        let encoding = self.encoding();
+        let edits = edits.iter().map(|e| encoding.text_edit(file, e)).collect();
+        Some(CodeAction {
+            title: format!("Apply every donmai fix ({count})"),
+            kind: Some(CodeActionKind::SOURCE_FIX_ALL),
+            edit: Some(WorkspaceEdit {
+                changes: Some(HashMap::from([(uri.clone(), edits)])),
+                ..WorkspaceEdit::default()
+            }),
+            ..CodeAction::default()
+        })
     }
 
     fn quick_fixes(
@@ -194,6 +222,16 @@ impl LanguageServer for Backend {
             .unwrap_or(false);
         self.watches_files
             .store(watches, std::sync::atomic::Ordering::Relaxed);
+        let snippets = params
+            .capabilities
+            .text_document
+            .as_ref()
+            .and_then(|t| t.completion.as_ref())
+            .and_then(|c| c.completion_item.as_ref())
+            .and_then(|i| i.snippet_support)
+            .unwrap_or(false);
+        self.snippets
+            .store(snippets, std::sync::atomic::Ordering::Relaxed);
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
                 position_encoding: Some(encoding.kind()),
@@ -207,7 +245,11 @@ impl LanguageServer for Backend {
                 )),
                 code_action_provider: Some(CodeActionProviderCapability::Options(
                     CodeActionOptions {
-                        code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+                        code_action_kinds: Some(vec![
+                            CodeActionKind::QUICKFIX,
+                            CodeActionKind::SOURCE_FIX_ALL,
+                            CodeActionKind::new("refactor.rewrite.migrate"),
+                        ]),
                         ..CodeActionOptions::default()
                     },
                 )),
@@ -290,7 +332,103 @@ impl LanguageServer for Backend {
             // Edits computed on an older text would land in the wrong place.
             return Ok(None);
         }
-        Ok(Some(self.quick_fixes(&uri, &snapshot, params.range)))
+        let mut actions = self.quick_fixes(&uri, &snapshot, params.range);
+        let wanted = |kind: &CodeActionKind| {
+            params.context.only.as_ref().is_none_or(|only| {
+                only.iter().any(|o| {
+                    kind.as_str() == o.as_str()
+                        || kind.as_str().starts_with(&format!("{}.", o.as_str()))
+                })
+            })
+        };
+        if let Some(fix_all) = self
+            .fix_all(&uri, &snapshot)
+            .filter(|a| a.kind.as_ref().is_some_and(wanted))
+        {
+            actions.push(CodeActionOrCommand::CodeAction(fix_all));
+        }
+        if snapshot.is_workflow() {
+            let migrate_kind = CodeActionKind::new("refactor.rewrite.migrate");
+            if wanted(&migrate_kind) {
+                let source = snapshot.source.clone();
+                let encoding = self.encoding();
+                let uri2 = uri.clone();
+                let migrate = tokio::task::spawn_blocking(move || {
+                    editing::migrate_action(encoding, &uri2, &source)
+                })
+                .await
+                .ok()
+                .flatten();
+                actions.extend(migrate.map(CodeActionOrCommand::CodeAction));
+            }
+        }
+        if params.context.only.is_some() {
+            actions.retain(|a| match a {
+                CodeActionOrCommand::CodeAction(a) => a.kind.as_ref().is_some_and(wanted),
+                CodeActionOrCommand::Command(_) => false,
+            });
+        }
+        Ok(Some(actions))
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let at = params.text_document_position;
+        let uri = at.text_document.uri;
+        let Some(document) = lock(&self.shared.documents).get(&uri).cloned() else {
+            return Ok(None);
+        };
+        let Some(analysis) = lock(&self.shared.last_parsed).get(&uri).cloned() else {
+            return Ok(None);
+        };
+        let encoding = self.encoding();
+        let snippets = self.snippets.load(std::sync::atomic::Ordering::Relaxed);
+        let answer = tokio::task::spawn_blocking(move || {
+            let current = donmai_grammar::SourceFile::new(document_path(&uri), document.text);
+            if !encoding.is_inside(&current, at.position) {
+                return None;
+            }
+            let offset = encoding.offset(&current, at.position);
+            Some(editing::completion(
+                encoding, &analysis, &current, offset, snippets,
+            ))
+        })
+        .await
+        .ok()
+        .flatten();
+        Ok(answer)
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let at = params.text_document_position_params;
+        let Some((snapshot, _, offset)) = self.at(&at.text_document.uri, at.position).await else {
+            return Ok(None);
+        };
+        let Some(analysis) = snapshot.analysis.clone() else {
+            return Ok(None);
+        };
+        Ok(editing::hover(self.encoding(), &analysis, offset))
+    }
+
+    async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
+        let uri = params.text_document.uri;
+        let Some(document) = lock(&self.shared.documents).get(&uri).cloned() else {
+            return Ok(None);
+        };
+        let encoding = self.encoding();
+        let formatted = tokio::task::spawn_blocking(move || {
+            let file = donmai_grammar::SourceFile::new(document_path(&uri), document.text);
+            if !donmai_compiler::driver::looks_like_workflow(file.text().as_bytes()) {
+                return Ok(None);
+            }
+            editing::formatting(encoding, &file).map(Some)
+        })
+        .await
+        .unwrap_or(Ok(None));
+        formatted.map_err(|message| tower_lsp_server::jsonrpc::Error {
+            code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
+            message: format!("cannot format: {message}").into(),
+            data: None,
+        })
     }
 
     async fn goto_definition(

@@ -1,0 +1,122 @@
+//! Completion, hover, formatting and the v1 → v2 migration action: the
+//! compiler's answers (`ide::complete`, `ide::hover`, `fmt`, `migrate`) in
+//! LSP form.
+
+use std::collections::HashMap;
+
+use donmai_compiler::ide::analysis::Analysis;
+use donmai_compiler::ide::complete::{self, CompletionKind as Kind};
+use donmai_compiler::ide::hover;
+use donmai_compiler::{fmt, migrate};
+use donmai_grammar::SourceFile;
+use tower_lsp_server::ls_types::*;
+
+use crate::convert::Encoding;
+
+fn item_kind(kind: Kind) -> CompletionItemKind {
+    match kind {
+        Kind::Key | Kind::Input => CompletionItemKind::PROPERTY,
+        Kind::Field => CompletionItemKind::FIELD,
+        Kind::Step => CompletionItemKind::REFERENCE,
+        Kind::Trigger | Kind::Event => CompletionItemKind::EVENT,
+        Kind::Verb | Kind::Function => CompletionItemKind::FUNCTION,
+        Kind::Plugin => CompletionItemKind::MODULE,
+        Kind::Handle | Kind::EnumMember => CompletionItemKind::ENUM_MEMBER,
+        Kind::Variable => CompletionItemKind::VARIABLE,
+        Kind::Method => CompletionItemKind::METHOD,
+        Kind::Keyword => CompletionItemKind::KEYWORD,
+    }
+}
+
+/// Completions at `offset` of `current` (the document as it is now) from
+/// `analysis`, which may be of a slightly older text.
+pub fn completion(
+    encoding: Encoding,
+    analysis: &Analysis,
+    current: &SourceFile,
+    offset: usize,
+    snippets: bool,
+) -> CompletionResponse {
+    let items = complete::complete(analysis, current.text(), offset)
+        .into_iter()
+        .filter(|c| snippets || !c.snippet)
+        .map(|c| {
+            let range = encoding.range(current, c.range);
+            CompletionItem {
+                label: c.label,
+                kind: Some(item_kind(c.kind)),
+                detail: c.detail,
+                documentation: c.documentation.map(|value| {
+                    Documentation::MarkupContent(MarkupContent {
+                        kind: MarkupKind::Markdown,
+                        value,
+                    })
+                }),
+                tags: c.deprecated.then(|| vec![CompletionItemTag::DEPRECATED]),
+                sort_text: Some(c.sort_key),
+                filter_text: c.filter_text,
+                insert_text_format: Some(if c.snippet {
+                    InsertTextFormat::SNIPPET
+                } else {
+                    InsertTextFormat::PLAIN_TEXT
+                }),
+                text_edit: Some(CompletionTextEdit::Edit(TextEdit {
+                    range,
+                    new_text: c.insert_text,
+                })),
+                ..CompletionItem::default()
+            }
+        })
+        .collect();
+    // The list depends on every character typed: ask again as the word grows.
+    CompletionResponse::List(CompletionList {
+        is_incomplete: false,
+        items,
+    })
+}
+
+pub fn hover(encoding: Encoding, analysis: &Analysis, offset: usize) -> Option<Hover> {
+    let found = hover::hover(analysis, offset)?;
+    Some(Hover {
+        contents: HoverContents::Markup(MarkupContent {
+            kind: MarkupKind::Markdown,
+            value: found.markdown,
+        }),
+        range: Some(encoding.range(analysis.file(), found.range)),
+    })
+}
+
+/// `donmaic fmt` as edits of the changed lines; an error (a file whose
+/// YAML does not parse is never reformatted) carries its position.
+pub fn formatting(encoding: Encoding, file: &SourceFile) -> Result<Vec<TextEdit>, String> {
+    let edits = fmt::format_edits(file.text()).map_err(|e| e.to_string())?;
+    Ok(edits.iter().map(|e| encoding.text_edit(file, e)).collect())
+}
+
+/// "Migrate this workflow to v2" for a `workflow/v1` file: the same edits
+/// as `donmaic migrate`.
+pub fn migrate_action(encoding: Encoding, uri: &Uri, file: &SourceFile) -> Option<CodeAction> {
+    let outcome = migrate::migrate_v1_to_v2(file.text()).ok()?;
+    if !outcome.changed() {
+        return None;
+    }
+    let summary: Vec<String> = outcome
+        .counts()
+        .into_iter()
+        .map(|(kind, count)| format!("{kind} ×{count}"))
+        .collect();
+    let edits = outcome
+        .edits
+        .iter()
+        .map(|e| encoding.text_edit(file, e))
+        .collect();
+    Some(CodeAction {
+        title: format!("Migrate to workflow/v2 ({})", summary.join(", ")),
+        kind: Some(CodeActionKind::new("refactor.rewrite.migrate")),
+        edit: Some(WorkspaceEdit {
+            changes: Some(HashMap::from([(uri.clone(), edits)])),
+            ..WorkspaceEdit::default()
+        }),
+        ..CodeAction::default()
+    })
+}

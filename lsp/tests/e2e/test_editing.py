@@ -1,0 +1,169 @@
+"""Completion, hover, formatting and the v1 → v2 migration, end to end."""
+
+from lsprotocol import types
+
+from helpers import apply_edits, diagnostics_for, open_document, position_of, write
+from test_navigation import FLOW
+
+V1 = """\
+apiVersion: workflow/v1
+kind: WorkflowDefinition
+metadata: {name: old, version: "1", scope: {project: api}}
+requires: [{plugin: donmai@2}, {plugin: linear@1}]
+triggers:
+  - {id: created, kind: signal, config: {signalEventType: com.linear.AgentSessionEvent.created}}
+spec:
+  steps:
+    - {id: start, type: trigger, config: {triggerId: created}, next: [dispatch]}
+    - id: dispatch
+      type: action
+      config: {action: "donmai@2:agent.dispatch_to_queue", workType: development, issueId: "${ trigger.data.issueId }"}
+"""
+
+
+async def opened(client, text, name="flow.yaml"):
+    uri = write(client.root, name, text)
+    open_document(client, uri, text)
+    diagnostics = await diagnostics_for(client, uri, 1)
+    return uri, diagnostics
+
+
+def change(client, uri, version, text):
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
+
+
+async def complete(client, uri, position):
+    result = await client.text_document_completion_async(
+        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position)
+    )
+    return result.items if isinstance(result, types.CompletionList) else result
+
+
+async def test_completion_after_nodes_offers_upstream_steps_only(client):
+    uri, _ = await opened(client, FLOW)
+    # Type `{{ nodes.` into the note step's body, right after `queued as `.
+    typed = FLOW.replace('body: "queued as {{ nodes.dispatch.output.sessionId }}"', 'body: "queued as {{ nodes. }}"')
+    change(client, uri, 2, typed)
+    position = position_of(typed, "{{ nodes.", delta=len("{{ nodes."))
+    labels = [item.label for item in await complete(client, uri, position)]
+    assert "dispatch" in labels and "start" in labels
+    assert "note" not in labels  # a step never reads its own output
+
+
+async def test_completion_of_output_fields_with_types(client):
+    uri, _ = await opened(client, FLOW)
+    position = position_of(FLOW, "nodes.dispatch.output.", delta=len("nodes.dispatch.output."))
+    items = await complete(client, uri, position)
+    by_label = {item.label: item for item in items}
+    assert "sessionId" in by_label, list(by_label)
+    assert by_label["sessionId"].detail
+
+
+async def test_completion_of_verbs_in_action(client):
+    uri, _ = await opened(client, FLOW)
+    position = position_of(FLOW, '"linear@1:linear.comment.create"', delta=1)
+    labels = [item.label for item in await complete(client, uri, position)]
+    assert "linear@1:linear.comment.create" in labels
+    assert all(label.startswith(("linear@1:", "donmai@2:")) for label in labels), labels
+
+
+async def test_hover_on_a_verb_and_on_an_expression(client):
+    uri, _ = await opened(client, FLOW)
+    verb = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=position_of(FLOW, "linear.comment.create", delta=3),
+        )
+    )
+    assert verb is not None and "comment" in verb.contents.value.lower()
+    expression = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=position_of(FLOW, "sessionId }}", delta=2),
+        )
+    )
+    assert expression is not None and "string" in expression.contents.value
+
+
+async def test_formatting_is_donmaic_fmt(client):
+    messy = FLOW.replace("    - id: note\n", "    - id:   note\n\n\n").replace("scope: {project: api}", "scope: {project:   api}")
+    uri, _ = await opened(client, messy)
+    edits = await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    formatted = apply_edits(messy, edits)
+    import os
+    import subprocess
+
+    path = client.root / "messy.yaml"
+    path.write_text(messy, encoding="utf-8")
+    cli = subprocess.run([os.environ.get("DONMAIC", "donmaic"), "fmt", "-"], input=messy, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert formatted == cli.stdout
+    # Idempotent: formatting the result changes nothing.
+    change(client, uri, 2, formatted)
+    await diagnostics_for(client, uri, 2)
+    again = await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    assert not again
+
+
+async def test_formatting_a_broken_file_is_refused_not_mangled(client):
+    broken = FLOW + "  - [unclosed\n"
+    uri, _ = await opened(client, broken)
+    try:
+        edits = await client.text_document_formatting_async(
+            types.DocumentFormattingParams(
+                text_document=types.TextDocumentIdentifier(uri=uri),
+                options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+            )
+        )
+    except Exception as error:
+        assert "cannot format" in str(error)
+    else:
+        assert not edits
+
+
+async def test_migrate_v1_code_action(client):
+    uri, diagnostics = await opened(client, V1)
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0)),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+    )
+    migrate = [a for a in actions if a.kind == "refactor.rewrite.migrate"]
+    assert len(migrate) == 1, [a.title for a in actions]
+    migrated = apply_edits(V1, migrate[0].edit.changes[uri])
+    assert "apiVersion: workflow/v2" in migrated
+    assert "{{ trigger.issueId }}" in migrated
+    change(client, uri, 2, migrated)
+    assert list(await diagnostics_for(client, uri, 2)) == []
+
+
+async def test_fix_all_source_action(client):
+    broken = FLOW.replace("next: [dispatch]", "next: [dispach]").replace("next: [note]", "next: [nots]")
+    uri, diagnostics = await opened(client, broken)
+    assert len([d for d in diagnostics if d.code == "DN0101"]) == 2
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0)),
+            context=types.CodeActionContext(diagnostics=[], only=[types.CodeActionKind.SourceFixAll]),
+        )
+    )
+    assert [a.kind for a in actions] == [types.CodeActionKind.SourceFixAll]
+    assert apply_edits(broken, actions[0].edit.changes[uri]) == FLOW
