@@ -52,6 +52,9 @@ pub struct Diagnostic {
     pub labels: Vec<Label>,
     pub help: Option<String>,
     pub fix: Option<Fix>,
+    /// Edits an editor may offer that need the author's attention (they
+    /// insert placeholders to fill in), so `check --fix` never applies them.
+    pub suggestions: Vec<Fix>,
 }
 
 impl Diagnostic {
@@ -65,6 +68,7 @@ impl Diagnostic {
             labels: Vec::new(),
             help: None,
             fix: None,
+            suggestions: Vec::new(),
         }
     }
 
@@ -87,6 +91,31 @@ impl Diagnostic {
             edits,
         });
         self
+    }
+
+    /// An edit to offer in editors but never apply unattended.
+    pub fn with_suggested_edit(
+        mut self,
+        message: impl Into<String>,
+        edits: Vec<Edit>,
+    ) -> Diagnostic {
+        self.suggestions.push(Fix {
+            message: message.into(),
+            edits,
+        });
+        self
+    }
+
+    /// [`Diagnostic::with_suggested_edit`] when there is an edit to offer.
+    pub fn with_suggested_edits(
+        self,
+        message: impl Into<String>,
+        edit: Option<Edit>,
+    ) -> Diagnostic {
+        match edit {
+            Some(edit) => self.with_suggested_edit(message, vec![edit]),
+            None => self,
+        }
     }
 
     /// Shorthand for a fix that replaces one span.

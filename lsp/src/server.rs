@@ -150,30 +150,38 @@ impl Backend {
         let encoding = self.encoding();
         let file = &snapshot.source;
         let wanted = encoding.span(file, range);
-        snapshot
+        let action = |d: &donmai_grammar::Diagnostic,
+                      fix: &donmai_grammar::diagnostic::Fix,
+                      preferred: bool| {
+            let edits = fix
+                .edits
+                .iter()
+                .map(|e| encoding.text_edit(file, e))
+                .collect();
+            CodeActionOrCommand::CodeAction(CodeAction {
+                title: fix.message.clone(),
+                kind: Some(CodeActionKind::QUICKFIX),
+                diagnostics: Some(vec![encoding.diagnostic(file, uri, d)]),
+                edit: Some(WorkspaceEdit {
+                    changes: Some(HashMap::from([(uri.clone(), edits)])),
+                    ..WorkspaceEdit::default()
+                }),
+                is_preferred: Some(preferred),
+                ..CodeAction::default()
+            })
+        };
+        let mut actions = Vec::new();
+        for d in snapshot
             .diagnostics
             .iter()
             .filter(|d| d.span.start <= wanted.end && wanted.start <= d.span.end)
-            .filter_map(|d| {
-                let fix = d.fix.as_ref()?;
-                let edits = fix
-                    .edits
-                    .iter()
-                    .map(|e| encoding.text_edit(file, e))
-                    .collect();
-                Some(CodeActionOrCommand::CodeAction(CodeAction {
-                    title: fix.message.clone(),
-                    kind: Some(CodeActionKind::QUICKFIX),
-                    diagnostics: Some(vec![encoding.diagnostic(file, uri, d)]),
-                    edit: Some(WorkspaceEdit {
-                        changes: Some(HashMap::from([(uri.clone(), edits)])),
-                        ..WorkspaceEdit::default()
-                    }),
-                    is_preferred: Some(true),
-                    ..CodeAction::default()
-                }))
-            })
-            .collect()
+        {
+            // The machine-applicable fix is the preferred one; suggestions
+            // leave placeholders for the author.
+            actions.extend(d.fix.iter().map(|fix| action(d, fix, true)));
+            actions.extend(d.suggestions.iter().map(|fix| action(d, fix, false)));
+        }
+        actions
     }
 }
 

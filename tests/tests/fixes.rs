@@ -92,3 +92,49 @@ fn fixes_remove_their_diagnostics() {
         remaining.join("\n")
     );
 }
+
+/// Suggested edits (placeholders an author fills in, never applied by
+/// `--fix`) each remove their diagnostic, in flow and block mappings alike.
+#[test]
+fn missing_input_suggestions_add_the_input() {
+    use donmai_compiler::fix::apply_edits;
+    use donmai_compiler::project::Project;
+    use donmai_grammar::SourceFile;
+
+    let flow = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/err/DN0121-missing-input.yaml"),
+    )
+    .expect("corpus case");
+    let block = flow.replace(
+        "      config: {action: \"donmai@2:agent.dispatch_to_queue\", issueId: \"{{ trigger.issueId }}\"}\n",
+        "      config:\n        action: \"donmai@2:agent.dispatch_to_queue\"\n        issueId: \"{{ trigger.issueId }}\"  # why\n",
+    );
+    assert_ne!(flow, block);
+    for text in [flow, block] {
+        let file = SourceFile::new("case.yaml", text.clone());
+        let diagnostics = check_file(&file, &Project::default_for_tests());
+        let missing: Vec<_> = diagnostics
+            .iter()
+            .filter(|d| d.code == Code::MISSING_INPUT)
+            .collect();
+        assert!(!missing.is_empty());
+        for diagnostic in missing {
+            assert!(diagnostic.fix.is_none(), "a placeholder is never a --fix");
+            let [suggestion] = diagnostic.suggestions.as_slice() else {
+                panic!("one suggestion expected: {diagnostic:?}");
+            };
+            let fixed = apply_edits(&text, &suggestion.edits);
+            let after = check_file(
+                &SourceFile::new("case.yaml", fixed.clone()),
+                &Project::default_for_tests(),
+            );
+            assert!(
+                !after
+                    .iter()
+                    .any(|d| d.code == Code::MISSING_INPUT && d.message == diagnostic.message),
+                "{fixed}\n{after:#?}"
+            );
+            assert!(after.iter().all(|d| d.code != Code::YAML_SYNTAX), "{fixed}");
+        }
+    }
+}

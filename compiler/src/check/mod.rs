@@ -110,6 +110,21 @@ pub(crate) struct Context<'a> {
     pub cache: &'a GroupCache,
 }
 
+/// A value of type `ty` for an author to replace: the smallest literal that
+/// reads as the type, the first member of an enum.
+fn placeholder(ty: &Type) -> String {
+    match ty.non_null() {
+        Type::Bool => "false".into(),
+        Type::Int | Type::Double => "0".into(),
+        Type::List(_) => "[]".into(),
+        Type::Map(_) | Type::Object(_) => "{}".into(),
+        Type::Enum(members) => members
+            .first()
+            .map_or_else(|| "\"\"".into(), |m| scalar_source(m)),
+        _ => "\"\"".into(),
+    }
+}
+
 /// What a group (or loop body) looks like from outside.
 #[derive(Clone, Debug)]
 pub struct Signature {
@@ -1004,9 +1019,65 @@ impl<'a> Checker<'a> {
                         step.id.value
                     ),
                 )
-                .with_label(step.id.span, "in this step"),
+                .with_label(step.id.span, "in this step")
+                .with_suggested_edits(
+                    format!("add input `{name}`"),
+                    self.input_insertion(step, name, ty),
+                ),
             );
         }
+    }
+
+    /// An edit adding `name: <placeholder>` to a step's `config`, in the
+    /// style the mapping is written in; `None` when its shape is unusual.
+    fn input_insertion(&self, step: &Step, name: &str, ty: &Type) -> Option<Edit> {
+        let text = self.text;
+        let config = step.config_span?;
+        let entry = format!("{}: {}", scalar_source(name), placeholder(ty));
+        let written = text.get(config.start..config.end)?;
+        if written.starts_with('{') {
+            let inner = written.strip_suffix('}')?.trim_end();
+            let separator = if inner.trim_start_matches('{').trim().is_empty() {
+                ""
+            } else {
+                ", "
+            };
+            return Some(Edit {
+                span: Span::at(config.start + inner.len()),
+                replacement: format!("{separator}{entry}"),
+            });
+        }
+        // A block mapping: a new line at the indentation of its first key,
+        // after its last entry.
+        let first_key = step
+            .action
+            .iter()
+            .map(|a| a.span.start)
+            .chain(step.inputs.iter().map(|i| i.name.span.start))
+            .min()?;
+        let last_end = step
+            .action
+            .iter()
+            .map(|a| a.span.end)
+            .chain(step.inputs.iter().map(|i| i.value.span.end))
+            .max()?;
+        let line_start = text.get(..first_key)?.rfind('\n').map_or(0, |i| i + 1);
+        let indent = text.get(line_start..first_key)?;
+        // `action:` may be the key or its value's start; the key is what
+        // sets the indentation.
+        let key_start = indent.trim_start_matches(' ').len();
+        let indent = &indent[..indent.len() - key_start];
+        if !indent.chars().all(|c| c == ' ') || indent.is_empty() {
+            return None;
+        }
+        let line_end = text
+            .get(last_end..)?
+            .find('\n')
+            .map_or(text.len(), |i| last_end + i);
+        Some(Edit {
+            span: Span::at(line_end),
+            replacement: format!("\n{indent}{entry}"),
+        })
     }
 
     /// Expressions are checked even when the ports are unknown.

@@ -167,3 +167,22 @@ async def test_fix_all_source_action(client):
     )
     assert [a.kind for a in actions] == [types.CodeActionKind.SourceFixAll]
     assert apply_edits(broken, actions[0].edit.changes[uri]) == FLOW
+
+
+async def test_add_missing_required_input_action(client):
+    missing = FLOW.replace("workType: development, ", "")
+    uri, diagnostics = await opened(client, missing)
+    target = next(d for d in diagnostics if d.code == "DN0121")
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=target.range,
+            context=types.CodeActionContext(diagnostics=[target]),
+        )
+    )
+    add = [a for a in actions if a.title.startswith("add input")]
+    assert len(add) == 1 and not add[0].is_preferred
+    fixed = apply_edits(missing, add[0].edit.changes[uri])
+    assert fixed.count("workType: ") == 1 and "workType" not in missing
+    change(client, uri, 2, fixed)
+    assert "DN0121" not in [d.code for d in await diagnostics_for(client, uri, 2)]
