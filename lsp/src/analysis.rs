@@ -179,15 +179,17 @@ pub fn document_path(uri: &Uri) -> PathBuf {
 struct Caches {
     projects: ProjectCache,
     registries: HashMap<Vec<PathBuf>, Arc<Registry>>,
-    groups: Arc<GroupCache>,
+    /// Group signatures, with the open documents standing in for their
+    /// files: a workflow sees its groups as they are in the editor.
+    groups: GroupCache,
 }
 
 impl Caches {
-    fn new() -> Caches {
+    fn new(shared: &Shared) -> Caches {
         Caches {
             projects: ProjectCache::new(),
             registries: HashMap::new(),
-            groups: Arc::new(GroupCache::default()),
+            groups: GroupCache::with_overlays(open_texts(shared)),
         }
     }
 
@@ -203,6 +205,20 @@ impl Caches {
             .or_insert_with_key(|dirs| Arc::new(Registry::with_plugin_dirs(dirs).0))
             .clone()
     }
+}
+
+/// The open documents' texts by canonical path (documents that are not
+/// files on disk cannot be groups).
+fn open_texts(shared: &Shared) -> HashMap<PathBuf, String> {
+    let documents = lock(&shared.documents);
+    documents
+        .uris()
+        .into_iter()
+        .filter_map(|uri| {
+            let path = uri.to_file_path()?.canonicalize().ok()?;
+            Some((path, documents.get(&uri)?.text.clone()))
+        })
+        .collect()
 }
 
 /// Analyses one text as `donmaic check` would, keeping the checker's facts.
@@ -240,7 +256,7 @@ pub fn run(
     jobs: Receiver<Job>,
     publish: tokio::sync::mpsc::UnboundedSender<Publish>,
 ) {
-    let mut caches = Caches::new();
+    let mut caches = Caches::new(&shared);
     loop {
         let Ok(first) = jobs.recv() else { return };
         let mut pending: BTreeSet<UriKey> = BTreeSet::new();
@@ -261,8 +277,23 @@ pub fn run(
                 Err(RecvTimeoutError::Disconnected) => return,
             };
         }
+        if !recheck_all {
+            // An edited document that a workflow uses as a group: every
+            // signature computed from it is stale.
+            for UriKey(uri) in &pending {
+                let Some(path) = uri.to_file_path().and_then(|p| p.canonicalize().ok()) else {
+                    continue;
+                };
+                if caches.groups.uses(&path) {
+                    recheck_all = true;
+                    break;
+                }
+                let text = lock(&shared.documents).get(uri).map(|d| d.text.clone());
+                caches.groups.set_overlay(path, text);
+            }
+        }
         if recheck_all {
-            caches = Caches::new();
+            caches = Caches::new(&shared);
             pending.extend(lock(&shared.documents).uris().into_iter().map(UriKey));
         }
         for UriKey(uri) in pending {
@@ -293,14 +324,14 @@ fn analyse_one(
     let path = document_path(uri);
     let project = caches.project(&path);
     let registry = caches.registry(&project);
-    let groups = caches.groups.clone();
+    let groups = &caches.groups;
     let snapshot = analyse(
         path,
         document.text,
         document.version,
         project,
         &registry,
-        &groups,
+        groups,
     );
     let encoding = shared.encoding();
     let diagnostics = snapshot

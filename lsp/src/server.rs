@@ -318,6 +318,8 @@ impl LanguageServer for Backend {
         lock(&self.shared.documents).close(&uri);
         lock(&self.shared.snapshots).remove(&uri);
         lock(&self.shared.last_parsed).remove(&uri);
+        // Workflows using it as a group now read the file on disk.
+        self.submit(Job::Changed(uri.clone()));
         // Diagnostics of a closed file would linger in the problems view.
         self.client.publish_diagnostics(uri, Vec::new(), None).await;
     }

@@ -21,6 +21,38 @@ pub const MAX_LOOP_ITERATIONS: i64 = 1000;
 #[derive(Default)]
 pub struct GroupCache {
     results: Mutex<HashMap<PathBuf, GroupResult>>,
+    /// Texts that stand in for files on disk, by canonical path: an
+    /// editor's unsaved buffers.
+    overlays: HashMap<PathBuf, String>,
+}
+
+impl GroupCache {
+    /// A cache that reads these texts instead of the files at their
+    /// (canonical) paths.
+    pub fn with_overlays(overlays: HashMap<PathBuf, String>) -> GroupCache {
+        GroupCache {
+            results: Mutex::default(),
+            overlays,
+        }
+    }
+
+    /// Reads `text` instead of the file at `path` (canonical) from now on,
+    /// or the file again with `None`. Only for a path no check has used
+    /// yet (see [`GroupCache::uses`]): signatures already computed are kept.
+    pub fn set_overlay(&mut self, path: PathBuf, text: Option<String>) {
+        match text {
+            Some(text) => self.overlays.insert(path, text),
+            None => self.overlays.remove(&path),
+        };
+    }
+
+    /// Whether the group file at `path` (canonical) was used by a check
+    /// through this cache.
+    pub fn uses(&self, path: &Path) -> bool {
+        self.results
+            .lock()
+            .is_ok_and(|results| results.contains_key(path))
+    }
 }
 
 #[derive(Clone)]
@@ -174,7 +206,12 @@ pub(super) fn signature_of(
 }
 
 fn check_group_file(checker: &Checker<'_>, path: &Path, stack: &mut Vec<PathBuf>) -> GroupResult {
-    let text = match donmai_grammar::span::read_regular_file(path) {
+    let overlay = checker.context.cache.overlays.get(path).cloned();
+    let read = || match overlay {
+        Some(text) => Ok(text.into_bytes()),
+        None => donmai_grammar::span::read_regular_file(path),
+    };
+    let text = match read() {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(_) => {

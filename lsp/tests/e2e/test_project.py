@@ -99,3 +99,54 @@ spec:
     watched_change(client, group_uri)
     after = await wait_for_new_publish(client, uri, count)
     assert "DN0122" in [d.code for d in after], after
+
+
+async def test_an_unsaved_group_buffer_is_what_its_users_see(client):
+    group = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: dev, version: "1"}
+interface:
+  inputs: {issueId: string}
+  outputs: {done: "{{ trigger.issueId }}"}
+spec:
+  steps:
+    - {id: entry, type: trigger}
+"""
+    main = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: main, version: "1", scope: {project: api}}
+requires: [{plugin: donmai@2}, {plugin: linear@1}]
+triggers:
+  - {id: created, kind: signal, config: {signalEventType: com.linear.AgentSessionEvent.created}}
+spec:
+  steps:
+    - {id: start, type: trigger, config: {triggerId: created}, next: [dev]}
+    - {id: dev, type: group, config: {ref: "./groups/dev.yaml@1", issueId: "{{ trigger.issueId }}"}}
+"""
+    from lsprotocol import types as t
+
+    group_uri = write(client.root, "groups/dev.yaml", group)
+    uri = write(client.root, "main.yaml", main)
+    open_document(client, uri, main)
+    assert list(await diagnostics_for(client, uri, 1)) == []
+    open_document(client, group_uri, group)
+    await diagnostics_for(client, group_uri, 1)
+
+    # Edit the group in the editor without saving: its input becomes an int.
+    count = len([p for p in client.published if p.uri == uri])
+    client.text_document_did_change(
+        t.DidChangeTextDocumentParams(
+            text_document=t.VersionedTextDocumentIdentifier(uri=group_uri, version=2),
+            content_changes=[t.TextDocumentContentChangeWholeDocument(text=group.replace("issueId: string", "issueId: int"))],
+        )
+    )
+    after = await wait_for_new_publish(client, uri, count)
+    assert "DN0122" in [d.code for d in after], after
+
+    # Closing the buffer without saving: the file on disk counts again.
+    count = len([p for p in client.published if p.uri == uri])
+    client.text_document_did_close(t.DidCloseTextDocumentParams(text_document=t.TextDocumentIdentifier(uri=group_uri)))
+    after = await wait_for_new_publish(client, uri, count)
+    assert list(after) == []
