@@ -4,9 +4,10 @@
 //! `spec.steps`. [`reparse`] re-reads only that item's lines, lowers it with
 //! the lowerer's own step code, and splices the result into the previous
 //! parse. It answers only when it can show that the result is exactly what
-//! [`parse_workflow`] gives for the new text (the same tree, spans and
-//! diagnostics, in the same order); otherwise it declines and hands the
-//! previous parse back, and the caller parses the whole file.
+//! [`parse_workflow`](crate::lower::parse_workflow) gives for the new text
+//! (the same tree, spans and diagnostics, in the same order); otherwise it
+//! declines and hands the previous parse back, and the caller parses the
+//! whole file.
 //!
 //! # Why one item's lines can be parsed on their own
 //!
@@ -34,7 +35,10 @@
 //! What the YAML layer keeps across items is handled too: an anchor in the
 //! old or the new item, or on a collection that holds the steps (an alias to
 //! it would copy the item and count its size), declines; the nesting limit is
-//! checked with the depth of the enclosing collections added.
+//! checked with the depth of the enclosing collections added. The tree
+//! builder places an empty value after the indicator it looks for past the
+//! value (`? key` with no `:`); when that search runs to the end of the
+//! region, the lines after it would have decided, and the item declines.
 //!
 //! The previous parse is checked against its own text at the item: the old
 //! region, parsed and lowered on its own, must give the step (or dropped id)
@@ -55,9 +59,6 @@ use crate::lower::{LoweredItem, ParsedWorkflow, lower_step_item};
 use crate::span::Span;
 use crate::template::{Segment, Template};
 use crate::yaml::{self, MAX_DEPTH, Node, NodeKind, SliceParsed};
-
-#[cfg(doc)]
-use crate::lower::parse_workflow;
 
 /// Why [`reparse`] left the work to a full parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,13 +85,13 @@ pub enum DeclineReason {
     /// where the line structure must be known exactly.
     UnsupportedWhitespace,
     /// The old or new item does not parse on its own to exactly one item
-    /// without a YAML error, or it uses anchors or aliases, or nests too
-    /// deeply.
+    /// without a YAML error, or it uses anchors or aliases, nests too
+    /// deeply, or ends with an empty value placed by what follows it.
     ItemNotSelfContained,
     /// The previous parse does not hold what its text says at the item.
     PreviousParseMismatch,
     /// The item gains diagnostics and nothing tells where
-    /// [`parse_workflow`] would list them.
+    /// [`parse_workflow`](crate::lower::parse_workflow) would list them.
     DiagnosticPositionUnknown,
 }
 
@@ -103,11 +104,14 @@ pub struct Declined {
 
 /// Re-parses the step that `edit` changed.
 ///
-/// `old` must be what [`parse_workflow`] gives for `old_text` (or what an
-/// earlier `reparse` gave, which is the same), and `new_text` the old text
-/// with `edit` applied (`edit.span` in old-text offsets). Returns the parse
-/// of `new_text`, equal to `parse_workflow(new_text)`, or declines and
-/// returns `old` untouched.
+/// `old` must be what [`parse_workflow`](crate::lower::parse_workflow)
+/// gives for `old_text` (or what an earlier `reparse` gave, which is the
+/// same), and `new_text` the old text with `edit` applied (`edit.span` in
+/// old-text offsets; [`edit_between`] computes it from the two texts).
+/// Returns the parse of `new_text`, equal to `parse_workflow(new_text)`, or
+/// declines and returns `old` untouched. Only the lengths and the inserted
+/// text are checked against `new_text` (all of it in debug builds): the
+/// rest is trusted to be the old text's.
 ///
 /// The work is proportional to the edited step plus a walk over the steps
 /// after it to move their positions.
@@ -680,8 +684,8 @@ fn in_item_or_end(offset: usize, dash: usize, old_end: usize) -> bool {
 }
 
 /// Where the item's first lowering diagnostic goes when it had none: among
-/// the diagnostics of the other steps, which [`parse_workflow`] lists
-/// together in step order, between the document's before and after them.
+/// the diagnostics of the other steps, which `parse_workflow` lists together
+/// in step order, between the document's before and after them.
 /// `None` when no step has any, so that the place is unknown (unless there
 /// are no lowering diagnostics at all).
 fn lowering_insertion(

@@ -896,8 +896,11 @@ fn reparse_timings() {
             times.sort_by(f64::total_cmp);
             (times[0], times[times.len() / 2])
         };
+        let (diff_best, diff_median) = best(&mut || {
+            std::hint::black_box(edit_between(&text, &new_text));
+        });
         println!(
-            "{steps:>5} steps, {lines:>6} lines: full parse {full_median:>9.1} µs (best {full_best:.1}), reparse {incr_median:>7.1} µs (best {incr_best:.1}), {:.0}x",
+            "{steps:>5} steps, {lines:>6} lines: full parse {full_median:>9.1} µs (best {full_best:.1}), reparse {incr_median:>7.1} µs (best {incr_best:.1}), {:.0}x; edit_between {diff_median:.1} µs (best {diff_best:.1})",
             full_median / incr_median
         );
     }
