@@ -7,6 +7,7 @@ pub mod ast;
 pub mod codes;
 pub mod diagnostic;
 pub mod expr;
+pub mod incremental;
 pub mod lower;
 pub mod span;
 pub mod template;

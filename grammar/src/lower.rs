@@ -76,6 +76,29 @@ fn parse_workflow_with(text: &str, streaming: bool) -> ParsedWorkflow {
     }
 }
 
+/// What lowering one item of `spec.steps` gives; see [`lower_step_item`].
+#[derive(Debug)]
+pub(crate) struct LoweredItem {
+    pub step: Option<Step>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// The item's id when the step was left out for an error already reported.
+    pub dropped: Vec<Ident>,
+}
+
+/// Lowers one item of `spec.steps` exactly as [`parse_workflow`] does, for
+/// re-parsing a single step (`crate::incremental`). Lowering a step reads
+/// nothing outside its item; `text` is the whole file the item's spans point
+/// into.
+pub(crate) fn lower_step_item(text: &str, item: &Node) -> LoweredItem {
+    let mut lowerer = Lowerer::new(text, Vec::new());
+    let step = lowerer.step(item);
+    LoweredItem {
+        step,
+        diagnostics: lowerer.diagnostics,
+        dropped: lowerer.dropped_steps,
+    }
+}
+
 /// Lowers one template string from a scalar, with spans mapped onto the file.
 pub fn template_of(scalar: &Scalar) -> Template {
     let mut template = parse_template(&scalar.value);

@@ -56,6 +56,30 @@ pub fn parse_visiting<'src>(
     build::parse(text, Some(build::Visitor { path, visit }))
 }
 
+/// A slice of a text parsed on its own; see [`parse_slice`].
+#[derive(Debug)]
+pub struct SliceParsed<'src> {
+    /// Spans, scalar maps and diagnostics are positions in the whole text.
+    pub parsed: Parsed<'src>,
+    /// Whether any node of the slice has an anchor.
+    pub defines_anchors: bool,
+    /// Whether a position in the tree was settled by the end of the slice:
+    /// an empty value is placed after the `:`, `-` or `?` that introduces
+    /// it, which is looked for past it, across blank lines and comments.
+    /// In the whole text the lines after the slice would have settled it.
+    pub depends_on_what_follows: bool,
+}
+
+/// Parses `text[range]` as a YAML stream of its own, with every span, scalar
+/// map and diagnostic position reported as an offset into `text`. The slice
+/// should start at the beginning of a line, so that saphyr counts the same
+/// columns (indentation) as in the whole text; what the parse of a slice
+/// says about the whole text is the caller's to prove (see
+/// `crate::incremental`). The range must lie on character boundaries.
+pub fn parse_slice(text: &str, range: std::ops::Range<usize>) -> SliceParsed<'_> {
+    build::parse_slice(text, range.start, range.end)
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node<'src> {
     /// Exact extent in the file: a flow collection includes its closing
@@ -1020,6 +1044,33 @@ mod tests {
         assert_eq!(source(text, &root.entry("m").unwrap().key), "m");
         assert_eq!(root.get("s").unwrap().as_seq().unwrap().len(), 1);
         assert!(root.as_scalar().is_none() && root.as_seq().is_none());
+    }
+
+    #[test]
+    fn a_slice_parses_with_positions_in_the_whole_text() {
+        let text = "a:\n  - x: 'q'\n    y: \"e\\u00e9\"\n  - &k z\n";
+        let start = text.find("  - x").unwrap();
+        let end = text.find("  - &k").unwrap();
+        let slice = parse_slice(text, start..end);
+        assert!(!slice.defines_anchors);
+        assert!(slice.parsed.diagnostics.is_empty());
+        let root = &slice.parsed.documents[0];
+        assert_eq!(source(text, root), "- x: 'q'\n    y: \"e\\u00e9\"");
+        let item = &root.as_seq().unwrap()[0];
+        assert_eq!(source(text, item.get("x").unwrap()), "'q'");
+        let y = item.get("y").unwrap();
+        assert_eq!(source(text, y), "\"e\\u00e9\"");
+        assert_map_faithful(text, y);
+        // The same item parsed with the whole text.
+        let whole = parse_one(text);
+        let whole_item = &whole.get("a").unwrap().as_seq().unwrap()[0];
+        assert_eq!(item, whole_item);
+
+        let anchored = parse_slice(text, end..text.len());
+        assert!(anchored.defines_anchors);
+        let broken = parse_slice(text, start..start + 9);
+        assert_eq!(broken.parsed.diagnostics[0].code, Code::YAML_SYNTAX);
+        assert!(broken.parsed.diagnostics[0].span.start >= start);
     }
 
     // ---- throughput ----------------------------------------------------

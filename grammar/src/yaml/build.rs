@@ -30,6 +30,66 @@ pub(super) struct Visitor<'v, 'src> {
 }
 
 pub(super) fn parse<'src>(text: &'src str, visitor: Option<Visitor<'_, 'src>>) -> Parsed<'src> {
+    run(text, visitor).0
+}
+
+/// `text[start..end]` parsed as a stream of its own, every position
+/// reported in `text`; see [`super::parse_slice`].
+pub(super) fn parse_slice(text: &str, start: usize, end: usize) -> super::SliceParsed<'_> {
+    let (mut parsed, builder) = run(&text[start..end], None);
+    if start > 0 {
+        shift_positions(&mut parsed, start);
+    }
+    super::SliceParsed {
+        parsed,
+        defines_anchors: builder.defines_anchors,
+        depends_on_what_follows: builder.ran_out,
+    }
+}
+
+/// Moves every position of a tree built from a slice onto the whole text.
+/// The tree is at most `MAX_DEPTH` deep, but the walk keeps its own stack
+/// all the same.
+fn shift_positions(parsed: &mut Parsed<'_>, by: usize) {
+    let shift = |span: &mut Span| *span = Span::new(span.start + by, span.end + by);
+    let mut pending: Vec<&mut Node<'_>> = parsed.documents.iter_mut().collect();
+    while let Some(node) = pending.pop() {
+        shift(&mut node.span);
+        match &mut node.kind {
+            NodeKind::Scalar(scalar) => match &mut scalar.map {
+                ScalarMap::Verbatim { start } => *start += by,
+                ScalarMap::Table { offsets } => offsets.iter_mut().for_each(|o| *o += by),
+            },
+            NodeKind::Seq(items) => pending.extend(items.iter_mut()),
+            NodeKind::Map(entries) => {
+                for entry in entries {
+                    pending.push(&mut entry.key);
+                    pending.push(&mut entry.value);
+                }
+            }
+        }
+    }
+    for diagnostic in &mut parsed.diagnostics {
+        shift(&mut diagnostic.span);
+        diagnostic
+            .labels
+            .iter_mut()
+            .for_each(|l| shift(&mut l.span));
+        for edit in diagnostic.fix.iter_mut().flat_map(|fix| &mut fix.edits) {
+            shift(&mut edit.span);
+        }
+    }
+}
+
+/// What a parse noticed besides the tree.
+struct Noticed {
+    /// Any anchor was defined (an alias without one is an error, so this
+    /// also tells whether the text used any).
+    defines_anchors: bool,
+    ran_out: bool,
+}
+
+fn run<'src>(text: &'src str, visitor: Option<Visitor<'_, 'src>>) -> (Parsed<'src>, Noticed) {
     // saphyr reads a NUL character as the end of input and would silently
     // drop everything after it; YAML does not allow NUL anywhere.
     let (text, nul) = match text.find('\0') {
@@ -59,10 +119,15 @@ pub(super) fn parse<'src>(text: &'src str, visitor: Option<Visitor<'_, 'src>>) -
             "NUL characters are not allowed in YAML",
         ));
     }
-    Parsed {
+    let parsed = Parsed {
         documents: builder.documents,
         diagnostics,
-    }
+    };
+    let noticed = Noticed {
+        defines_anchors: builder.defines_anchors,
+        ran_out: builder.ran_out,
+    };
+    (parsed, noticed)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -169,6 +234,13 @@ struct Builder<'t, 'v> {
     root: Option<Node<'t>>,
     anchors: HashMap<usize, Anchored<'t>>,
     expanded: usize,
+    /// Whether any node had an anchor: a caller parsing part of a file
+    /// cannot know what aliases elsewhere would make of it.
+    defines_anchors: bool,
+    /// Whether an empty value was placed after looking for its indicator
+    /// all the way to the end of the text: in a slice, the text after it
+    /// would have had a say.
+    ran_out: bool,
     /// End of the last token we placed exactly; the next node's indicators
     /// and properties lie between it and the node.
     cursor: usize,
@@ -188,6 +260,8 @@ impl<'t, 'v> Builder<'t, 'v> {
             root: None,
             anchors: HashMap::new(),
             expanded: 0,
+            defines_anchors: false,
+            ran_out: false,
             cursor: 0,
         }
     }
@@ -397,6 +471,7 @@ impl<'t, 'v> Builder<'t, 'v> {
 
     fn attach(&mut self, node: Node<'t>, size: usize, height: usize, anchor: usize) {
         if anchor > 0 {
+            self.defines_anchors = true;
             self.anchors.insert(
                 anchor,
                 Anchored {
@@ -438,7 +513,7 @@ impl<'t, 'v> Builder<'t, 'v> {
     }
 
     fn scalar(
-        &self,
+        &mut self,
         value: String,
         style: EventStyle,
         has_properties: bool,
@@ -465,7 +540,9 @@ impl<'t, 'v> Builder<'t, 'v> {
                 let at = if has_properties {
                     event_end
                 } else {
-                    empty_value_position(bytes, self.cursor)
+                    let (at, ran_out) = empty_value_position(bytes, self.cursor);
+                    self.ran_out |= ran_out;
+                    at
                 };
                 Some((Span::at(at), ScalarMap::Verbatim { start: at }))
             }
@@ -693,10 +770,11 @@ fn find_dash(bytes: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// Where an empty value sits: just past the `:`, `-` or `?` that introduces
-/// it, or at `from` when there is no indicator (`{a, b}`).
-fn empty_value_position(bytes: &[u8], from: usize) -> usize {
+/// it, or at `from` when there is no indicator (`{a, b}`). Also whether the
+/// search ran out of text, so that more text could have moved the value.
+fn empty_value_position(bytes: &[u8], from: usize) -> (usize, bool) {
     let i = skip_space(bytes, from);
-    match bytes.get(i) {
+    let at = match bytes.get(i) {
         Some(b':' | b'-' | b'?')
             if is_separator(bytes, i + 1)
                 || matches!(bytes.get(i + 1), Some(b',' | b']' | b'}')) =>
@@ -704,5 +782,6 @@ fn empty_value_position(bytes: &[u8], from: usize) -> usize {
             i + 1
         }
         _ => from.min(bytes.len()),
-    }
+    };
+    (at, i >= bytes.len())
 }
