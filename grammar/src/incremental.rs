@@ -1064,12 +1064,13 @@ impl MapOffsets for Diagnostic {
             labels,
             help: _,
             fix,
+            suggestions,
         } = self;
         span.map_offsets(f);
         for Label { span, message: _ } in labels {
             span.map_offsets(f);
         }
-        if let Some(Fix { message: _, edits }) = fix {
+        for Fix { message: _, edits } in fix.iter_mut().chain(suggestions) {
             for Edit {
                 span,
                 replacement: _,

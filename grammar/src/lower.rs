@@ -12,7 +12,7 @@ use crate::template::{Segment, Template, parse_template};
 use crate::yaml::{self, Entry, Node, NodeKind, Resolved, Scalar, ScalarStyle};
 
 /// The result of reading one workflow file.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ParsedWorkflow {
     /// `None` when the file is not a workflow or its YAML does not parse.
     pub workflow: Option<Workflow>,

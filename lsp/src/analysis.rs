@@ -20,6 +20,8 @@ use donmai_compiler::ide::analysis::Analysis;
 use donmai_compiler::ide::symbols::SymbolIndex;
 use donmai_compiler::project::{Project, ProjectCache};
 use donmai_grammar::ast::Workflow;
+use donmai_grammar::incremental::{edit_between, reparse};
+use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
 use donmai_grammar::{Diagnostic, SourceFile};
 use donmai_stdlib::registry::Registry;
 use tokio::sync::Notify;
@@ -182,6 +184,9 @@ struct Caches {
     /// Group signatures, with the open documents standing in for their
     /// files: a workflow sees its groups as they are in the editor.
     groups: GroupCache,
+    /// The newest text of each document whose YAML parsed, with that
+    /// parse: the next edit re-parses only the step it touches.
+    clean: HashMap<String, (String, ParsedWorkflow)>,
 }
 
 impl Caches {
@@ -190,6 +195,7 @@ impl Caches {
             projects: ProjectCache::new(),
             registries: HashMap::new(),
             groups: GroupCache::with_overlays(open_texts(shared)),
+            clean: HashMap::new(),
         }
     }
 
@@ -207,6 +213,49 @@ impl Caches {
     }
 }
 
+/// The parse of `text`: the previous clean parse of the document with only
+/// the edited step re-parsed when the grammar can prove that equals a full
+/// parse, else a full parse. Keeps the result as the next starting point
+/// when its YAML parsed.
+fn parse_incrementally(
+    clean: &mut HashMap<String, (String, ParsedWorkflow)>,
+    uri: &Uri,
+    text: &str,
+) -> ParsedWorkflow {
+    let key = uri.as_str().to_string();
+    let parsed = match clean.remove(&key) {
+        Some((old_text, old)) => {
+            let edit = edit_between(&old_text, text);
+            match reparse(&old_text, old, &edit, text) {
+                Ok(parsed) => parsed,
+                Err(declined) => {
+                    let parsed = parse_workflow(text);
+                    if !is_clean(&parsed) {
+                        // Mid-edit breakage: later edits start again from
+                        // the last text that parsed.
+                        clean.insert(key, (old_text, declined.parsed));
+                        return parsed;
+                    }
+                    parsed
+                }
+            }
+        }
+        None => parse_workflow(text),
+    };
+    if is_clean(&parsed) {
+        clean.insert(key, (text.to_string(), parsed.clone()));
+    }
+    parsed
+}
+
+fn is_clean(parsed: &ParsedWorkflow) -> bool {
+    parsed.workflow.is_some()
+        && !parsed
+            .diagnostics
+            .iter()
+            .any(|d| d.code == donmai_grammar::Code::YAML_SYNTAX)
+}
+
 /// The open documents' texts by canonical path (documents that are not
 /// files on disk cannot be groups).
 fn open_texts(shared: &Shared) -> HashMap<PathBuf, String> {
@@ -222,9 +271,11 @@ fn open_texts(shared: &Shared) -> HashMap<PathBuf, String> {
 }
 
 /// Analyses one text as `donmaic check` would, keeping the checker's facts.
+/// `parsed`, when given, is the parse of `text`.
 pub fn analyse(
     path: PathBuf,
     text: String,
+    parsed: Option<ParsedWorkflow>,
     version: i32,
     project: Project,
     registry: &Registry,
@@ -232,7 +283,8 @@ pub fn analyse(
 ) -> Snapshot {
     let source = SourceFile::new(path, text);
     let (diagnostics, analysis) = if looks_like_workflow(source.text().as_bytes()) {
-        let analysis = Analysis::new(&source, &project, registry, groups);
+        let parsed = parsed.unwrap_or_else(|| parse_workflow(source.text()));
+        let analysis = Analysis::from_parsed(&source, parsed, &project, registry, groups);
         let raw = analysis.diagnostics().to_vec();
         let diagnostics = finish_diagnostics(&source, &project, raw);
         (diagnostics, Some(Arc::new(analysis)))
@@ -312,6 +364,7 @@ fn analyse_one(
     let Some(document) = lock(&shared.documents).get(uri).cloned() else {
         lock(&shared.snapshots).remove(uri);
         lock(&shared.last_parsed).remove(uri);
+        caches.clean.remove(uri.as_str());
         return;
     };
     if !force
@@ -324,10 +377,13 @@ fn analyse_one(
     let path = document_path(uri);
     let project = caches.project(&path);
     let registry = caches.registry(&project);
+    let parsed = looks_like_workflow(document.text.as_bytes())
+        .then(|| parse_incrementally(&mut caches.clean, uri, &document.text));
     let groups = &caches.groups;
     let snapshot = analyse(
         path,
         document.text,
+        parsed,
         document.version,
         project,
         &registry,
@@ -386,4 +442,35 @@ pub fn spawn(
         .name("donmai-analysis".into())
         .spawn(move || run(shared, receiver, publish))?;
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Typing through a workflow, breaking and mending it, gives the parse
+    /// a full parse gives after every keystroke.
+    #[test]
+    fn incremental_parses_equal_full_parses_while_typing() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/linear-dev-loop.yaml");
+        let mut text = std::fs::read_to_string(root).expect("example");
+        let uri: Uri = "file:///w.yaml".parse().unwrap();
+        let mut clean = HashMap::new();
+        let anchor = text.find("{{").expect("an expression") + 2;
+        let mut fast = 0;
+        for (i, typed) in " nodes.x y z: - \" ' {{ }} # \n".chars().enumerate() {
+            let at = anchor + i;
+            text.insert(at, typed);
+            let before = clean.contains_key(uri.as_str());
+            let incremental = parse_incrementally(&mut clean, &uri, &text);
+            let full = parse_workflow(&text);
+            assert_eq!(
+                format!("{incremental:?}"),
+                format!("{full:?}"),
+                "after typing {typed:?}"
+            );
+            fast += usize::from(before);
+        }
+        assert!(fast > 0);
+    }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use donmai_grammar::ast::*;
 use donmai_grammar::diagnostic::Edit;
 use donmai_grammar::diagnostic::{backticked, did_you_mean};
-use donmai_grammar::lower::parse_workflow;
+use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
 use donmai_grammar::yaml::scalar_source;
 use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
 use donmai_stdlib::manifest::{DeprecationStatus, SideEffectClass, Verb, VerbKind};
@@ -74,7 +74,26 @@ pub fn check_source_with(
     cache: &GroupCache,
     collect_facts: bool,
 ) -> Checked {
-    let parsed = parse_workflow(file.text());
+    check_parsed_with(
+        file,
+        parse_workflow(file.text()),
+        project,
+        registry,
+        cache,
+        collect_facts,
+    )
+}
+
+/// [`check_source_with`] on a parse of `file` the caller already has (the
+/// language server re-parses only the step an edit touched).
+pub fn check_parsed_with(
+    file: &SourceFile,
+    parsed: ParsedWorkflow,
+    project: &Project,
+    registry: &Registry,
+    cache: &GroupCache,
+    collect_facts: bool,
+) -> Checked {
     let mut diagnostics = parsed.diagnostics;
     let mut facts = None;
     if let Some(workflow) = &parsed.workflow {

@@ -19,9 +19,10 @@ use donmai_stdlib::manifest::{Plugin, Verb};
 use donmai_stdlib::registry::{Registry, VerbRef};
 use donmai_stdlib::types::{Field, ObjectType, Type};
 
-use crate::check::{Facts, GroupCache, Signature, Site, Upstream, check_source_with};
+use crate::check::{Facts, GroupCache, Signature, Site, Upstream, check_parsed_with};
 use crate::project::Project;
 use crate::typeck::TypeEnv;
+use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
 
 /// A checked file with what the checker learnt about it.
 pub struct Analysis {
@@ -73,7 +74,18 @@ impl Analysis {
         registry: &Registry,
         cache: &GroupCache,
     ) -> Analysis {
-        let checked = check_source_with(file, project, registry, cache, true);
+        Analysis::from_parsed(file, parse_workflow(file.text()), project, registry, cache)
+    }
+
+    /// [`Analysis::new`] on a parse of `file` the caller already has.
+    pub fn from_parsed(
+        file: &SourceFile,
+        parsed: ParsedWorkflow,
+        project: &Project,
+        registry: &Registry,
+        cache: &GroupCache,
+    ) -> Analysis {
+        let checked = check_parsed_with(file, parsed, project, registry, cache, true);
         Analysis {
             file: file.clone(),
             project: project.clone(),
