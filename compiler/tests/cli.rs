@@ -1,68 +1,11 @@
 //! End-to-end tests of the `donmaic` binary: exit codes, formats, discovery,
 //! suppression accounting, fixes and `explain`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod tree;
+use std::path::Path;
+use tree::{Run, Tree, donmaic};
 
 const WORKFLOW: &str = "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata:\n  name: demo\n  version: \"1\"\nrequires: [{plugin: donmai@2}]\ntriggers: [{id: go, kind: manual}]\nspec:\n  steps:\n    - {id: start, type: trigger, config: {triggerId: go}, next: [work]}\n    - {id: work, type: action, config: {action: \"donmai@2:agent.dispatch_to_queue\", workType: qa}}\n";
-
-struct Tree {
-    root: PathBuf,
-}
-
-impl Tree {
-    fn new(name: &str) -> Tree {
-        let root = std::env::temp_dir().join(format!("donmaic-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("mkdir");
-        Tree { root }
-    }
-
-    fn write(&self, relative: &str, text: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.root.join(relative);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-
-    fn read(&self, relative: &str) -> String {
-        std::fs::read_to_string(self.root.join(relative)).expect("read")
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        donmaic(&self.root, args)
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn donmaic(dir: &Path, args: &[&str]) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(env!("CARGO_BIN_EXE_donmaic"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("run donmaic");
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", run.stdout))
@@ -299,7 +242,7 @@ fn version_and_help() {
 #[test]
 fn eval_prints_typed_json_and_errors() {
     let dir = std::env::temp_dir();
-    let run = donmaic(&dir, &["eval", "1 + 2", "--format", "json"]);
+    let run = donmaic(&dir, &["eval", "1 + 2", "--format", "json"], None);
     assert_eq!(run.code, Some(0));
     assert_eq!(json(&run), serde_json::json!({"type": "int", "value": 3}));
 
@@ -313,44 +256,53 @@ fn eval_prints_typed_json_and_errors() {
             "--format",
             "json",
         ],
+        None,
     );
     assert_eq!(
         json(&run),
         serde_json::json!({"type": "double", "value": 5.0})
     );
 
-    let run = donmaic(&dir, &["eval", "[1.0/0.0, -1.0/0.0]", "--format", "json"]);
+    let run = donmaic(
+        &dir,
+        &["eval", "[1.0/0.0, -1.0/0.0]", "--format", "json"],
+        None,
+    );
     assert_eq!(
         json(&run)["value"],
         serde_json::json!(["Infinity", "-Infinity"])
     );
 
-    let run = donmaic(&dir, &["eval", "duration('90m')", "--format", "json"]);
+    let run = donmaic(&dir, &["eval", "duration('90m')", "--format", "json"], None);
     assert_eq!(
         json(&run),
         serde_json::json!({"type": "duration", "value": "5400s"})
     );
 
-    let run = donmaic(&dir, &["eval", "1 / 0", "--format", "json"]);
+    let run = donmaic(&dir, &["eval", "1 / 0", "--format", "json"], None);
     assert_eq!(run.code, Some(1));
     assert_eq!(json(&run)["error"]["code"], "division_by_zero");
 
-    let run = donmaic(&dir, &["eval", "1 +"]);
+    let run = donmaic(&dir, &["eval", "1 +"], None);
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.starts_with("error[syntax]:"), "{}", run.stderr);
 
-    let run = donmaic(&dir, &["eval", "x", "--vars", "[1]"]);
+    let run = donmaic(&dir, &["eval", "x", "--vars", "[1]"], None);
     assert_eq!(run.code, Some(2));
 }
 
 #[test]
 fn examples_and_corpus_through_the_binary() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let run = donmaic(&root, &["check", "examples"]);
+    let run = donmaic(&root, &["check", "examples"], None);
     assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     assert_eq!(run.stdout, "checked 6 files: no problems\n");
 
-    let run = donmaic(&root, &["check", "tests/corpus/err", "--format", "json"]);
+    let run = donmaic(
+        &root,
+        &["check", "tests/corpus/err", "--format", "json"],
+        None,
+    );
     assert_eq!(run.code, Some(1));
     let document = json(&run);
     let diagnostics = document["diagnostics"].as_array().expect("diagnostics");

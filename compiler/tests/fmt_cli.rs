@@ -2,81 +2,14 @@
 //! written, what is only reported, exit statuses, standard input, and the
 //! files that are refused and left alone.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod tree;
+use tree::Tree;
 
 const MESSY: &str = "apiVersion: workflow/v2\nkind:   WorkflowDefinition\nmetadata:\n    name: demo   # the name\n    version: \"1\"\nrequires: [{plugin: donmai@2}]\ntriggers: [{id: go, kind: manual}]\nspec:\n    steps:\n    - {id: start, type: trigger, config: {triggerId: go}, next: [work]}\n    - id: work\n      type: action\n      config: {action: \"donmai@2:agent.dispatch_to_queue\",\n               workType: qa}\n";
 
 const TIDY: &str = "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata:\n  name: demo # the name\n  version: \"1\"\nrequires: [{plugin: donmai@2}]\ntriggers: [{id: go, kind: manual}]\nspec:\n  steps:\n    - {id: start, type: trigger, config: {triggerId: go}, next: [work]}\n    - id: work\n      type: action\n      config:\n        action: \"donmai@2:agent.dispatch_to_queue\"\n        workType: qa\n";
 
 const V1: &str = "# an old one\napiVersion: workflow/v1\nkind: WorkflowDefinition\nmetadata: {name: old, version: \"1\"}\nrequires: [{plugin: donmai@1}]\ntriggers: [{id: go, kind: manual, config: {inputs: {scope: string}}}]\nspec:\n  steps:\n    - {id: start, type: trigger, config: {triggerId: go}, next: [work]}\n    - id: work\n      type: action\n      config:\n        action: \"donmai@1:agent.dispatch_to_queue\"\n        workType: qa\n        scope: ${trigger.data.scope}   # from the trigger\n";
-
-struct Tree {
-    root: PathBuf,
-}
-
-impl Tree {
-    fn new(name: &str) -> Tree {
-        let root = std::env::temp_dir().join(format!("donmaic-fmt-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("mkdir");
-        Tree { root }
-    }
-
-    fn write(&self, relative: &str, text: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.root.join(relative);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, text).expect("write");
-        path
-    }
-
-    fn read(&self, relative: &str) -> String {
-        std::fs::read_to_string(self.root.join(relative)).expect("read")
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        donmaic(&self.root, args, None)
-    }
-
-    fn run_with_input(&self, args: &[&str], input: &str) -> Run {
-        donmaic(&self.root, args, Some(input))
-    }
-}
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn donmaic(dir: &Path, args: &[&str], input: Option<&str>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_donmaic"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run donmaic");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(input.unwrap_or("").as_bytes())
-        .expect("write stdin");
-    drop(stdin);
-    let output = child.wait_with_output().expect("wait");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 #[test]
 fn fmt_rewrites_workflows_and_skips_other_yaml() {

@@ -66,3 +66,12 @@ def position_of(text: str, needle: str, nth: int = 0, delta: int = 0) -> types.P
     start = text.rfind("\n", 0, index) + 1
     column = sum(2 if ord(ch) > 0xFFFF else 1 for ch in text[start:index])
     return types.Position(line=line, character=column)
+
+
+async def opened(client, text, name="flow.yaml"):
+    """Writes `text` as `name` in the client's project, opens it and
+    returns its uri and first diagnostics."""
+    uri = write(client.root, name, text)
+    open_document(client, uri, text)
+    diagnostics = await diagnostics_for(client, uri, 1)
+    return uri, diagnostics

@@ -2,7 +2,7 @@
 
 from lsprotocol import types
 
-from helpers import apply_edits, diagnostics_for, open_document, position_of, write
+from helpers import apply_edits, diagnostics_for, opened, open_document, position_of, write
 from test_navigation import FLOW
 
 V1 = """\
@@ -21,11 +21,6 @@ spec:
 """
 
 
-async def opened(client, text, name="flow.yaml"):
-    uri = write(client.root, name, text)
-    open_document(client, uri, text)
-    diagnostics = await diagnostics_for(client, uri, 1)
-    return uri, diagnostics
 
 
 def change(client, uri, version, text):

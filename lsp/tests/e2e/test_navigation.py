@@ -2,7 +2,7 @@
 
 from lsprotocol import types
 
-from helpers import apply_edits, diagnostics_for, open_document, position_of, write
+from helpers import apply_edits, diagnostics_for, opened, open_document, position_of, write
 
 FLOW = """\
 apiVersion: workflow/v2
@@ -31,20 +31,15 @@ def tdp(uri, position):
     return types.TextDocumentPositionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position)
 
 
-async def opened(client, text=FLOW, name="flow.yaml"):
-    uri = write(client.root, name, text)
-    open_document(client, uri, text)
-    diagnostics = await diagnostics_for(client, uri, 1)
-    return uri, diagnostics
 
 
 async def test_the_fixture_is_clean(client):
-    _, diagnostics = await opened(client)
+    _, diagnostics = await opened(client, FLOW)
     assert list(diagnostics) == []
 
 
 async def test_definition_from_an_expression_and_from_next(client):
-    uri, _ = await opened(client)
+    uri, _ = await opened(client, FLOW)
     definition = position_of(FLOW, "id: dispatch")
     target = types.Range(
         start=types.Position(line=definition.line, character=definition.character + 4),
@@ -64,7 +59,7 @@ async def test_definition_from_an_expression_and_from_next(client):
 
 
 async def test_references_include_expressions(client):
-    uri, _ = await opened(client)
+    uri, _ = await opened(client, FLOW)
     result = await client.text_document_references_async(
         types.ReferenceParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
@@ -77,7 +72,7 @@ async def test_references_include_expressions(client):
 
 
 async def test_rename_rewrites_every_reference_and_stays_clean(client):
-    uri, _ = await opened(client)
+    uri, _ = await opened(client, FLOW)
     position = position_of(FLOW, "nodes.dispatch", delta=8)
     prepared = await client.text_document_prepare_rename_async(
         types.PrepareRenameParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position)
@@ -101,7 +96,7 @@ async def test_rename_rewrites_every_reference_and_stays_clean(client):
 
 
 async def test_rename_to_a_taken_name_is_refused_with_a_reason(client):
-    uri, _ = await opened(client)
+    uri, _ = await opened(client, FLOW)
     try:
         await client.text_document_rename_async(
             types.RenameParams(
@@ -117,7 +112,7 @@ async def test_rename_to_a_taken_name_is_refused_with_a_reason(client):
 
 
 async def test_document_symbols_outline_the_steps(client):
-    uri, _ = await opened(client)
+    uri, _ = await opened(client, FLOW)
     symbols = await client.text_document_document_symbol_async(
         types.DocumentSymbolParams(text_document=types.TextDocumentIdentifier(uri=uri))
     )
@@ -127,7 +122,7 @@ async def test_document_symbols_outline_the_steps(client):
 
 
 async def test_semantic_tokens_cover_expressions(client):
-    uri, _ = await opened(client)
+    uri, _ = await opened(client, FLOW)
     tokens = await client.text_document_semantic_tokens_full_async(
         types.SemanticTokensParams(text_document=types.TextDocumentIdentifier(uri=uri))
     )

@@ -19,6 +19,31 @@ spec:
     - {id: post, type: action, config: {action: "slack@1:slack.send_message", channel: "#ops", text: nightly run}}
 """
 
+GROUP = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: dev, version: "1"}
+interface:
+  inputs: {issueId: string}
+  outputs: {done: "{{ trigger.issueId }}"}
+spec:
+  steps:
+    - {id: entry, type: trigger}
+"""
+
+MAIN = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: main, version: "1", scope: {project: api}}
+requires: [{plugin: donmai@2}, {plugin: linear@1}]
+triggers:
+  - {id: created, kind: signal, config: {signalEventType: com.linear.AgentSessionEvent.created}}
+spec:
+  steps:
+    - {id: start, type: trigger, config: {triggerId: created}, next: [dev]}
+    - {id: dev, type: group, config: {ref: "./groups/dev.yaml@1", issueId: "{{ trigger.issueId }}"}}
+"""
+
 
 def watched_change(client, uri, kind=types.FileChangeType.Changed):
     client.workspace_did_change_watched_files(
@@ -65,29 +90,7 @@ async def test_enabling_an_integration_in_donmai_toml_rechecks(client):
 
 
 async def test_a_group_file_changed_on_disk_rechecks_its_users(client):
-    group = """\
-apiVersion: workflow/v2
-kind: WorkflowDefinition
-metadata: {name: dev, version: "1"}
-interface:
-  inputs: {issueId: string}
-  outputs: {done: "{{ trigger.issueId }}"}
-spec:
-  steps:
-    - {id: entry, type: trigger}
-"""
-    main = """\
-apiVersion: workflow/v2
-kind: WorkflowDefinition
-metadata: {name: main, version: "1", scope: {project: api}}
-requires: [{plugin: donmai@2}, {plugin: linear@1}]
-triggers:
-  - {id: created, kind: signal, config: {signalEventType: com.linear.AgentSessionEvent.created}}
-spec:
-  steps:
-    - {id: start, type: trigger, config: {triggerId: created}, next: [dev]}
-    - {id: dev, type: group, config: {ref: "./groups/dev.yaml@1", issueId: "{{ trigger.issueId }}"}}
-"""
+    group, main = GROUP, MAIN
     group_uri = write(client.root, "groups/dev.yaml", group)
     uri = write(client.root, "main.yaml", main)
     open_document(client, uri, main)
@@ -102,29 +105,7 @@ spec:
 
 
 async def test_an_unsaved_group_buffer_is_what_its_users_see(client):
-    group = """\
-apiVersion: workflow/v2
-kind: WorkflowDefinition
-metadata: {name: dev, version: "1"}
-interface:
-  inputs: {issueId: string}
-  outputs: {done: "{{ trigger.issueId }}"}
-spec:
-  steps:
-    - {id: entry, type: trigger}
-"""
-    main = """\
-apiVersion: workflow/v2
-kind: WorkflowDefinition
-metadata: {name: main, version: "1", scope: {project: api}}
-requires: [{plugin: donmai@2}, {plugin: linear@1}]
-triggers:
-  - {id: created, kind: signal, config: {signalEventType: com.linear.AgentSessionEvent.created}}
-spec:
-  steps:
-    - {id: start, type: trigger, config: {triggerId: created}, next: [dev]}
-    - {id: dev, type: group, config: {ref: "./groups/dev.yaml@1", issueId: "{{ trigger.issueId }}"}}
-"""
+    group, main = GROUP, MAIN
     from lsprotocol import types as t
 
     group_uri = write(client.root, "groups/dev.yaml", group)
