@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// `sysconf(_SC_CLK_TCK)`, 100 on every Linux architecture this runs on;
+/// the unit of the times in `/proc/<pid>/stat`.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
 /// Largest message accepted from a server: a runaway length header must not
 /// make the client allocate without bound.
 const MAX_MESSAGE: usize = 256 << 20;
@@ -255,6 +259,21 @@ impl Client {
                 Err(_) => return,
             }
         }
+    }
+
+    /// CPU time the server process has used so far (all its threads, user
+    /// and system), from `/proc`; `None` where that is not available. Its
+    /// unit is the kernel's clock tick, so only differences over many
+    /// edits are meaningful.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The command name may hold spaces: fields are counted after its ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let user: u64 = fields.get(11)?.parse().ok()?;
+        let system: u64 = fields.get(12)?.parse().ok()?;
+        Some(Duration::from_secs_f64(
+            (user + system) as f64 / CLOCK_TICKS_PER_SECOND,
+        ))
     }
 
     /// `shutdown`, `exit`, and the process's end; a server that does not

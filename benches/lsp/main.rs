@@ -694,6 +694,8 @@ struct EditSeries {
     /// Diagnostic counts seen after insertions and after deletions.
     after_insert: Vec<usize>,
     after_delete: Vec<usize>,
+    /// The server's CPU time over the measured edits, per edit (ms).
+    cpu_per_edit: Option<f64>,
 }
 
 impl EditSeries {
@@ -711,6 +713,7 @@ impl EditSeries {
             "max_ms": sorted.last(), "samples_ms": self.samples,
             "diagnostics_after_insert": counts(&self.after_insert),
             "diagnostics_after_delete": counts(&self.after_delete),
+            "cpu_ms_per_edit": self.cpu_per_edit,
         })
     }
 }
@@ -775,7 +778,9 @@ fn measure_edits(launcher: &Launcher, kind: Kind, steps: usize) -> Result<Vec<Ed
             samples: Vec::new(),
             after_insert: Vec::new(),
             after_delete: Vec::new(),
+            cpu_per_edit: None,
         };
+        let cpu_before = session.client.cpu_time();
         let started = Instant::now();
         for index in 0..edits {
             let insert = index % 2 == 0;
@@ -794,6 +799,9 @@ fn measure_edits(launcher: &Launcher, kind: Kind, steps: usize) -> Result<Vec<Ed
         }
         if result.samples.len() % 2 == 1 {
             session.timed_edit(&document, site, false)?;
+        }
+        if let (Some(before), Some(after)) = (cpu_before, session.client.cpu_time()) {
+            result.cpu_per_edit = Some(ms(after - before) / result.samples.len() as f64);
         }
         series.push(result);
     }
@@ -968,8 +976,8 @@ fn run_once(launcher: &Launcher, run: usize) -> Result<RunResult, String> {
         options.counts(Kind::Yaml).0,
     );
     println!(
-        "{:>6} {:>6}  {:<23} {:<10} {:>5} {:>9} {:>9} {:>9}  diagnostics ins/del  load",
-        "steps", "lines", "server", "edit", "n", "median", "p99", "max"
+        "{:>6} {:>6}  {:<23} {:<10} {:>5} {:>9} {:>9} {:>9} {:>9}  diagnostics ins/del  load",
+        "steps", "lines", "server", "edit", "n", "median", "p99", "max", "cpu/edit"
     );
     let mut edits = Vec::new();
     let mut sizes = options.sizes.clone();
@@ -985,7 +993,7 @@ fn run_once(launcher: &Launcher, run: usize) -> Result<RunResult, String> {
             for series in measure_edits(launcher, kind, steps)? {
                 let (median, p99, max) = stats(&series.samples);
                 println!(
-                    "{:>6} {:>6}  {:<23} {:<10} {:>5} {:>9.2} {:>9.2} {:>9.2}  {:<19}  {}",
+                    "{:>6} {:>6}  {:<23} {:<10} {:>5} {:>9.2} {:>9.2} {:>9.2} {:>9}  {:<19}  {}",
                     series.steps,
                     series.lines,
                     kind.label(),
@@ -994,6 +1002,9 @@ fn run_once(launcher: &Launcher, run: usize) -> Result<RunResult, String> {
                     median,
                     p99,
                     max,
+                    series
+                        .cpu_per_edit
+                        .map_or("?".to_string(), |cpu| format!("{cpu:.2}")),
                     format!(
                         "{}/{}",
                         show_counts(&series.after_insert),
@@ -1122,15 +1133,20 @@ fn print_summary(options: &Options, runs: &[RunResult]) {
             .iter()
             .map(|r| stats(&r.edits[index].samples).1)
             .collect();
+        let cpus: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.edits[index].cpu_per_edit)
+            .collect();
         let _ = write!(
             out,
-            "{:>6} steps {:>6} lines  {:<23} {:<10} median {:>8.2}  p99 {:>8.2}",
+            "{:>6} steps {:>6} lines  {:<23} {:<10} median {:>8.2}  p99 {:>8.2}  cpu/edit {:>8.2}",
             series.steps,
             series.lines,
             series.server.label(),
             series.edit,
             median(&medians),
-            median(&p99s)
+            median(&p99s),
+            median(&cpus)
         );
         if series.server != Kind::Donmai {
             let donmai = first.edits.iter().position(|s| {
