@@ -763,7 +763,8 @@ fn measure_edits(launcher: &Launcher, kind: Kind, steps: usize) -> Result<Vec<Ed
         for index in 0..warmup {
             session.timed_edit(&document, site, index % 2 == 0)?;
         }
-        // An even warm-up leaves the text as opened; land any stragglers.
+        // An odd warm-up ends on an insertion: undo it, then let any late
+        // publication land before the clock matters.
         if warmup % 2 == 1 {
             session.timed_edit(&document, site, false)?;
         }
@@ -797,11 +798,12 @@ fn measure_edits(launcher: &Launcher, kind: Kind, steps: usize) -> Result<Vec<Ed
                 break;
             }
         }
-        if result.samples.len() % 2 == 1 {
-            session.timed_edit(&document, site, false)?;
-        }
         if let (Some(before), Some(after)) = (cpu_before, session.client.cpu_time()) {
             result.cpu_per_edit = Some(ms(after - before) / result.samples.len() as f64);
+        }
+        // An odd count ends on an insertion: undo it for the next series.
+        if result.samples.len() % 2 == 1 {
+            session.timed_edit(&document, site, false)?;
         }
         series.push(result);
     }
@@ -952,12 +954,20 @@ fn stats(samples: &[f64]) -> (f64, f64, f64) {
     )
 }
 
+/// Start-ups of one server: (to the `initialize` response, to the first
+/// diagnostics), in milliseconds.
+struct StartupSeries {
+    server: Kind,
+    steps: usize,
+    samples: Vec<(f64, f64)>,
+}
+
 struct RunResult {
     load_before: String,
     load_after: String,
     edits: Vec<EditSeries>,
     /// Per server: samples of (to initialize response, to first diagnostics).
-    startups: Vec<(Kind, usize, Vec<(f64, f64)>)>,
+    startups: Vec<StartupSeries>,
     queries: Vec<QuerySeries>,
 }
 
@@ -1048,7 +1058,11 @@ fn run_once(launcher: &Launcher, run: usize) -> Result<RunResult, String> {
                 diag_median,
                 diag_max
             );
-            startups.push((kind, steps, samples));
+            startups.push(StartupSeries {
+                server: kind,
+                steps,
+                samples,
+            });
         }
     }
     let mut queries = Vec::new();
@@ -1171,10 +1185,19 @@ fn print_summary(options: &Options, runs: &[RunResult]) {
         }
         out.push('\n');
     }
-    for (index, (kind, steps, _)) in first.startups.iter().enumerate() {
+    for (index, startup) in first.startups.iter().enumerate() {
+        let (kind, steps) = (startup.server, startup.steps);
         let medians: Vec<f64> = runs
             .iter()
-            .map(|r| median(&r.startups[index].2.iter().map(|s| s.1).collect::<Vec<_>>()))
+            .map(|r| {
+                median(
+                    &r.startups[index]
+                        .samples
+                        .iter()
+                        .map(|s| s.1)
+                        .collect::<Vec<_>>(),
+                )
+            })
             .collect();
         let _ = writeln!(
             out,
@@ -1234,7 +1257,7 @@ fn to_json(runs: &[RunResult]) -> Value {
                     "load_before": run.load_before,
                     "load_after": run.load_after,
                     "edits": run.edits.iter().map(EditSeries::to_json).collect::<Vec<_>>(),
-                    "startups": run.startups.iter().map(|(kind, steps, samples)| json!({
+                    "startups": run.startups.iter().map(|StartupSeries { server: kind, steps, samples }| json!({
                         "server": kind.key(),
                         "steps": steps,
                         "initialize_ms": samples.iter().map(|s| s.0).collect::<Vec<_>>(),
