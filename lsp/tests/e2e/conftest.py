@@ -40,7 +40,7 @@ def _track_publishes(client: LanguageClient):
 
 async def _start(lsp_client: LanguageClient, root: pathlib.Path, spec: str):
     _track_publishes(lsp_client)
-    await lsp_client.initialize_session(
+    lsp_client.init_result = await lsp_client.initialize_session(
         types.InitializeParams(
             capabilities=client_capabilities(spec),
             root_uri=root.as_uri(),

@@ -142,3 +142,21 @@ async def test_utf8_positions_for_clients_that_offer_them(neovim):
     index = text.index("dispach")
     line_start = text.rfind("\n", 0, index) + 1
     assert unknown.range.start.character == len(text[line_start:index].encode("utf-8"))
+
+
+async def test_the_server_advertises_every_feature(client):
+    capabilities = client.init_result.capabilities
+    assert capabilities.completion_provider is not None
+    assert "." in capabilities.completion_provider.trigger_characters
+    assert capabilities.hover_provider
+    assert capabilities.definition_provider
+    assert capabilities.references_provider
+    assert capabilities.document_highlight_provider
+    assert capabilities.rename_provider.prepare_provider
+    assert capabilities.document_symbol_provider
+    assert capabilities.document_formatting_provider
+    legend = capabilities.semantic_tokens_provider.legend
+    assert "variable" in legend.token_types and "deprecated" in legend.token_modifiers
+    kinds = capabilities.code_action_provider.code_action_kinds
+    assert types.CodeActionKind.QuickFix in kinds and types.CodeActionKind.SourceFixAll in kinds
+    assert capabilities.text_document_sync.change == types.TextDocumentSyncKind.Incremental
