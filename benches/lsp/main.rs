@@ -920,15 +920,28 @@ fn measure_queries(launcher: &Launcher, steps: usize) -> Result<Vec<QuerySeries>
             session.change(&document, document.comment, index % 2 == 0)?;
             let version = session.version;
             let (id, sent) = session.client.request(method, params.clone())?;
-            let answer = session.client.response(id, session.timeout)?;
-            if index >= options.warmup {
-                after_edit.push(ms(answer.at - sent));
+            // The edit's diagnostics may arrive before or after the answer.
+            let mut published = false;
+            let mut answered = None;
+            while answered.is_none() || !published {
+                let message = session.client.wait(
+                    session.timeout,
+                    "an answer or diagnostics after an edit",
+                    |r| {
+                        is_publish_for(r, &document.uri, version)
+                            || (r.method().is_none()
+                                && r.message.get("id").and_then(Value::as_i64) == Some(id))
+                    },
+                )?;
+                if message.method().is_none() {
+                    answered = Some(message.at);
+                } else {
+                    published = true;
+                }
             }
-            session
-                .client
-                .wait(session.timeout, "diagnostics after an edit", |r| {
-                    is_publish_for(r, &document.uri, version)
-                })?;
+            if index >= options.warmup {
+                after_edit.push(ms(answered.expect("answered") - sent));
+            }
         }
         if (options.warmup + options.queries) % 2 == 1 {
             session.timed_edit(&document, document.comment, false)?;
