@@ -196,11 +196,17 @@ fn lookup<'v>(entries: &'v MapEntries, key: &MapKey, text: &str) -> Option<&'v V
     if let Some(value) = entries.last_key_value().and_then(found) {
         return Some(value);
     }
+    // Both ends again: cheaper than an iterator that skips them.
     entries
         .iter()
-        .skip(1)
-        .take(len - 2)
-        .find_map(|entry| found(entry))
+        .find(|(k, _)| is_key(k))
+        .map(|(_, value)| value)
+}
+
+/// [`lookup`] for the interpreter's `Has`, out of line.
+#[inline(never)]
+fn has_key(entries: &MapEntries, key: &MapKey, text: &str) -> bool {
+    lookup(entries, key, text).is_some()
 }
 
 /// A field of a fused selection path, resolved at load time.
@@ -915,7 +921,7 @@ impl<'a> Run<'a, '_> {
                             return Err(underflow());
                         };
                         let found = match top.get() {
-                            Value::Map(entries) => lookup(entries, key, text).is_some(),
+                            Value::Map(entries) => has_key(entries, key, text),
                             Value::Null => false,
                             other => {
                                 break 'raise no_such_overload(format!(
@@ -1573,8 +1579,8 @@ fn walk<'v>(
     Ok(current)
 }
 
-/// [`walk`] for the interpreter.
-#[inline(always)]
+/// [`walk`] for the interpreter, out of line: its loop is kept small.
+#[inline(never)]
 fn select_path<'v>(
     start: &'v Value,
     path: &[PathField],
