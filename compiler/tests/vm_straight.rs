@@ -22,6 +22,8 @@ fn nodes_to_try() -> Vec<Option<Value>> {
     let status = [
         json!("done"),
         json!("dont"),
+        json!("undo"),
+        json!(""),
         json!("x".repeat(70)),
         json!(5),
         json!(6),
@@ -126,6 +128,23 @@ fn comparisons_with_constants_agree_with_the_reference_evaluator() {
                 "missing",
             ] {
                 agrees(&format!("{operand} {operator} {constant}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn string_tests_with_constants_agree_with_the_reference_evaluator() {
+    let long = format!("'{}'", "x".repeat(70));
+    let constants = ["'do'", "''", "5", "null", long.as_str()];
+    for test in ["startsWith", "endsWith", "contains"] {
+        for constant in constants {
+            for operand in [
+                "nodes.build.output.status",
+                "nodes.build?.output?.status",
+                "missing",
+            ] {
+                agrees(&format!("{operand}.{test}({constant})"));
             }
         }
     }

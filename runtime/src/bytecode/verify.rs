@@ -20,7 +20,8 @@
 //! so every cycle costs fuel.
 
 use super::vm::{
-    Compare, ConstCompare, Instr, Op, Operand, PathField, RootName, RootPath, Shape, StringTest,
+    Compare, ConstCompare, ConstTest, Instr, Op, Operand, PathField, RootName, RootPath, Shape,
+    StringTest,
 };
 use super::{BytecodeError, Decoded, Instruction, MacroKind, RAISE_CODES, decode};
 use crate::plan::{ConstIx, Constant, ExprCode, SourceRef};
@@ -527,10 +528,15 @@ fn fuse(ops: &mut [Op]) {
         _ => None,
     };
     for i in 0..ops.len() {
-        // A load, a constant and a comparison.
+        // A load, a constant and a comparison or string test.
         if let (Some(load), Some(push), Some(cmp)) = (ops.get(i), ops.get(i + 1), ops.get(i + 2))
-            && let (Some((constant, constant_bytes)), Some(compare)) =
-                (constant(push), comparison(cmp))
+            && let (Some((constant, constant_bytes)), Some(test)) = (
+                constant(push),
+                match cmp.instr {
+                    Instr::StringTest(test) => Some(ConstTest::String(test)),
+                    _ => comparison(cmp).map(ConstTest::Compare),
+                },
+            )
         {
             let operand = match &load.instr {
                 Instr::LoadRoot(load) => Some(Operand::Root(load.clone())),
@@ -545,7 +551,7 @@ fn fuse(ops: &mut [Op]) {
                         constant,
                         constant_bytes,
                         constant_steps,
-                        compare,
+                        test,
                         compare_steps,
                     },
                 };

@@ -231,15 +231,25 @@ pub(crate) enum Compare {
 }
 
 /// The constant side of a fused comparison: the `PushConst` and the
-/// comparison a superinstruction covers, with the fuel each charges.
+/// comparison (or string test) a superinstruction covers, with the fuel
+/// each charges.
 #[derive(Clone, Debug)]
 pub(crate) struct ConstCompare {
     pub constant: Value,
     /// A string constant pays for its bytes, as `PushString` does.
     pub constant_bytes: Option<usize>,
     pub constant_steps: u8,
-    pub compare: Compare,
+    pub test: ConstTest,
     pub compare_steps: u8,
+}
+
+/// What a fused comparison does with its operand and the constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConstTest {
+    /// `operand <op> constant`.
+    Compare(Compare),
+    /// `operand.startsWith(constant)` and the like.
+    String(StringTest),
 }
 
 /// A root variable and the fields selected from it (none for the root
@@ -309,9 +319,9 @@ pub(crate) enum Instr {
     /// `startsWith`, `endsWith` or `contains` with two arguments, likewise.
     StringTest(StringTest),
     /// A superinstruction the loader forms from `LoadRootPath`/`LoadLocal`,
-    /// `PushConst` and a comparison in a row (`nodes.x.output.status ==
-    /// "done"`): the same fuel, errors and result, without putting either
-    /// operand on the stack. The two instructions it covers stay in place
+    /// `PushConst` and a comparison or string test in a row
+    /// (`nodes.x.output.status == "done"`, `x.startsWith("a")`): the same
+    /// fuel, errors and result, without putting either operand on the stack. The two instructions it covers stay in place
     /// behind it; it continues after them.
     CompareConst {
         operand: Operand,
@@ -385,6 +395,29 @@ impl StringTest {
             StringTest::StartsWith => &builtins::STARTS_WITH,
             StringTest::EndsWith => &builtins::ENDS_WITH,
             StringTest::Contains => &builtins::CONTAINS,
+        }
+    }
+
+    /// The test on `s` and `part`: in place on two strings, charging what
+    /// the table's implementation charges; through the table otherwise.
+    #[inline(always)]
+    fn apply(
+        self,
+        s: &Value,
+        part: &Value,
+        fuel: &mut Fuel,
+        arguments: &mut Vec<Value>,
+    ) -> Result<Value, EvalError> {
+        match (s, part) {
+            (Value::String(s), Value::String(part)) => {
+                let (steps, holds) = match self {
+                    StringTest::StartsWith => (scan_steps(part.len()), s.starts_with(&**part)),
+                    StringTest::EndsWith => (scan_steps(part.len()), s.ends_with(&**part)),
+                    StringTest::Contains => (scan_steps(s.len() + part.len()), s.contains(&**part)),
+                };
+                charge(fuel, steps).map(|()| Value::Bool(holds))
+            }
+            (s, part) => call_with(arguments, self.builtin(), &[s, part], fuel),
         }
     }
 }
@@ -604,7 +637,6 @@ impl Machine {
             Shape::Load { load, steps } => run_load(load, *steps, expr, env, fuel).map_err(|e| *e),
             Shape::Compare { load, with, steps } => {
                 run_compare(load, with, *steps, expr, env, fuel, &mut self.arguments)
-                    .map(Value::Bool)
                     .map_err(|e| *e)
             }
         }
@@ -660,7 +692,8 @@ pub(crate) enum Shape {
     /// `LoadRoot`/`LoadRootPath`, then `Return`: `{{ nodes.x.output.y }}`.
     Load { load: RootPath, steps: Steps2 },
     /// A `CompareConst` over a root path, the two ops it covers, then
-    /// `Return`: `nodes.x.output.status == "done"`.
+    /// `Return`: `nodes.x.output.status == "done"`,
+    /// `trigger.pr.title.startsWith("feat")`.
     Compare {
         load: RootPath,
         with: ConstCompare,
@@ -736,7 +769,7 @@ fn run_compare(
     env: &dyn Env,
     fuel: &mut Fuel,
     arguments: &mut Vec<Value>,
-) -> Result<bool, Raised> {
+) -> Result<Value, Raised> {
     spend(fuel, steps.first, expr, 0)?;
     let result = load.with(env, expr, 0, |value| {
         with.test(value, expr, 0, fuel, arguments)
@@ -1051,7 +1084,7 @@ impl<'a> Run<'a, '_> {
                             },
                         };
                         match with.test(value, expr, pc, fuel, self.arguments) {
-                            Ok(result) => stack.push(Slot::Own(Value::Bool(result))),
+                            Ok(result) => stack.push(Slot::Own(result)),
                             Err(e) => break 'raise *e,
                         }
                         pc += 3;
@@ -1150,24 +1183,7 @@ impl<'a> Run<'a, '_> {
                     }
                     Instr::StringTest(test) => {
                         let (a, b) = top_two(stack)?;
-                        let outcome = match (a, b) {
-                            (Value::String(s), Value::String(part)) => {
-                                let (steps, holds) = match test {
-                                    StringTest::StartsWith => {
-                                        (scan_steps(part.len()), s.starts_with(&**part))
-                                    }
-                                    StringTest::EndsWith => {
-                                        (scan_steps(part.len()), s.ends_with(&**part))
-                                    }
-                                    StringTest::Contains => {
-                                        (scan_steps(s.len() + part.len()), s.contains(&**part))
-                                    }
-                                };
-                                charge(fuel, steps).map(|()| Value::Bool(holds))
-                            }
-                            (a, b) => call_with(self.arguments, test.builtin(), &[a, b], fuel),
-                        };
-                        match outcome {
+                        match test.apply(a, b, fuel, self.arguments) {
                             Ok(value) => replace(stack, 2, value),
                             Err(e) => break 'raise e.at(self.here(pc)),
                         }
@@ -1662,28 +1678,36 @@ impl ConstCompare {
         pc: usize,
         fuel: &mut Fuel,
         arguments: &mut Vec<Value>,
-    ) -> Result<bool, Raised> {
+    ) -> Result<Value, Raised> {
         spend(fuel, self.constant_steps, expr, pc + 1)?;
         if let Some(bytes) = self.constant_bytes {
             spend_bytes(fuel, bytes, expr, pc + 1)?;
         }
         spend(fuel, self.compare_steps, expr, pc + 2)?;
-        let equal = self.compare == Compare::Eq;
-        match (self.compare, value, &self.constant) {
+        let compare = match self.test {
+            ConstTest::Compare(compare) => compare,
+            ConstTest::String(test) => {
+                return test
+                    .apply(value, &self.constant, fuel, arguments)
+                    .map_err(|e| raised(e, expr, pc + 2));
+            }
+        };
+        let equal = compare == Compare::Eq;
+        let result = match (compare, value, &self.constant) {
             // `equals` on two strings, inline: its two charges fail exactly
             // when their sum does, leaving the same (empty) meter.
             (Compare::Eq | Compare::Ne, Value::String(x), Value::String(y)) => {
                 spend(fuel, 1 + scan_steps(x.len()), expr, pc + 2)?;
-                Ok(same_text(x, y) == equal)
+                same_text(x, y) == equal
             }
             (Compare::Eq | Compare::Ne, Value::Int(x), Value::Int(y)) => {
                 spend(fuel, 1u64, expr, pc + 2)?;
-                Ok((x == y) == equal)
+                (x == y) == equal
             }
-            (compare, a, b) => {
-                compare_values(compare, a, b, fuel, arguments).map_err(|e| raised(e, expr, pc + 2))
-            }
-        }
+            (compare, a, b) => compare_values(compare, a, b, fuel, arguments)
+                .map_err(|e| raised(e, expr, pc + 2))?,
+        };
+        Ok(Value::Bool(result))
     }
 }
 
@@ -1727,13 +1751,19 @@ mod tests {
             Constant::Null,
             Constant::Bool(true),
             Constant::String("x".repeat(70)),
+            Constant::String("do".into()),
+            Constant::String("startsWith".into()),
+            Constant::String("endsWith".into()),
+            Constant::String("contains".into()),
         ]
     }
     const ROOT: u32 = 0;
     const A: u32 = 1;
     const B: u32 = 2;
     /// Constant indices of the values compared with.
-    const COMPARED: [u32; 6] = [3, 4, 5, 6, 7, 8];
+    const COMPARED: [u32; 7] = [3, 4, 5, 6, 7, 8, 9];
+    /// Constant indices of the string tests' names.
+    const STRING_TESTS: [u32; 3] = [10, 11, 12];
 
     /// Loads `program` with its own span for every instruction and every
     /// field of a path, so an error's span tells which op raised it.
@@ -1788,6 +1818,9 @@ mod tests {
         let mut values = vec![
             json!({"a": {"b": "done"}}),
             json!({"a": {"b": "dont"}}),
+            json!({"a": {"b": "undo"}}),
+            json!({"a": {"b": "d"}}),
+            json!({"a": {"b": ""}}),
             json!({"a": {"b": "x".repeat(70)}}),
             json!({"a": {"b": "x".repeat(69)}}),
             json!({"a": {"b": 5}}),
@@ -1926,6 +1959,46 @@ mod tests {
                         (1, constant.clone()),
                         (1, compare.clone()),
                         (1, Instruction::Return),
+                    ],
+                    2,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn string_tests_run_straight_exactly_as_interpreted() {
+        for function in STRING_TESTS {
+            let test = Instruction::Call { function, argc: 2 };
+            for index in COMPARED {
+                let constant = Instruction::PushConst { index };
+                agrees(
+                    &[
+                        (
+                            4,
+                            Instruction::LoadRootPath {
+                                root: ROOT,
+                                fields: path(true),
+                            },
+                        ),
+                        (1, constant.clone()),
+                        (1, test.clone()),
+                        (1, Instruction::Return),
+                    ],
+                    2,
+                );
+                agrees(
+                    &[
+                        (
+                            4,
+                            Instruction::LoadRootPath {
+                                root: ROOT,
+                                fields: path(false),
+                            },
+                        ),
+                        (1, constant.clone()),
+                        (0, test.clone()),
+                        (0, Instruction::Return),
                     ],
                     2,
                 );
