@@ -60,7 +60,8 @@ impl RootName {
     fn same(&self, other: &RootName) -> bool {
         self.head == other.head
             && self.text.len() == other.text.len()
-            && (self.text.len() <= 8 || self.text.get(8..) == other.text.get(8..))
+            && (self.text.len() <= 8
+                || self.text.as_bytes().get(8..) == other.text.as_bytes().get(8..))
     }
 }
 
@@ -567,9 +568,17 @@ fn replace(stack: &mut Stack<'_>, argc: usize, value: Value) {
     stack.push(Slot::Own(value));
 }
 
-#[inline]
-fn pop<'a>(stack: &mut Stack<'a>) -> Result<Slot<'a>, EvalError> {
-    stack.pop().ok_or_else(underflow)
+/// Pops the top slot, or returns the underflow error from the enclosing
+/// function. A macro rather than a function returning a `Result`: moving
+/// that `Result` through memory in the interpreter's loop showed up as
+/// stalls on partial stores.
+macro_rules! pop {
+    ($stack:expr) => {
+        match $stack.pop() {
+            Some(slot) => slot,
+            None => return Err(underflow()),
+        }
+    };
 }
 
 /// Calls `builtin` with copies of `values` (it takes one slice of values).
@@ -878,15 +887,15 @@ impl<'a> Run<'a, '_> {
             let raised: EvalError = 'raise: {
                 match &op.instr {
                     Instr::Nop => {}
-                    Instr::Return => return pop(stack).map(Slot::into_value),
+                    Instr::Return => return Ok(pop!(stack).into_value()),
                     Instr::Pop => {
-                        pop(stack)?;
+                        pop!(stack);
                     }
                     Instr::Jump(target) => {
                         pc = *target as usize;
                         continue 'run;
                     }
-                    Instr::JumpIfFalse(target) => match pop(stack)?.get() {
+                    Instr::JumpIfFalse(target) => match pop!(stack).get() {
                         Value::Bool(false) => {
                             pc = *target as usize;
                             continue 'run;
@@ -1220,8 +1229,8 @@ impl<'a> Run<'a, '_> {
                         }
                     }
                     Instr::Logic { decisive } => {
-                        let right = pop(stack)?;
-                        let left = pop(stack)?;
+                        let right = pop!(stack);
+                        let left = pop!(stack);
                         // Errors were caught left first, so the right's is on top.
                         let right_error = pending_error(right.get(), self.errors)?;
                         let left_error = pending_error(left.get(), self.errors)?;
@@ -1266,8 +1275,8 @@ impl<'a> Run<'a, '_> {
                         None => return Err(underflow()),
                     },
                     Instr::MapInsert => {
-                        let value = pop(stack)?.into_value();
-                        let key_slot = pop(stack)?;
+                        let value = pop!(stack).into_value();
+                        let key_slot = pop!(stack);
                         let key_value = key_slot.get();
                         let key = match key_value {
                             Value::String(s) => MapKey::String(s.clone()),
@@ -1287,7 +1296,7 @@ impl<'a> Run<'a, '_> {
                         Arc::make_mut(entries).insert(key, value);
                     }
                     Instr::IterBegin { kind, reserve } => {
-                        let target = pop(stack)?;
+                        let target = pop!(stack);
                         let items = match target {
                             Slot::Ref(Value::List(items)) => Items::Ref(items),
                             Slot::Own(Value::List(items)) => Items::Own(items),
@@ -1360,7 +1369,7 @@ impl<'a> Run<'a, '_> {
                         }
                     }
                     Instr::QuantStep { decisive, head } => {
-                        let condition = pop(stack)?;
+                        let condition = pop!(stack);
                         let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
@@ -1382,7 +1391,7 @@ impl<'a> Run<'a, '_> {
                         continue 'run;
                     }
                     Instr::CountStep(head) => {
-                        let Value::Bool(b) = *pop(stack)?.get() else {
+                        let Value::Bool(b) = *pop!(stack).get() else {
                             return Err(broken("a count of a non-bool"));
                         };
                         let Some(frame) = self.frames.last_mut() else {
@@ -1393,7 +1402,7 @@ impl<'a> Run<'a, '_> {
                         continue 'run;
                     }
                     Instr::CollectStep(head) => {
-                        let value = pop(stack)?.into_value();
+                        let value = pop!(stack).into_value();
                         let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
@@ -1402,7 +1411,7 @@ impl<'a> Run<'a, '_> {
                         continue 'run;
                     }
                     Instr::KeepStep(head) => {
-                        let Value::Bool(keep) = *pop(stack)?.get() else {
+                        let Value::Bool(keep) = *pop!(stack).get() else {
                             return Err(broken("a filter on a non-bool"));
                         };
                         let Some(frame) = self.frames.last_mut() else {
@@ -1732,6 +1741,50 @@ mod tests {
         }
         assert!(same_text("héllo", "héllo"));
         assert!(!same_text("héllo", "hèllo"));
+    }
+
+    #[test]
+    fn root_names_are_equal_exactly_when_their_texts_are() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "run",
+            "input",
+            "nodes",
+            "trigger",
+            "triggers",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghi",
+            "abcdefghj",
+            "aaaaaaaé",
+            "aaaaaaaè",
+            "aaaaaaa\u{e9}x",
+            "aaaaaaa\u{e8}x",
+            "a\0",
+            "a\0\0",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    RootName::new(a).same(&RootName::new(b)),
+                    a == b,
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        let roots: Roots = names.iter().map(|n| (*n, Value::string(*n))).collect();
+        for name in names {
+            assert_eq!(
+                roots.root_named(&RootName::new(name)).as_deref(),
+                Some(&Value::string(name))
+            );
+            assert_eq!(roots.root(name).as_deref(), Some(&Value::string(name)));
+        }
+        assert_eq!(roots.root_named(&RootName::new("missing")), None);
     }
 
     use super::super::{FieldRef, Instruction};
