@@ -19,9 +19,13 @@
 //! at least one step, and the VM counts loop exits against the steps spent;
 //! so every cycle costs fuel.
 
-use super::vm::{Compare, Instr, Op, Operand, PathField, StringTest};
+use super::vm::{
+    Compare, ConstCompare, ConstTest, Instr, Op, Operand, PathField, RootName, RootPath, Shape,
+    StringTest,
+};
 use super::{BytecodeError, Decoded, Instruction, MacroKind, RAISE_CODES, decode};
 use crate::plan::{ConstIx, Constant, ExprCode, SourceRef};
+use donmai_grammar::Span;
 use donmai_stdlib::builtins::{self, Builtin};
 use donmai_stdlib::value::{MapKey, Value};
 use smallvec::SmallVec;
@@ -44,6 +48,8 @@ pub struct VerifiedExpr {
     pub(crate) max_stack: usize,
     pub(crate) locals: usize,
     pub(crate) max_frames: usize,
+    /// Whether the whole expression has a shape the VM runs straight through.
+    pub(crate) shape: Shape,
     source: SourceRef,
     result_type: String,
 }
@@ -71,6 +77,13 @@ impl VerifiedExpr {
 
     pub(crate) fn offset_of(&self, index: usize) -> u32 {
         self.offsets.get(index).copied().unwrap_or(0)
+    }
+
+    /// Where an error raised by op `index` points.
+    #[cold]
+    pub(crate) fn op_span(&self, index: usize) -> Span {
+        let source = self.span_at(self.offset_of(index));
+        Span::new(source.start as usize, source.end as usize)
     }
 
     /// The source position of an error this expression raised: its byte
@@ -170,6 +183,7 @@ pub fn verify(code: &ExprCode, constants: &[Constant]) -> Result<VerifiedExpr, B
             ),
         ));
     }
+    let shape = Shape::of(&ops);
     Ok(VerifiedExpr {
         ops: ops.into_boxed_slice(),
         offsets: decoded.iter().map(|d| d.offset).collect(),
@@ -177,6 +191,7 @@ pub fn verify(code: &ExprCode, constants: &[Constant]) -> Result<VerifiedExpr, B
         max_stack,
         locals: usize::from(code.locals),
         max_frames,
+        shape,
         source: code.source,
         result_type: code.result_type.clone(),
     })
@@ -366,14 +381,15 @@ impl Loader<'_> {
                     value: Value::string(s.as_str()),
                 },
             },
-            Instruction::LoadRoot { name } => {
-                Instr::LoadRoot(self.string(at, *name, "root name")?.into())
-            }
+            Instruction::LoadRoot { name } => Instr::LoadRoot(RootPath {
+                root: RootName::new(self.string(at, *name, "root name")?),
+                path: Box::new([]),
+            }),
             Instruction::LoadLocal { slot } => Instr::LoadLocal(self.slot(d, *slot)?),
-            Instruction::LoadRootPath { root, fields } => Instr::LoadRootPath {
-                root: self.string(at, *root, "root name")?.into(),
+            Instruction::LoadRootPath { root, fields } => Instr::LoadRoot(RootPath {
+                root: RootName::new(self.string(at, *root, "root name")?),
                 path: self.path(d, fields)?,
-            },
+            }),
             Instruction::SelectPath { fields } => Instr::SelectPath(self.path(d, fields)?),
             Instruction::Has { field } => {
                 let text: Arc<str> = self.string(at, *field, "field name")?.into();
@@ -512,17 +528,18 @@ fn fuse(ops: &mut [Op]) {
         _ => None,
     };
     for i in 0..ops.len() {
-        // A load, a constant and a comparison.
+        // A load, a constant and a comparison or string test.
         if let (Some(load), Some(push), Some(cmp)) = (ops.get(i), ops.get(i + 1), ops.get(i + 2))
-            && let (Some((constant, constant_bytes)), Some(compare)) =
-                (constant(push), comparison(cmp))
+            && let (Some((constant, constant_bytes)), Some(test)) = (
+                constant(push),
+                match cmp.instr {
+                    Instr::StringTest(test) => Some(ConstTest::String(test)),
+                    _ => comparison(cmp).map(ConstTest::Compare),
+                },
+            )
         {
             let operand = match &load.instr {
-                Instr::LoadRoot(name) => Some(Operand::Root(name.clone())),
-                Instr::LoadRootPath { root, path } => Some(Operand::RootPath {
-                    root: root.clone(),
-                    path: path.clone(),
-                }),
+                Instr::LoadRoot(load) => Some(Operand::Root(load.clone())),
                 Instr::LoadLocal(slot) => Some(Operand::Local(*slot)),
                 _ => None,
             };
@@ -530,11 +547,13 @@ fn fuse(ops: &mut [Op]) {
                 let (constant_steps, compare_steps) = (push.steps, cmp.steps);
                 ops[i].instr = Instr::CompareConst {
                     operand,
-                    constant,
-                    constant_bytes,
-                    constant_steps,
-                    compare,
-                    compare_steps,
+                    with: ConstCompare {
+                        constant,
+                        constant_bytes,
+                        constant_steps,
+                        test,
+                        compare_steps,
+                    },
                 };
                 continue;
             }
@@ -843,10 +862,9 @@ impl<'a> Flow<'a> {
                 Value::Bool(_) => Ty::Bool,
                 _ => Ty::Value,
             }),
-            Instr::PushString { .. }
-            | Instr::LoadRoot(_)
-            | Instr::LoadLocal(_)
-            | Instr::LoadRootPath { .. } => state.stack.push(Ty::Value),
+            Instr::PushString { .. } | Instr::LoadRoot(_) | Instr::LoadLocal(_) => {
+                state.stack.push(Ty::Value)
+            }
             Instr::SelectPath(_) | Instr::Neg | Instr::Size => {
                 pop(state, any, "a value")?;
                 state.stack.push(Ty::Value);
@@ -1022,7 +1040,6 @@ fn effects(instr: &Instr) -> (usize, usize) {
         | Instr::PushString { .. }
         | Instr::LoadRoot(_)
         | Instr::LoadLocal(_)
-        | Instr::LoadRootPath { .. }
         | Instr::Try(_)
         | Instr::EndTry
         | Instr::AllocList(_)

@@ -22,6 +22,47 @@ use std::sync::Arc;
 /// expression keeps it: `nodes.x.output.status` clones only the status.
 pub trait Env {
     fn root(&self, name: &str) -> Option<Cow<'_, Value>>;
+
+    /// [`Env::root`] for a name as loaded code holds it. An environment
+    /// that keeps its names as [`RootName`]s too compares a word and a
+    /// length instead of text; the default asks [`Env::root`].
+    fn root_named(&self, name: &RootName) -> Option<Cow<'_, Value>> {
+        self.root(name.as_str())
+    }
+}
+
+/// A root variable's name with its first eight bytes read as one word:
+/// names of up to eight bytes (all the language's roots) are equal exactly
+/// when their words and lengths are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootName {
+    head: u64,
+    text: Box<str>,
+}
+
+impl RootName {
+    pub fn new(text: &str) -> RootName {
+        let mut head = [0u8; 8];
+        for (slot, byte) in head.iter_mut().zip(text.bytes()) {
+            *slot = byte;
+        }
+        RootName {
+            head: u64::from_le_bytes(head),
+            text: text.into(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    #[inline(always)]
+    fn same(&self, other: &RootName) -> bool {
+        self.head == other.head
+            && self.text.len() == other.text.len()
+            && (self.text.len() <= 8
+                || self.text.as_bytes().get(8..) == other.text.as_bytes().get(8..))
+    }
 }
 
 impl Env for BTreeMap<String, Value> {
@@ -49,7 +90,7 @@ impl Env for HashMap<String, Value> {
 /// first: the quickest [`Env`] for the handful of roots an expression sees.
 #[derive(Clone, Debug, Default)]
 pub struct Roots {
-    entries: Vec<(Box<str>, Value)>,
+    entries: Vec<(RootName, Value)>,
 }
 
 impl Roots {
@@ -59,16 +100,16 @@ impl Roots {
 
     /// Binds `name`, replacing an earlier binding.
     pub fn insert(&mut self, name: &str, value: Value) {
-        match self.entries.iter_mut().find(|(n, _)| **n == *name) {
+        match self.entries.iter_mut().find(|(n, _)| n.as_str() == name) {
             Some((_, slot)) => *slot = value,
-            None => self.entries.push((name.into(), value)),
+            None => self.entries.push((RootName::new(name), value)),
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.entries
             .iter()
-            .find(|(n, _)| same_text(n, name))
+            .find(|(n, _)| same_text(n.as_str(), name))
             .map(|(_, value)| value)
     }
 }
@@ -86,6 +127,14 @@ impl<S: AsRef<str>> FromIterator<(S, Value)> for Roots {
 impl Env for Roots {
     fn root(&self, name: &str) -> Option<Cow<'_, Value>> {
         self.get(name).map(Cow::Borrowed)
+    }
+
+    #[inline]
+    fn root_named(&self, name: &RootName) -> Option<Cow<'_, Value>> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n.same(name))
+            .map(|(_, value)| Cow::Borrowed(value))
     }
 }
 
@@ -127,27 +176,38 @@ fn word8(bytes: &[u8], at: usize) -> u64 {
     }
 }
 
-/// The value of a string key: a scan for the small maps workflow data is
-/// made of, the tree for larger ones.
-#[inline]
+/// The value of a string key. The maps workflow data is made of are small:
+/// their ends are read directly (wrappers like `{output: ...}` have one
+/// entry), the keys between them by a scan that compares lengths first;
+/// only large maps are searched by the tree's order.
+#[inline(always)]
 fn lookup<'v>(entries: &'v MapEntries, key: &MapKey, text: &str) -> Option<&'v Value> {
     let is_key = |k: &MapKey| matches!(k, MapKey::String(k) if same_text(k, text));
-    if entries.len() <= 2 {
-        // Wrappers like `{output: ...}`: the ends of the tree, no iterator.
-        return [entries.first_key_value(), entries.last_key_value()]
-            .into_iter()
-            .flatten()
-            .find(|(k, _)| is_key(k))
-            .map(|(_, value)| value);
+    let found = |(k, value): (&MapKey, &'v Value)| is_key(k).then_some(value);
+    let len = entries.len();
+    if len > SCAN_LIMIT {
+        return entries.get(key);
     }
-    if entries.len() <= SCAN_LIMIT {
-        entries
-            .iter()
-            .find(|(k, _)| is_key(k))
-            .map(|(_, value)| value)
-    } else {
-        entries.get(key)
+    if let Some(value) = entries.first_key_value().and_then(found) {
+        return Some(value);
     }
+    if len <= 1 {
+        return None;
+    }
+    if let Some(value) = entries.last_key_value().and_then(found) {
+        return Some(value);
+    }
+    // Both ends again: cheaper than an iterator that skips them.
+    entries
+        .iter()
+        .find(|(k, _)| is_key(k))
+        .map(|(_, value)| value)
+}
+
+/// [`lookup`] for the interpreter's `Has`, out of line.
+#[inline(never)]
+fn has_key(entries: &MapEntries, key: &MapKey, text: &str) -> bool {
+    lookup(entries, key, text).is_some()
 }
 
 /// A field of a fused selection path, resolved at load time.
@@ -171,14 +231,40 @@ pub(crate) enum Compare {
     Ge,
 }
 
+/// The constant side of a fused comparison: the `PushConst` and the
+/// comparison (or string test) a superinstruction covers, with the fuel
+/// each charges.
+#[derive(Clone, Debug)]
+pub(crate) struct ConstCompare {
+    pub constant: Value,
+    /// A string constant pays for its bytes, as `PushString` does.
+    pub constant_bytes: Option<usize>,
+    pub constant_steps: u8,
+    pub test: ConstTest,
+    pub compare_steps: u8,
+}
+
+/// What a fused comparison does with its operand and the constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConstTest {
+    /// `operand <op> constant`.
+    Compare(Compare),
+    /// `operand.startsWith(constant)` and the like.
+    String(StringTest),
+}
+
+/// A root variable and the fields selected from it (none for the root
+/// itself).
+#[derive(Clone, Debug)]
+pub(crate) struct RootPath {
+    pub root: RootName,
+    pub path: Box<[PathField]>,
+}
+
 /// What a fused comparison reads: a root path or a macro variable.
 #[derive(Clone, Debug)]
 pub(crate) enum Operand {
-    Root(Box<str>),
-    RootPath {
-        root: Box<str>,
-        path: Box<[PathField]>,
-    },
+    Root(RootPath),
     Local(usize),
 }
 
@@ -204,12 +290,9 @@ pub(crate) enum Instr {
         value: Value,
         len: usize,
     },
-    LoadRoot(Box<str>),
+    /// `LoadRoot`, or `LoadRootPath` (a root with a non-empty path).
+    LoadRoot(RootPath),
     LoadLocal(usize),
-    LoadRootPath {
-        root: Box<str>,
-        path: Box<[PathField]>,
-    },
     SelectPath(Box<[PathField]>),
     Has(MapKey, Arc<str>),
     Add,
@@ -237,18 +320,13 @@ pub(crate) enum Instr {
     /// `startsWith`, `endsWith` or `contains` with two arguments, likewise.
     StringTest(StringTest),
     /// A superinstruction the loader forms from `LoadRootPath`/`LoadLocal`,
-    /// `PushConst` and a comparison in a row (`nodes.x.output.status ==
-    /// "done"`): the same fuel, errors and result, without putting either
-    /// operand on the stack. The two instructions it covers stay in place
+    /// `PushConst` and a comparison or string test in a row
+    /// (`nodes.x.output.status == "done"`, `x.startsWith("a")`): the same
+    /// fuel, errors and result, without putting either operand on the stack. The two instructions it covers stay in place
     /// behind it; it continues after them.
     CompareConst {
         operand: Operand,
-        constant: Value,
-        /// A string constant pays for its bytes, as `PushString` does.
-        constant_bytes: Option<usize>,
-        constant_steps: u8,
-        compare: Compare,
-        compare_steps: u8,
+        with: ConstCompare,
     },
     /// `PushConst` then a comparison: compares the top with the constant
     /// in place.
@@ -318,6 +396,29 @@ impl StringTest {
             StringTest::StartsWith => &builtins::STARTS_WITH,
             StringTest::EndsWith => &builtins::ENDS_WITH,
             StringTest::Contains => &builtins::CONTAINS,
+        }
+    }
+
+    /// The test on `s` and `part`: in place on two strings, charging what
+    /// the table's implementation charges; through the table otherwise.
+    #[inline(always)]
+    fn apply(
+        self,
+        s: &Value,
+        part: &Value,
+        fuel: &mut Fuel,
+        arguments: &mut Vec<Value>,
+    ) -> Result<Value, EvalError> {
+        match (s, part) {
+            (Value::String(s), Value::String(part)) => {
+                let (steps, holds) = match self {
+                    StringTest::StartsWith => (scan_steps(part.len()), s.starts_with(&**part)),
+                    StringTest::EndsWith => (scan_steps(part.len()), s.ends_with(&**part)),
+                    StringTest::Contains => (scan_steps(s.len() + part.len()), s.contains(&**part)),
+                };
+                charge(fuel, steps).map(|()| Value::Bool(holds))
+            }
+            (s, part) => call_with(arguments, self.builtin(), &[s, part], fuel),
         }
     }
 }
@@ -467,9 +568,17 @@ fn replace(stack: &mut Stack<'_>, argc: usize, value: Value) {
     stack.push(Slot::Own(value));
 }
 
-#[inline]
-fn pop<'a>(stack: &mut Stack<'a>) -> Result<Slot<'a>, EvalError> {
-    stack.pop().ok_or_else(underflow)
+/// Pops the top slot, or returns the underflow error from the enclosing
+/// function. A macro rather than a function returning a `Result`: moving
+/// that `Result` through memory in the interpreter's loop showed up as
+/// stalls on partial stores.
+macro_rules! pop {
+    ($stack:expr) => {
+        match $stack.pop() {
+            Some(slot) => slot,
+            None => return Err(underflow()),
+        }
+    };
 }
 
 /// Calls `builtin` with copies of `values` (it takes one slice of values).
@@ -532,6 +641,24 @@ impl Machine {
         env: &dyn Env,
         fuel: &mut Fuel,
     ) -> Result<Value, EvalError> {
+        match &expr.shape {
+            Shape::Interpreted => self.interpret(expr, env, fuel),
+            Shape::Load { load, steps } => run_load(load, *steps, expr, env, fuel).map_err(|e| *e),
+            Shape::Compare { load, with, steps } => {
+                run_compare(load, with, *steps, expr, env, fuel, &mut self.arguments)
+                    .map_err(|e| *e)
+            }
+        }
+    }
+
+    /// Runs `expr` on the interpreter loop, whatever its shape.
+    #[inline(never)]
+    fn interpret(
+        &mut self,
+        expr: &VerifiedExpr,
+        env: &dyn Env,
+        fuel: &mut Fuel,
+    ) -> Result<Value, EvalError> {
         let mut stack = Stack::new();
         if expr.max_stack > INLINE_STACK {
             stack.reserve(expr.max_stack);
@@ -562,6 +689,162 @@ impl Machine {
     }
 }
 
+/// Whole expressions the loader recognises and the VM runs straight
+/// through, without the interpreter's set-up, dispatch and operand stack.
+/// Each does exactly what the interpreter does with the same ops: the same
+/// fuel charged at the same points, the same result, the same errors at the
+/// same spans (the differential and fast-path tests hold both to it).
+#[derive(Debug)]
+pub(crate) enum Shape {
+    /// Anything else: the interpreter loop.
+    Interpreted,
+    /// `LoadRoot`/`LoadRootPath`, then `Return`: `{{ nodes.x.output.y }}`.
+    Load { load: RootPath, steps: Steps2 },
+    /// A `CompareConst` over a root path, the two ops it covers, then
+    /// `Return`: `nodes.x.output.status == "done"`,
+    /// `trigger.pr.title.startsWith("feat")`.
+    Compare {
+        load: RootPath,
+        with: ConstCompare,
+        steps: Steps2,
+    },
+}
+
+/// The steps of the first op of a [`Shape`] and of its `Return`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Steps2 {
+    first: u8,
+    last: u8,
+}
+
+impl Shape {
+    /// The shape of loaded, fused ops.
+    pub(crate) fn of(ops: &[Op]) -> Shape {
+        match ops {
+            [first, last] if matches!(last.instr, Instr::Return) => match &first.instr {
+                Instr::LoadRoot(load) => Shape::Load {
+                    load: load.clone(),
+                    steps: Steps2 {
+                        first: first.steps,
+                        last: last.steps,
+                    },
+                },
+                _ => Shape::Interpreted,
+            },
+            // The fused op continues after the two it covers.
+            [first, _, _, last] if matches!(last.instr, Instr::Return) => match &first.instr {
+                Instr::CompareConst {
+                    operand: Operand::Root(load),
+                    with,
+                } => Shape::Compare {
+                    load: load.clone(),
+                    with: with.clone(),
+                    steps: Steps2 {
+                        first: first.steps,
+                        last: last.steps,
+                    },
+                },
+                _ => Shape::Interpreted,
+            },
+            _ => Shape::Interpreted,
+        }
+    }
+}
+
+/// [`Shape::Load`]: the load (op 0), then `Return` (op 1).
+#[inline(always)]
+fn run_load(
+    load: &RootPath,
+    steps: Steps2,
+    expr: &VerifiedExpr,
+    env: &dyn Env,
+    fuel: &mut Fuel,
+) -> Result<Value, Raised> {
+    spend(fuel, steps.first, expr, 0)?;
+    let value = load.with(env, expr, 0, |value| Ok(value.clone()))?;
+    spend(fuel, steps.last, expr, 1)?;
+    Ok(value)
+}
+
+/// [`Shape::Compare`]: the fused comparison (op 0) with the two ops it
+/// covers, then `Return` (op 3). A call through the builtin table leaves
+/// `arguments` empty.
+#[inline(always)]
+fn run_compare(
+    load: &RootPath,
+    with: &ConstCompare,
+    steps: Steps2,
+    expr: &VerifiedExpr,
+    env: &dyn Env,
+    fuel: &mut Fuel,
+    arguments: &mut Vec<Value>,
+) -> Result<Value, Raised> {
+    spend(fuel, steps.first, expr, 0)?;
+    let result = load.with(env, expr, 0, |value| {
+        with.test(value, expr, 0, fuel, arguments)
+    })?;
+    spend(fuel, steps.last, expr, 3)?;
+    Ok(result)
+}
+
+/// An error on its way out of a straight-through run, boxed so that the
+/// hot paths return a word or two in registers instead of moving an
+/// [`EvalError`] around; errors are rare and allocate their message anyway.
+type Raised = Box<EvalError>;
+
+/// `error` raised by op `pc`.
+#[cold]
+#[inline(never)]
+fn raised(error: EvalError, expr: &VerifiedExpr, pc: usize) -> Raised {
+    Box::new(error.at(expr.op_span(pc)))
+}
+
+/// Charges `steps` for op `pc`, as the interpreter does.
+#[inline(always)]
+fn spend(
+    fuel: &mut Fuel,
+    steps: impl Into<u64>,
+    expr: &VerifiedExpr,
+    pc: usize,
+) -> Result<(), Raised> {
+    let steps = steps.into();
+    match fuel.steps.checked_sub(steps) {
+        Some(left) => {
+            fuel.steps = left;
+            Ok(())
+        }
+        None => Err(out_of_fuel(fuel.consume_steps(steps), expr, pc)),
+    }
+}
+
+/// Pays `bytes` for op `pc`, as the interpreter does.
+#[inline(always)]
+fn spend_bytes(
+    fuel: &mut Fuel,
+    bytes: usize,
+    expr: &VerifiedExpr,
+    pc: usize,
+) -> Result<(), Raised> {
+    match fuel.bytes.checked_sub(bytes as u64) {
+        Some(left) => {
+            fuel.bytes = left;
+            Ok(())
+        }
+        None => Err(out_of_fuel(fuel.allocate(bytes), expr, pc)),
+    }
+}
+
+/// The meter's own error (and state) for a charge that did not fit.
+#[cold]
+#[inline(never)]
+fn out_of_fuel(charged: Result<(), EvalError>, expr: &VerifiedExpr, pc: usize) -> Raised {
+    let error = match charged {
+        Err(error) => error,
+        Ok(()) => broken("a charge that fits the meter refused"),
+    };
+    raised(error, expr, pc)
+}
+
 /// One evaluation: the machine's memory typed for the lifetime of the
 /// expression and the environment it borrows from.
 struct Run<'a, 'm> {
@@ -577,7 +860,7 @@ struct Run<'a, 'm> {
 
 impl<'a> Run<'a, '_> {
     fn here(&self, pc: usize) -> Span {
-        to_span(self.expr.span_at(self.expr.offset_of(pc)))
+        self.expr.op_span(pc)
     }
 
     fn execute(&mut self, fuel: &mut Fuel) -> Result<Value, EvalError> {
@@ -604,15 +887,15 @@ impl<'a> Run<'a, '_> {
             let raised: EvalError = 'raise: {
                 match &op.instr {
                     Instr::Nop => {}
-                    Instr::Return => return pop(stack).map(Slot::into_value),
+                    Instr::Return => return Ok(pop!(stack).into_value()),
                     Instr::Pop => {
-                        pop(stack)?;
+                        pop!(stack);
                     }
                     Instr::Jump(target) => {
                         pc = *target as usize;
                         continue 'run;
                     }
-                    Instr::JumpIfFalse(target) => match pop(stack)?.get() {
+                    Instr::JumpIfFalse(target) => match pop!(stack).get() {
                         Value::Bool(false) => {
                             pc = *target as usize;
                             continue 'run;
@@ -646,30 +929,16 @@ impl<'a> Run<'a, '_> {
                         }
                         stack.push(Slot::Ref(value));
                     }
-                    Instr::LoadRoot(name) => match self.env.root(name) {
-                        Some(Cow::Borrowed(value)) => stack.push(Slot::Ref(value)),
-                        Some(Cow::Owned(value)) => stack.push(Slot::Own(value)),
-                        None => break 'raise unknown_variable(name).at(self.here(pc)),
+                    Instr::LoadRoot(load) => match load.read(self.env, expr, pc) {
+                        Ok(Cow::Borrowed(value)) => stack.push(Slot::Ref(value)),
+                        Ok(Cow::Owned(value)) => stack.push(Slot::Own(value)),
+                        Err(e) => break 'raise e,
                     },
                     Instr::LoadLocal(slot) => match self.locals.get(*slot) {
                         Some(Slot::Ref(value)) => stack.push(Slot::Ref(value)),
                         Some(Slot::Own(value)) => stack.push(Slot::Own(value.clone())),
                         None => return Err(broken("a local slot out of range")),
                     },
-                    Instr::LoadRootPath { root, path } => {
-                        let slot = match self.env.root(root) {
-                            Some(Cow::Borrowed(value)) => match select_path(value, path, expr) {
-                                Ok(selected) => Slot::Ref(selected),
-                                Err(e) => break 'raise e,
-                            },
-                            Some(Cow::Owned(value)) => match select_path(&value, path, expr) {
-                                Ok(selected) => Slot::Own(selected.clone()),
-                                Err(e) => break 'raise e,
-                            },
-                            None => break 'raise unknown_variable(root).at(self.here(pc)),
-                        };
-                        stack.push(slot);
-                    }
                     Instr::SelectPath(path) => {
                         let Some(top) = stack.last_mut() else {
                             return Err(underflow());
@@ -694,7 +963,7 @@ impl<'a> Run<'a, '_> {
                             return Err(underflow());
                         };
                         let found = match top.get() {
-                            Value::Map(entries) => lookup(entries, key, text).is_some(),
+                            Value::Map(entries) => has_key(entries, key, text),
                             Value::Null => false,
                             other => {
                                 break 'raise no_such_overload(format!(
@@ -808,53 +1077,24 @@ impl<'a> Run<'a, '_> {
                             Err(e) => break 'raise e.at(self.here(pc)),
                         }
                     }
-                    Instr::CompareConst {
-                        operand,
-                        constant,
-                        constant_bytes,
-                        constant_steps,
-                        compare,
-                        compare_steps,
-                    } => {
-                        // The steps of the three instructions, in their order.
+                    Instr::CompareConst { operand, with } => {
                         let root;
                         let value: &Value = match operand {
-                            Operand::Root(name) => {
-                                root = match self.env.root(name) {
-                                    Some(value) => value,
-                                    None => break 'raise unknown_variable(name).at(self.here(pc)),
-                                };
-                                &root
-                            }
-                            Operand::RootPath { root: name, path } => {
-                                root = match self.env.root(name) {
-                                    Some(value) => value,
-                                    None => break 'raise unknown_variable(name).at(self.here(pc)),
-                                };
-                                match select_path(&root, path, expr) {
-                                    Ok(selected) => selected,
-                                    Err(e) => break 'raise e,
+                            Operand::Root(load) => match load.read(self.env, expr, pc) {
+                                Ok(found) => {
+                                    root = found;
+                                    &root
                                 }
-                            }
+                                Err(e) => break 'raise e,
+                            },
                             Operand::Local(slot) => match self.locals.get(*slot) {
                                 Some(local) => local.get(),
                                 None => return Err(broken("a local slot out of range")),
                             },
                         };
-                        if let Err(e) = charge(fuel, u64::from(*constant_steps)) {
-                            return Err(e.at(self.here(pc + 1)));
-                        }
-                        if let Some(bytes) = constant_bytes
-                            && let Err(e) = pay(fuel, *bytes)
-                        {
-                            return Err(e.at(self.here(pc + 1)));
-                        }
-                        if let Err(e) = charge(fuel, u64::from(*compare_steps)) {
-                            return Err(e.at(self.here(pc + 2)));
-                        }
-                        match compare_values(*compare, value, constant, fuel, self.arguments) {
-                            Ok(result) => stack.push(Slot::Own(Value::Bool(result))),
-                            Err(e) => break 'raise e.at(self.here(pc + 2)),
+                        match with.test(value, expr, pc, fuel, self.arguments) {
+                            Ok(result) => stack.push(Slot::Own(result)),
+                            Err(e) => break 'raise *e,
                         }
                         pc += 3;
                         continue 'run;
@@ -952,24 +1192,7 @@ impl<'a> Run<'a, '_> {
                     }
                     Instr::StringTest(test) => {
                         let (a, b) = top_two(stack)?;
-                        let outcome = match (a, b) {
-                            (Value::String(s), Value::String(part)) => {
-                                let (steps, holds) = match test {
-                                    StringTest::StartsWith => {
-                                        (scan_steps(part.len()), s.starts_with(&**part))
-                                    }
-                                    StringTest::EndsWith => {
-                                        (scan_steps(part.len()), s.ends_with(&**part))
-                                    }
-                                    StringTest::Contains => {
-                                        (scan_steps(s.len() + part.len()), s.contains(&**part))
-                                    }
-                                };
-                                charge(fuel, steps).map(|()| Value::Bool(holds))
-                            }
-                            (a, b) => call_with(self.arguments, test.builtin(), &[a, b], fuel),
-                        };
-                        match outcome {
+                        match test.apply(a, b, fuel, self.arguments) {
                             Ok(value) => replace(stack, 2, value),
                             Err(e) => break 'raise e.at(self.here(pc)),
                         }
@@ -1006,8 +1229,8 @@ impl<'a> Run<'a, '_> {
                         }
                     }
                     Instr::Logic { decisive } => {
-                        let right = pop(stack)?;
-                        let left = pop(stack)?;
+                        let right = pop!(stack);
+                        let left = pop!(stack);
                         // Errors were caught left first, so the right's is on top.
                         let right_error = pending_error(right.get(), self.errors)?;
                         let left_error = pending_error(left.get(), self.errors)?;
@@ -1052,8 +1275,8 @@ impl<'a> Run<'a, '_> {
                         None => return Err(underflow()),
                     },
                     Instr::MapInsert => {
-                        let value = pop(stack)?.into_value();
-                        let key_slot = pop(stack)?;
+                        let value = pop!(stack).into_value();
+                        let key_slot = pop!(stack);
                         let key_value = key_slot.get();
                         let key = match key_value {
                             Value::String(s) => MapKey::String(s.clone()),
@@ -1073,7 +1296,7 @@ impl<'a> Run<'a, '_> {
                         Arc::make_mut(entries).insert(key, value);
                     }
                     Instr::IterBegin { kind, reserve } => {
-                        let target = pop(stack)?;
+                        let target = pop!(stack);
                         let items = match target {
                             Slot::Ref(Value::List(items)) => Items::Ref(items),
                             Slot::Own(Value::List(items)) => Items::Own(items),
@@ -1146,7 +1369,7 @@ impl<'a> Run<'a, '_> {
                         }
                     }
                     Instr::QuantStep { decisive, head } => {
-                        let condition = pop(stack)?;
+                        let condition = pop!(stack);
                         let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
@@ -1168,7 +1391,7 @@ impl<'a> Run<'a, '_> {
                         continue 'run;
                     }
                     Instr::CountStep(head) => {
-                        let Value::Bool(b) = *pop(stack)?.get() else {
+                        let Value::Bool(b) = *pop!(stack).get() else {
                             return Err(broken("a count of a non-bool"));
                         };
                         let Some(frame) = self.frames.last_mut() else {
@@ -1179,7 +1402,7 @@ impl<'a> Run<'a, '_> {
                         continue 'run;
                     }
                     Instr::CollectStep(head) => {
-                        let value = pop(stack)?.into_value();
+                        let value = pop!(stack).into_value();
                         let Some(frame) = self.frames.last_mut() else {
                             return Err(broken("an iteration without a frame"));
                         };
@@ -1188,7 +1411,7 @@ impl<'a> Run<'a, '_> {
                         continue 'run;
                     }
                     Instr::KeepStep(head) => {
-                        let Value::Bool(keep) = *pop(stack)?.get() else {
+                        let Value::Bool(keep) = *pop!(stack).get() else {
                             return Err(broken("a filter on a non-bool"));
                         };
                         let Some(frame) = self.frames.last_mut() else {
@@ -1360,34 +1583,141 @@ fn unknown_variable(name: &str) -> EvalError {
 
 /// Follows `path` from `start` without copying anything. Null propagates;
 /// a missing key is an error unless the field was written `?.`.
+#[inline(always)]
+fn walk<'v>(
+    start: &'v Value,
+    path: &[PathField],
+    expr: &VerifiedExpr,
+) -> Result<&'v Value, Raised> {
+    let mut current = start;
+    for field in path {
+        match current {
+            Value::Map(entries) => match lookup(entries, &field.key, &field.name) {
+                Some(found) => current = found,
+                None if field.optional => return Ok(&NULL),
+                None => return Err(path_error(current, field, expr)),
+            },
+            Value::Null => return Ok(&NULL),
+            _ => return Err(path_error(current, field, expr)),
+        }
+    }
+    Ok(current)
+}
+
+/// [`walk`] for the interpreter, out of line: its loop is kept small.
+#[inline(never)]
 fn select_path<'v>(
     start: &'v Value,
     path: &[PathField],
     expr: &VerifiedExpr,
 ) -> Result<&'v Value, EvalError> {
-    let mut current = start;
-    for field in path {
-        match current {
-            Value::Null => return Ok(&NULL),
-            Value::Map(entries) => match lookup(entries, &field.key, &field.name) {
-                Some(found) => current = found,
-                None if field.optional => return Ok(&NULL),
-                None => {
-                    return Err(builtins::no_such_key(&Value::String(field.name.clone()))
-                        .at(to_span(expr.span_at(field.offset))));
-                }
-            },
-            other => {
-                return Err(no_such_overload(format!(
-                    "cannot select field `{}` of a `{}`",
-                    field.name,
-                    other.type_name()
-                ))
-                .at(to_span(expr.span_at(field.offset))));
+    walk(start, path, expr).map_err(|e| *e)
+}
+
+/// Why `field` cannot be selected from `from`.
+#[cold]
+#[inline(never)]
+fn path_error(from: &Value, field: &PathField, expr: &VerifiedExpr) -> Raised {
+    let error = match from {
+        Value::Map(_) => builtins::no_such_key(&Value::String(field.name.clone())),
+        other => no_such_overload(format!(
+            "cannot select field `{}` of a `{}`",
+            field.name,
+            other.type_name()
+        )),
+    };
+    Box::new(error.at(to_span(expr.span_at(field.offset))))
+}
+
+impl RootPath {
+    /// `f` of the value of the root followed by the path, for the load at
+    /// op `pc`.
+    #[inline(always)]
+    fn with<R>(
+        &self,
+        env: &dyn Env,
+        expr: &VerifiedExpr,
+        pc: usize,
+        f: impl FnOnce(&Value) -> Result<R, Raised>,
+    ) -> Result<R, Raised> {
+        let owned;
+        let root = match env.root_named(&self.root) {
+            Some(Cow::Borrowed(root)) => root,
+            Some(Cow::Owned(root)) => {
+                owned = root;
+                &owned
             }
+            None => return Err(raised(unknown_variable(self.root.as_str()), expr, pc)),
+        };
+        // One call site, so `f` is inlined.
+        f(walk(root, &self.path, expr)?)
+    }
+
+    /// The value of the root followed by the path, for the load at op
+    /// `pc`: borrowed when the environment lends the root, else a copy of
+    /// what was selected.
+    #[inline(always)]
+    fn read<'e>(
+        &self,
+        env: &'e dyn Env,
+        expr: &VerifiedExpr,
+        pc: usize,
+    ) -> Result<Cow<'e, Value>, EvalError> {
+        match env.root_named(&self.root) {
+            Some(Cow::Borrowed(value)) => select_path(value, &self.path, expr).map(Cow::Borrowed),
+            Some(Cow::Owned(value)) if self.path.is_empty() => Ok(Cow::Owned(value)),
+            Some(Cow::Owned(value)) => {
+                select_path(&value, &self.path, expr).map(|v| Cow::Owned(v.clone()))
+            }
+            None => Err(unknown_variable(self.root.as_str()).at(expr.op_span(pc))),
         }
     }
-    Ok(current)
+}
+
+impl ConstCompare {
+    /// The rest of the fused comparison at op `pc` once its operand is read:
+    /// the constant's and the comparison's fuel, charged where the covered
+    /// ops `pc + 1` and `pc + 2` would charge it, then the comparison. Errors
+    /// come placed at the op that raised them.
+    #[inline(always)]
+    fn test(
+        &self,
+        value: &Value,
+        expr: &VerifiedExpr,
+        pc: usize,
+        fuel: &mut Fuel,
+        arguments: &mut Vec<Value>,
+    ) -> Result<Value, Raised> {
+        spend(fuel, self.constant_steps, expr, pc + 1)?;
+        if let Some(bytes) = self.constant_bytes {
+            spend_bytes(fuel, bytes, expr, pc + 1)?;
+        }
+        spend(fuel, self.compare_steps, expr, pc + 2)?;
+        let compare = match self.test {
+            ConstTest::Compare(compare) => compare,
+            ConstTest::String(test) => {
+                return test
+                    .apply(value, &self.constant, fuel, arguments)
+                    .map_err(|e| raised(e, expr, pc + 2));
+            }
+        };
+        let equal = compare == Compare::Eq;
+        let result = match (compare, value, &self.constant) {
+            // `equals` on two strings, inline: its two charges fail exactly
+            // when their sum does, leaving the same (empty) meter.
+            (Compare::Eq | Compare::Ne, Value::String(x), Value::String(y)) => {
+                spend(fuel, 1 + scan_steps(x.len()), expr, pc + 2)?;
+                same_text(x, y) == equal
+            }
+            (Compare::Eq | Compare::Ne, Value::Int(x), Value::Int(y)) => {
+                spend(fuel, 1u64, expr, pc + 2)?;
+                (x == y) == equal
+            }
+            (compare, a, b) => compare_values(compare, a, b, fuel, arguments)
+                .map_err(|e| raised(e, expr, pc + 2))?,
+        };
+        Ok(Value::Bool(result))
+    }
 }
 
 #[cfg(test)]
@@ -1411,5 +1741,364 @@ mod tests {
         }
         assert!(same_text("héllo", "héllo"));
         assert!(!same_text("héllo", "hèllo"));
+    }
+
+    #[test]
+    fn root_names_are_equal_exactly_when_their_texts_are() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "run",
+            "input",
+            "nodes",
+            "trigger",
+            "triggers",
+            "abcdefgh",
+            "abcdefgi",
+            "abcdefghi",
+            "abcdefghj",
+            "aaaaaaaé",
+            "aaaaaaaè",
+            "aaaaaaa\u{e9}x",
+            "aaaaaaa\u{e8}x",
+            "a\0",
+            "a\0\0",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(
+                    RootName::new(a).same(&RootName::new(b)),
+                    a == b,
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        let roots: Roots = names.iter().map(|n| (*n, Value::string(*n))).collect();
+        for name in names {
+            assert_eq!(
+                roots.root_named(&RootName::new(name)).as_deref(),
+                Some(&Value::string(name))
+            );
+            assert_eq!(roots.root(name).as_deref(), Some(&Value::string(name)));
+        }
+        assert_eq!(roots.root_named(&RootName::new("missing")), None);
+    }
+
+    use super::super::{FieldRef, Instruction};
+    use crate::plan::{Constant, ExprCode, SourceRef};
+    use serde_json::json;
+
+    /// Constants of the hand-assembled programs: root and field names, then
+    /// the constants compared with.
+    fn constants() -> Vec<Constant> {
+        vec![
+            Constant::String("r".into()),
+            Constant::String("a".into()),
+            Constant::String("b".into()),
+            Constant::String("done".into()),
+            Constant::Int(5),
+            Constant::Double(5f64.to_bits()),
+            Constant::Null,
+            Constant::Bool(true),
+            Constant::String("x".repeat(70)),
+            Constant::String("do".into()),
+            Constant::String("startsWith".into()),
+            Constant::String("endsWith".into()),
+            Constant::String("contains".into()),
+        ]
+    }
+    const ROOT: u32 = 0;
+    const A: u32 = 1;
+    const B: u32 = 2;
+    /// Constant indices of the values compared with.
+    const COMPARED: [u32; 7] = [3, 4, 5, 6, 7, 8, 9];
+    /// Constant indices of the string tests' names.
+    const STRING_TESTS: [u32; 3] = [10, 11, 12];
+
+    /// Loads `program` with its own span for every instruction and every
+    /// field of a path, so an error's span tells which op raised it.
+    fn loaded(program: &[(u8, Instruction)], max_stack: u16) -> VerifiedExpr {
+        let mut code = Vec::new();
+        let mut spans = Vec::new();
+        let span = |start: u32| SourceRef {
+            file: 0,
+            start,
+            end: start + 1,
+        };
+        for (i, (steps, instruction)) in program.iter().enumerate() {
+            let at = u32::try_from(code.len()).expect("short code");
+            let base = 100 * u32::try_from(i).expect("short program");
+            spans.push((at, span(base)));
+            if let Instruction::LoadRootPath { fields, .. } = instruction {
+                for k in 0..fields.len() {
+                    let k32 = u32::try_from(k).expect("short path");
+                    spans.push((instruction.field_offset(at, k), span(base + 10 + k32)));
+                }
+            }
+            instruction.encode(*steps, &mut code);
+        }
+        let code = ExprCode {
+            code,
+            max_stack,
+            locals: 0,
+            result_type: "dyn".into(),
+            source: span(9999),
+            spans,
+        };
+        super::super::verify(&code, &constants()).expect("verifies")
+    }
+
+    fn path(optional: bool) -> Vec<FieldRef> {
+        [A, B].map(|name| FieldRef { name, optional }).to_vec()
+    }
+
+    /// Hands out copies of its roots, so nothing can be borrowed from it.
+    struct Copies(Roots);
+
+    impl Env for Copies {
+        fn root(&self, name: &str) -> Option<Cow<'_, Value>> {
+            self.0.get(name).cloned().map(Cow::Owned)
+        }
+    }
+
+    /// Values of the root `r` that take every branch of a path `r.a.b`:
+    /// found (in maps of every size, first, last, between, past the scan
+    /// limit), missing, null on the way, a non-map on the way.
+    fn roots_to_try() -> Vec<Option<Value>> {
+        let mut values = vec![
+            json!({"a": {"b": "done"}}),
+            json!({"a": {"b": "dont"}}),
+            json!({"a": {"b": "undo"}}),
+            json!({"a": {"b": "d"}}),
+            json!({"a": {"b": ""}}),
+            json!({"a": {"b": "x".repeat(70)}}),
+            json!({"a": {"b": "x".repeat(69)}}),
+            json!({"a": {"b": 5}}),
+            json!({"a": {"b": 6}}),
+            json!({"a": {"b": 5.0}}),
+            json!({"a": {"b": 4.5}}),
+            json!({"a": {"b": null}}),
+            json!({"a": {"b": true}}),
+            json!({"a": {"b": [1, 2]}}),
+            json!({"a": {"b": {"c": 1}}}),
+            json!({"a": {"a": 1, "b": "done"}}),
+            json!({"a": {"b": "done", "c": 1}}),
+            json!({"a": {"a": 1, "b": "done", "c": 2}}),
+            json!({"a": {"a": 1, "aa": 2, "b": "done", "bb": 3, "c": 4}}),
+            json!({"a": {"b0": 0, "b1": 1, "b2": 2, "b3": 3, "b4": 4, "b5": 5,
+                         "b6": 6, "b7": 7, "b8": 8, "b": "done"}}),
+            json!({"a": {"b0": 0, "b1": 1, "b2": 2, "b3": 3, "b4": 4, "b5": 5,
+                         "b6": 6, "b7": 7, "b8": 8}}),
+            json!({"a": {}}),
+            json!({"a": {"bb": 1}}),
+            json!({"a": null}),
+            json!({"a": 3}),
+            json!({"a": "text"}),
+            json!({"a": [1]}),
+            json!({}),
+            json!({"z": 1}),
+            json!(null),
+            json!(7),
+            json!("root"),
+        ]
+        .iter()
+        .map(|j| Some(Value::from_json(j)))
+        .collect::<Vec<_>>();
+        values.push(None);
+        values
+    }
+
+    /// The straight-through run of every shape against the interpreter on
+    /// the same code: every root value, lent or copied, every step budget
+    /// from nothing to enough, byte budgets around the constant's size.
+    fn agrees(program: &[(u8, Instruction)], max_stack: u16) {
+        let expr = loaded(program, max_stack);
+        assert!(
+            !matches!(expr.shape, Shape::Interpreted),
+            "not run straight: {program:?}"
+        );
+        let mut machine = Machine::new();
+        for root in roots_to_try() {
+            let mut roots = Roots::new();
+            roots.insert("other", Value::Int(1));
+            if let Some(value) = &root {
+                roots.insert("r", value.clone());
+            }
+            let copies = Copies(roots.clone());
+            let tree: BTreeMap<String, Value> = root
+                .iter()
+                .map(|value| ("r".to_owned(), value.clone()))
+                .collect();
+            let envs: [&dyn Env; 3] = [&roots, &copies, &tree];
+            for env in envs {
+                for steps in 0..=12 {
+                    for bytes in [0, 3, 4, 69, 70, 1 << 20] {
+                        let start = Fuel::new(steps, bytes);
+                        let (mut fast, mut slow) = (start, start);
+                        let straight = machine.run(&expr, env, &mut fast);
+                        let interpreted = machine.interpret(&expr, env, &mut slow);
+                        assert_eq!(
+                            format!("{straight:?} {fast:?}"),
+                            format!("{interpreted:?} {slow:?}"),
+                            "{program:?} on {root:?} with {start:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn loads_run_straight_exactly_as_interpreted() {
+        agrees(
+            &[
+                (1, Instruction::LoadRoot { name: ROOT }),
+                (0, Instruction::Return),
+            ],
+            1,
+        );
+        agrees(
+            &[
+                (2, Instruction::LoadRoot { name: ROOT }),
+                (1, Instruction::Return),
+            ],
+            1,
+        );
+        for optional in [false, true] {
+            let load = Instruction::LoadRootPath {
+                root: ROOT,
+                fields: path(optional),
+            };
+            agrees(&[(3, load.clone()), (0, Instruction::Return)], 1);
+            agrees(&[(3, load), (2, Instruction::Return)], 1);
+        }
+    }
+
+    #[test]
+    fn comparisons_run_straight_exactly_as_interpreted() {
+        let comparisons = [
+            Instruction::Eq,
+            Instruction::Ne,
+            Instruction::Lt,
+            Instruction::Le,
+            Instruction::Gt,
+            Instruction::Ge,
+        ];
+        for compare in comparisons {
+            for index in COMPARED {
+                let constant = Instruction::PushConst { index };
+                for optional in [false, true] {
+                    let load = Instruction::LoadRootPath {
+                        root: ROOT,
+                        fields: path(optional),
+                    };
+                    agrees(
+                        &[
+                            (5, load),
+                            (1, constant.clone()),
+                            (0, compare.clone()),
+                            (0, Instruction::Return),
+                        ],
+                        2,
+                    );
+                }
+                // A root alone, and steps on every op, the `Return` too.
+                agrees(
+                    &[
+                        (2, Instruction::LoadRoot { name: ROOT }),
+                        (1, constant.clone()),
+                        (1, compare.clone()),
+                        (1, Instruction::Return),
+                    ],
+                    2,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn string_tests_run_straight_exactly_as_interpreted() {
+        for function in STRING_TESTS {
+            let test = Instruction::Call { function, argc: 2 };
+            for index in COMPARED {
+                let constant = Instruction::PushConst { index };
+                agrees(
+                    &[
+                        (
+                            4,
+                            Instruction::LoadRootPath {
+                                root: ROOT,
+                                fields: path(true),
+                            },
+                        ),
+                        (1, constant.clone()),
+                        (1, test.clone()),
+                        (1, Instruction::Return),
+                    ],
+                    2,
+                );
+                agrees(
+                    &[
+                        (
+                            4,
+                            Instruction::LoadRootPath {
+                                root: ROOT,
+                                fields: path(false),
+                            },
+                        ),
+                        (1, constant.clone()),
+                        (0, test.clone()),
+                        (0, Instruction::Return),
+                    ],
+                    2,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn other_programs_stay_interpreted() {
+        let load = Instruction::LoadRootPath {
+            root: ROOT,
+            fields: path(false),
+        };
+        let cases: [(&[(u8, Instruction)], u16); 3] = [
+            // The comparison's result used further.
+            (
+                &[
+                    (4, load.clone()),
+                    (1, Instruction::PushConst { index: 3 }),
+                    (0, Instruction::Eq),
+                    (1, Instruction::Not),
+                    (0, Instruction::Return),
+                ],
+                2,
+            ),
+            // A comparison of two loads.
+            (
+                &[
+                    (4, load.clone()),
+                    (1, Instruction::LoadRoot { name: ROOT }),
+                    (0, Instruction::Eq),
+                    (0, Instruction::Return),
+                ],
+                2,
+            ),
+            // A constant.
+            (
+                &[
+                    (1, Instruction::PushConst { index: 3 }),
+                    (0, Instruction::Return),
+                ],
+                1,
+            ),
+        ];
+        for (program, max_stack) in cases {
+            let expr = loaded(program, max_stack);
+            assert!(matches!(expr.shape, Shape::Interpreted), "{program:?}");
+        }
     }
 }
