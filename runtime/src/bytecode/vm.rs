@@ -1,4 +1,6 @@
-//! The interpreter of verified expression code.
+//! The interpreter of verified expression code, and the straight-through
+//! runs of whole expressions whose shape the loader recognised (`Shape`:
+//! a root path alone, or compared with a constant).
 //!
 //! It mirrors the reference evaluator (`donmai_compiler::eval`) value for
 //! value, error for error and fuel step for fuel step: operators and
