@@ -1,4 +1,6 @@
-//! The interpreter of verified expression code.
+//! The interpreter of verified expression code, and the straight-through
+//! runs of whole expressions whose shape the loader recognised (`Shape`:
+//! a root path alone, or compared with a constant).
 //!
 //! It mirrors the reference evaluator (`donmai_compiler::eval`) value for
 //! value, error for error and fuel step for fuel step: operators and
@@ -322,8 +324,9 @@ pub(crate) enum Instr {
     /// A superinstruction the loader forms from `LoadRootPath`/`LoadLocal`,
     /// `PushConst` and a comparison or string test in a row
     /// (`nodes.x.output.status == "done"`, `x.startsWith("a")`): the same
-    /// fuel, errors and result, without putting either operand on the stack. The two instructions it covers stay in place
-    /// behind it; it continues after them.
+    /// fuel, errors and result, without putting either operand on the
+    /// stack. The two instructions it covers stay in place behind it; it
+    /// continues after them.
     CompareConst {
         operand: Operand,
         with: ConstCompare,
@@ -699,20 +702,20 @@ pub(crate) enum Shape {
     /// Anything else: the interpreter loop.
     Interpreted,
     /// `LoadRoot`/`LoadRootPath`, then `Return`: `{{ nodes.x.output.y }}`.
-    Load { load: RootPath, steps: Steps2 },
+    Load { load: RootPath, steps: ShapeSteps },
     /// A `CompareConst` over a root path, the two ops it covers, then
     /// `Return`: `nodes.x.output.status == "done"`,
     /// `trigger.pr.title.startsWith("feat")`.
     Compare {
         load: RootPath,
         with: ConstCompare,
-        steps: Steps2,
+        steps: ShapeSteps,
     },
 }
 
 /// The steps of the first op of a [`Shape`] and of its `Return`.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Steps2 {
+pub(crate) struct ShapeSteps {
     first: u8,
     last: u8,
 }
@@ -724,7 +727,7 @@ impl Shape {
             [first, last] if matches!(last.instr, Instr::Return) => match &first.instr {
                 Instr::LoadRoot(load) => Shape::Load {
                     load: load.clone(),
-                    steps: Steps2 {
+                    steps: ShapeSteps {
                         first: first.steps,
                         last: last.steps,
                     },
@@ -739,7 +742,7 @@ impl Shape {
                 } => Shape::Compare {
                     load: load.clone(),
                     with: with.clone(),
-                    steps: Steps2 {
+                    steps: ShapeSteps {
                         first: first.steps,
                         last: last.steps,
                     },
@@ -755,7 +758,7 @@ impl Shape {
 #[inline(always)]
 fn run_load(
     load: &RootPath,
-    steps: Steps2,
+    steps: ShapeSteps,
     expr: &VerifiedExpr,
     env: &dyn Env,
     fuel: &mut Fuel,
@@ -773,7 +776,7 @@ fn run_load(
 fn run_compare(
     load: &RootPath,
     with: &ConstCompare,
-    steps: Steps2,
+    steps: ShapeSteps,
     expr: &VerifiedExpr,
     env: &dyn Env,
     fuel: &mut Fuel,
