@@ -409,16 +409,29 @@ impl LanguageServer for Backend {
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         let at = params.text_document_position;
         let uri = at.text_document.uri;
-        let Some(document) = lock(&self.shared.documents).get(&uri).cloned() else {
+        let Some(version) = self.shared.document_version(&uri) else {
             return Ok(None);
         };
         let Some(analysis) = lock(&self.shared.last_parsed).get(&uri).cloned() else {
             return Ok(None);
         };
+        // The analysed text when it is current (its line index is built
+        // already); else a copy of the live text, which completion reads.
+        let current = match self.shared.snapshot(&uri) {
+            Some(snapshot) if snapshot.version == version => snapshot.source.clone(),
+            _ => {
+                let Some(document) = lock(&self.shared.documents).get(&uri).cloned() else {
+                    return Ok(None);
+                };
+                Arc::new(donmai_grammar::SourceFile::new(
+                    document_path(&uri),
+                    document.text,
+                ))
+            }
+        };
         let encoding = self.encoding();
         let snippets = self.snippets.load(std::sync::atomic::Ordering::Relaxed);
         let answer = tokio::task::spawn_blocking(move || {
-            let current = donmai_grammar::SourceFile::new(document_path(&uri), document.text);
             if !encoding.is_inside(&current, at.position) {
                 return None;
             }
