@@ -12,7 +12,7 @@ use donmai_compiler::check::check_file;
 use donmai_compiler::fix::{apply_edits, fix_in_rounds, select_edits};
 use donmai_compiler::project::Project;
 use donmai_compiler::suppress::apply_suppressions;
-use donmai_grammar::{Diagnostic, SourceFile, Span};
+use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -505,6 +505,23 @@ mod regressions {
             !after.iter().any(|d| d.message.contains("no trigger")),
             "{after:#?}"
         );
+    }
+
+    /// `\\requires` is an unknown key whose fix renames it to `requires`;
+    /// DN0111's fix inserted a second `requires` beside it, so the result
+    /// had the key twice and asked for the plugin again. DN0111 no longer
+    /// inserts a `requires` next to a near miss of one.
+    #[test]
+    fn requires_fix_is_not_inserted_beside_a_misspelt_requires() {
+        let text = "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata: {name: attempt, version: \"1\"}\ninterface:\n  inputs: {goal: string}\n  outputs: {session: \"{{ nodes.dispatch.output.sessionId }}\"}\n\\requires: [{plugin: donmai@2}]\nspec:\n  steps:\n    - {id: entry, type: trigger, next: [dispatch]}\n    - {id: dispatch, type: action, config: {action: \"donmai@2:agent.dispatch_to_queue\", workType: development, scope: \"{{ trigger.goal }}\"}}\n";
+        let path = corpus_path("groups/attempt.yaml");
+        assert_fixes_hold(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let (_, diagnostics) = check(&path, text);
+        let missing = diagnostics
+            .iter()
+            .find(|d| d.code == Code::PLUGIN_NOT_REQUIRED)
+            .unwrap_or_else(|| panic!("{diagnostics:#?}"));
+        assert!(missing.fix.is_none(), "{missing:#?}");
     }
 
     /// `donmaic check` panicked on this 9-byte file: the suppression

@@ -758,7 +758,15 @@ impl<'a> Checker<'a> {
                 replacement: format!("\n{}- {{plugin: {pin}}}", &prefix[..dash]),
             });
         }
-        if text.lines().any(|line| line.starts_with("requires:")) {
+        // A top-level key that is `requires` or a near miss of it (which its
+        // own did-you-mean fix renames) would make the insertion a duplicate key.
+        let names_requires = |line: &str| {
+            let key = line.split(':').next().unwrap_or_default().trim();
+            !line.starts_with([' ', '\t', '#', '-'])
+                && !key.is_empty()
+                && did_you_mean(key, ["requires"]).is_some()
+        };
+        if text.lines().any(names_requires) {
             return None;
         }
         let mut offset = 0;
