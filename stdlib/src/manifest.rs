@@ -59,12 +59,16 @@ const DOCUMENT_KEYS: &[&str] = &[
     "metadata",
     "endpoint",
     "endpointTimeoutMs",
+    "auth",
+    "signature",
     "providers",
     "verbs",
     "events",
 ];
 const METADATA_KEYS: &[&str] = &["name", "version", "description"];
 const PROVIDER_KEYS: &[&str] = &["id", "class", "capabilities"];
+const AUTH_KEYS: &[&str] = &["type", "scopes"];
+const SIGNATURE_KEYS: &[&str] = &["keyId", "manifestHash", "signatureValue"];
 const VERB_KEYS: &[&str] = &[
     "id",
     "kind",
@@ -80,6 +84,7 @@ const VERB_KEYS: &[&str] = &[
     "deprecatedAfter",
     "successor",
     "providerId",
+    "authScopes",
 ];
 const EVENTS_KEYS: &[&str] = &["webhookPath", "types"];
 const EVENT_TYPE_KEYS: &[&str] = &["type", "description", "payloadSchema"];
@@ -157,6 +162,15 @@ pub struct Plugin {
     /// The bound on one call of this major's verbs when the step gives no
     /// `timeoutMs` (`endpointTimeoutMs`), whatever URL serves them.
     pub endpoint_timeout_ms: Option<u64>,
+    /// How the provider's API is authorised and every scope its verbs may
+    /// ask for (`auth`); a verb's `authScopes` are drawn from these.
+    pub auth: Option<PluginAuth>,
+    /// The `signature` block as written; checking it against trusted keys
+    /// is the project's business (`[plugins] trustedKeys` in donmai.toml).
+    pub signature: Option<ManifestSignature>,
+    /// SHA-256 of the document's canonical JSON without its `signature`:
+    /// what a signature covers.
+    pub manifest_hash: [u8; 32],
     pub origin: PluginOrigin,
     /// The `metadata` mapping's key in the manifest.
     pub span: Span,
@@ -197,6 +211,60 @@ pub struct Provider {
     pub id: String,
     pub class: Option<String>,
     pub capabilities: Vec<String>,
+}
+
+/// `auth` of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginAuth {
+    pub kind: AuthKind,
+    pub scopes: Vec<String>,
+}
+
+/// How a provider authorises calls: the credential a session's snapshot
+/// carries for the plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthKind {
+    /// OAuth 2 access tokens carrying scopes.
+    OAuth2,
+    /// A static API key or token with permissions set at the provider.
+    ApiKey,
+    /// An installed app (GitHub App, Slack app) with per-installation grants.
+    App,
+}
+
+impl AuthKind {
+    pub const NAMES: &[&str] = &["oauth2", "api-key", "app"];
+
+    pub fn parse(text: &str) -> Option<AuthKind> {
+        Some(match text {
+            "oauth2" => AuthKind::OAuth2,
+            "api-key" => AuthKind::ApiKey,
+            "app" => AuthKind::App,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::OAuth2 => "oauth2",
+            AuthKind::ApiKey => "api-key",
+            AuthKind::App => "app",
+        }
+    }
+}
+
+/// `signature` of a manifest: an Ed25519 signature over [`Plugin::manifest_hash`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestSignature {
+    /// The signing key's id (16 hex digits: the first 8 bytes of the
+    /// SHA-256 of the public key).
+    pub key_id: String,
+    /// `sha256:<64 hex digits>`, as the signer computed it.
+    pub manifest_hash: String,
+    /// The 64-byte signature in standard base64.
+    pub signature_value: String,
+    /// The `signature` key in the manifest.
+    pub span: Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -304,6 +372,9 @@ pub struct Verb {
     pub route_by: Option<String>,
     pub deprecation: Option<Deprecation>,
     pub provider_id: Option<String>,
+    /// The provider scopes a call needs (`authScopes`), each one of the
+    /// plugin's `auth.scopes`.
+    pub auth_scopes: Vec<String>,
     /// The verb's `id` value in the manifest.
     pub span: Span,
     input_type: Type,
@@ -626,6 +697,56 @@ pub fn parse_date(text: &str) -> Option<Date> {
 }
 
 /// Validates one manifest document and builds its plugin.
+/// SHA-256 of the canonical JSON (sorted keys, no white space) of a
+/// manifest document without its `signature`: what a manifest signature
+/// covers, so re-indenting or reordering the YAML keeps a signature valid
+/// and any change of meaning breaks it.
+pub fn manifest_hash(document: &Value) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut unsigned = document.clone();
+    if let Value::Object(map) = &mut unsigned {
+        map.remove("signature");
+    }
+    Sha256::digest(canonical_json(&unsigned).as_bytes()).into()
+}
+
+/// JSON text with object keys sorted by their UTF-16 code units (as RFC
+/// 8785 orders them) and no insignificant white space.
+pub fn canonical_json(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+                out.push('{');
+                for (i, (key, value)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    write(value, out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
 pub fn parse_plugin(
     document: &Value,
     spans: &SpanTable,
@@ -798,6 +919,11 @@ impl Checker<'_> {
         // workflows, and the error still stops every check and run.
         let endpoint = self.endpoint(root);
         let endpoint_timeout_ms = self.endpoint_timeout(root);
+        let auth = root.get("auth").and_then(|value| self.auth(value));
+        let signature = root
+            .get("signature")
+            .and_then(|value| self.signature(value));
+        let manifest_hash = manifest_hash(document);
         let providers = match root.get("providers") {
             Some(value) => self.providers(value),
             None => Vec::new(),
@@ -807,7 +933,7 @@ impl Checker<'_> {
             None => (None, Vec::new()),
         };
         let verbs = match root.get("verbs") {
-            Some(value) => self.verbs(value, &name, version.major, &providers),
+            Some(value) => self.verbs(value, &name, version.major, &providers, auth.as_ref()),
             None => Vec::new(),
         };
         Some(Plugin {
@@ -820,8 +946,67 @@ impl Checker<'_> {
             event_types,
             endpoint,
             endpoint_timeout_ms,
+            auth,
+            signature,
+            manifest_hash,
             origin,
             span: self.spans.key_span("/metadata"),
+        })
+    }
+
+    fn auth(&mut self, value: &Value) -> Option<PluginAuth> {
+        let map = self.mapping(value, "/auth", "`auth`")?;
+        self.check_keys(map, "/auth", AUTH_KEYS, "`auth`");
+        let kind = self
+            .required(map, "/auth", "type", "`auth`")
+            .and_then(|value| {
+                self.keyword(
+                    value,
+                    "/auth/type",
+                    "known auth type",
+                    AuthKind::NAMES,
+                    AuthKind::parse,
+                )
+            });
+        let mut scopes: Vec<String> = Vec::new();
+        if let Some(value) = map.get("scopes") {
+            for (i, scope) in self
+                .string_list(value, "/auth/scopes", "`scopes`")
+                .into_iter()
+                .enumerate()
+            {
+                if scopes.contains(&scope) {
+                    self.at_value(
+                        &format!("/auth/scopes/{i}"),
+                        format!("scope `{scope}` is listed twice"),
+                    );
+                } else {
+                    scopes.push(scope);
+                }
+            }
+        }
+        Some(PluginAuth {
+            kind: kind?,
+            scopes,
+        })
+    }
+
+    fn signature(&mut self, value: &Value) -> Option<ManifestSignature> {
+        let map = self.mapping(value, "/signature", "`signature`")?;
+        self.check_keys(map, "/signature", SIGNATURE_KEYS, "`signature`");
+        let mut field = |key: &str| {
+            self.required(map, "/signature", key, "`signature`")
+                .and_then(|v| self.string(v, &pointer_push("/signature", key), &format!("`{key}`")))
+                .map(str::to_string)
+        };
+        let key_id = field("keyId");
+        let manifest_hash = field("manifestHash");
+        let signature_value = field("signatureValue");
+        Some(ManifestSignature {
+            key_id: key_id?,
+            manifest_hash: manifest_hash?,
+            signature_value: signature_value?,
+            span: self.spans.key_span("/signature"),
         })
     }
 
@@ -1060,6 +1245,7 @@ impl Checker<'_> {
         plugin: &str,
         major: u32,
         providers: &[Provider],
+        auth: Option<&PluginAuth>,
     ) -> Vec<Verb> {
         let mut verbs: Vec<Verb> = Vec::new();
         let Value::Array(items) = value else {
@@ -1088,7 +1274,7 @@ impl Checker<'_> {
                 seen.push((id, span));
             }
             let before = self.error_count();
-            let verb = self.verb(item, &pointer, plugin, major, providers);
+            let verb = self.verb(item, &pointer, plugin, major, providers, auth);
             if self.error_count() > before {
                 continue;
             }
@@ -1126,6 +1312,7 @@ impl Checker<'_> {
         plugin: &str,
         major: u32,
         providers: &[Provider],
+        auth: Option<&PluginAuth>,
     ) -> Option<Verb> {
         let map = self.mapping(item, pointer, "a verb")?;
         self.check_keys(map, pointer, VERB_KEYS, "a verb");
@@ -1178,6 +1365,10 @@ impl Checker<'_> {
             });
         let description = self.optional_string(map, pointer, "description");
         let idempotency_key = self.optional_string(map, pointer, "idempotencyKey");
+        let auth_scopes = match map.get("authScopes") {
+            None => Vec::new(),
+            Some(value) => self.auth_scopes(value, &at("authScopes"), auth),
+        };
         let provider_id = self.optional_string(map, pointer, "providerId");
         if let Some(provider) = &provider_id
             && providers.iter().all(|p| &p.id != provider)
@@ -1245,11 +1436,54 @@ impl Checker<'_> {
             route_by,
             deprecation,
             provider_id,
+            auth_scopes,
             span,
             input_type,
             output_type,
             gate_handles,
         })
+    }
+
+    fn auth_scopes(
+        &mut self,
+        value: &Value,
+        pointer: &str,
+        auth: Option<&PluginAuth>,
+    ) -> Vec<String> {
+        let scopes = self.string_list(value, pointer, "`authScopes`");
+        let Some(auth) = auth else {
+            if !scopes.is_empty() {
+                self.at_value(
+                    pointer,
+                    "`authScopes` needs the plugin's `auth` to declare its scopes",
+                )
+                .help = Some(
+                    "add `auth: {type: oauth2, scopes: [...]}` at the top of the manifest".into(),
+                );
+            }
+            return Vec::new();
+        };
+        let mut known = Vec::new();
+        for (i, scope) in scopes.into_iter().enumerate() {
+            if auth.scopes.contains(&scope) {
+                known.push(scope);
+                continue;
+            }
+            let suggestion =
+                did_you_mean(&scope, auth.scopes.iter().map(String::as_str)).map(str::to_string);
+            let diagnostic = self.at_value(
+                &pointer_push(pointer, &i.to_string()),
+                format!("scope `{scope}` is not one of the plugin's `auth.scopes`"),
+            );
+            diagnostic.help = Some(match suggestion {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "declared scopes: {}",
+                    quoted_list(&auth.scopes.iter().map(String::as_str).collect::<Vec<_>>())
+                ),
+            });
+        }
+        known
     }
 
     fn keyword<T>(
@@ -1545,6 +1779,75 @@ mod tests {
             messages.iter().filter(|m| m.contains(needle)).count() == 1,
             "expected one message containing {needle:?} in {messages:#?}"
         );
+    }
+
+    #[test]
+    fn auth_scopes_are_drawn_from_the_plugin_auth() {
+        let mut document = with_verbs(json!([
+            {"id": "acme.issue.read", "sideEffectClass": "read-only", "authScopes": ["read"]},
+            {"id": "acme.issue.write", "sideEffectClass": "read-only", "authScopes": ["writ"]},
+        ]));
+        document["auth"] = json!({"type": "oauth2", "scopes": ["read", "write", "read"]});
+        let (plugin, messages) = load(document.clone());
+        assert_one(
+            &messages,
+            "scope `writ` is not one of the plugin's `auth.scopes`",
+        );
+        assert_one(&messages, "scope `read` is listed twice");
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        let plugin = plugin.expect("plugin");
+        let auth = plugin.auth.as_ref().expect("auth");
+        assert_eq!(
+            (auth.kind, auth.scopes.as_slice()),
+            (
+                AuthKind::OAuth2,
+                &["read".to_string(), "write".to_string()][..]
+            )
+        );
+        assert_eq!(
+            plugin.verb("acme.issue.read").expect("verb").auth_scopes,
+            ["read"]
+        );
+
+        document["auth"] = json!({"type": "oauth", "scopes": []});
+        assert_one(
+            &load(document.clone()).1,
+            "`oauth` is not a known auth type",
+        );
+        document.as_object_mut().expect("map").remove("auth");
+        let messages = load(document).1;
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.contains("`authScopes` needs the plugin's `auth`"))
+        );
+    }
+
+    #[test]
+    fn the_manifest_hash_ignores_the_signature_and_key_order() {
+        let document = with_verbs(json!([{"id": "acme.a", "sideEffectClass": "read-only"}]));
+        let mut signed = document.clone();
+        signed["signature"] =
+            json!({"keyId": "00", "manifestHash": "sha256:00", "signatureValue": "AA=="});
+        let (plugin, messages) = load(signed);
+        assert!(messages.is_empty(), "{messages:#?}");
+        let plugin = plugin.expect("plugin");
+        assert_eq!(plugin.manifest_hash, manifest_hash(&document));
+        assert_eq!(
+            plugin.signature.as_ref().map(|s| s.key_id.as_str()),
+            Some("00")
+        );
+        let mut changed = document.clone();
+        changed["metadata"]["version"] = json!("1.0.1");
+        assert_ne!(manifest_hash(&changed), manifest_hash(&document));
+        assert_eq!(
+            canonical_json(&json!({"b": [1, "é"], "a": {"d": null, "c": true}})),
+            r#"{"a":{"c":true,"d":null},"b":[1,"é"]}"#
+        );
+        let mut incomplete = document;
+        incomplete["signature"] = json!({"keyId": "00"});
+        assert_one(&load(incomplete).1, "manifestHash");
     }
 
     #[test]
