@@ -67,6 +67,117 @@ pub enum Command {
     /// would change, 2 usage or I/O error, or a file that cannot be migrated
     /// (invalid YAML, no `apiVersion`, another version).
     Migrate(RewriteArgs),
+    /// List the verbs a project may use: the installed plugins `donmai.toml`
+    /// enables, with their verbs that still compile. `verbs show VERB`
+    /// prints one verb's ports and docs.
+    ///
+    /// Exit status: 0 listed, 2 usage error or an unknown plugin or verb.
+    Verbs(VerbsArgs),
+    /// Work on a plugin before shipping it: `plugin check DIR` validates its
+    /// manifest as `donmaic check` will read it; `plugin sign DIR --key KEY`
+    /// signs it.
+    Plugin(PluginArgs),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum VerbsFormat {
+    /// Aligned text, one verb per line.
+    #[default]
+    Human,
+    /// One JSON document.
+    Json,
+    /// The reference document `docs/verbs.md` is generated with (use with `--all`).
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct VerbsArgs {
+    #[command(subcommand)]
+    pub show: Option<VerbsCommand>,
+
+    /// Only this plugin: `name` (every major) or `name@major`.
+    #[arg(long, value_name = "PLUGIN")]
+    pub plugin: Option<String>,
+
+    /// Also plugins the project does not enable and verbs past their
+    /// `deprecatedAfter` date.
+    #[arg(long)]
+    pub all: bool,
+
+    #[arg(long, value_enum, default_value_t)]
+    pub format: VerbsFormat,
+
+    /// The project to list for: a folder or a workflow file inside it
+    /// [default: the current directory].
+    #[arg(long, value_name = "PATH")]
+    pub project: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerbsCommand {
+    /// One verb: description, side effects, auth scopes, routing, and every
+    /// input and output with its type and description.
+    Show {
+        /// `plugin@major:verb`, or a verb id (the highest installed major
+        /// that has it).
+        #[arg(value_name = "VERB")]
+        verb: String,
+
+        /// `human` prints markdown; `json` adds the schemas as written.
+        #[arg(long, value_enum, default_value_t)]
+        format: VerbsFormat,
+
+        /// The project whose plugin folders to search [default: the
+        /// current directory].
+        #[arg(long, value_name = "PATH")]
+        project: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Validate a plugin's manifest: every rule `donmaic check` applies
+    /// when loading it (against the bundled plugins, so a name clash shows),
+    /// its `idempotencyKey` templates type-checked against the inputs, and
+    /// its signature, when it has one.
+    ///
+    /// Exit status: 0 valid (warnings allowed), 1 errors found, 2 usage or
+    /// I/O error.
+    Check {
+        /// The plugin folder (holding `plugin.yaml`) or the manifest file.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+
+        /// A public key (PKCS#8 PEM or DER) the signature must verify
+        /// with; repeatable. Without one, a signature's hash is still
+        /// checked against the content.
+        #[arg(long, value_name = "FILE")]
+        key: Vec<PathBuf>,
+
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Sign every document of a plugin's manifest with an Ed25519 key,
+    /// writing (or replacing) its `signature` block in place.
+    ///
+    /// The manifest must load without errors first. Exit status: 0 signed,
+    /// 1 the manifest has errors, 2 usage or I/O error.
+    Sign {
+        /// The plugin folder (holding `plugin.yaml`) or the manifest file.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+
+        /// The private key (PKCS#8 PEM or DER, readable by its owner only).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
 }
 
 /// The arguments of the commands that rewrite files: `fmt` and `migrate`.

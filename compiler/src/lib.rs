@@ -3,6 +3,7 @@
 //! output format, and the `donmaic` command line.
 
 pub mod build;
+pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod codegen;
@@ -13,6 +14,7 @@ pub mod fix;
 pub mod fmt;
 pub mod ide;
 pub mod migrate;
+pub mod plugin_tool;
 pub mod plugins;
 pub mod project;
 pub mod render;

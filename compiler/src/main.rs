@@ -52,7 +52,110 @@ fn main() -> ExitCode {
         Command::Disasm(args) => disasm_command(args),
         Command::Fmt(args) => rewrite_command(&args, Rewrite::Format),
         Command::Migrate(args) => rewrite_command(&args, Rewrite::Migrate),
+        Command::Verbs(args) => verbs_command(args),
+        Command::Plugin(args) => donmai_compiler::plugin_tool::run(args),
     }
+}
+
+/// The project at `path` (the current directory by default) and the
+/// plugins it sees; manifest problems are mentioned, not fatal, since the
+/// listing is still useful.
+fn project_plugins(
+    path: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<donmai_compiler::plugins::LoadedPlugins>, String> {
+    let start = path.unwrap_or(std::path::Path::new("."));
+    let project = donmai_compiler::project::Project::discover(start).map_err(|e| e.to_string())?;
+    let loaded = donmai_compiler::plugins::registry_for(&project);
+    let broken = loaded
+        .reports
+        .iter()
+        .filter(|r| r.diagnostics.iter().any(|d| d.is_error()))
+        .count();
+    if broken > 0 {
+        eprintln!(
+            "warning: {} has problems; `donmaic check` or `donmaic plugin check` shows them",
+            plural(broken, "plugin manifest")
+        );
+    }
+    Ok(loaded)
+}
+
+fn verbs_command(args: donmai_compiler::cli::VerbsArgs) -> ExitCode {
+    use donmai_compiler::catalog;
+    use donmai_compiler::cli::{VerbsCommand, VerbsFormat};
+    if let Some(VerbsCommand::Show {
+        verb,
+        format,
+        project,
+    }) = args.show
+    {
+        let loaded = match project_plugins(project.as_deref()) {
+            Ok(loaded) => loaded,
+            Err(message) => return fail(&message),
+        };
+        return match catalog::find_verb(&loaded.registry, &verb) {
+            Ok((plugin, verb)) => {
+                match format {
+                    VerbsFormat::Json => emit(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&catalog::verb_json(plugin, verb))
+                            .unwrap_or_default()
+                    )),
+                    VerbsFormat::Human | VerbsFormat::Markdown => emit(&format!(
+                        "{}\n",
+                        catalog::verb_markdown(
+                            plugin,
+                            verb,
+                            Some(donmai_compiler::check::palette::verb_status(verb))
+                        )
+                        .trim_end()
+                    )),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(message) => fail(&message),
+        };
+    }
+    let loaded = match project_plugins(args.project.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(message) => return fail(&message),
+    };
+    if args.format == VerbsFormat::Markdown {
+        if args.plugin.is_some() || !args.all {
+            return fail(
+                "`--format markdown` writes the whole reference: use it with `--all` and without `--plugin`",
+            );
+        }
+        emit(&catalog::reference_markdown(&loaded.registry));
+        return ExitCode::SUCCESS;
+    }
+    let start = args.project.clone().unwrap_or_else(|| ".".into());
+    let project = match donmai_compiler::project::Project::discover(&start) {
+        Ok(project) => project,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let entries = catalog::palette(&project, &loaded.registry, args.plugin.as_deref(), args.all);
+    if entries.is_empty()
+        && let Some(only) = &args.plugin
+    {
+        let installed = loaded
+            .registry
+            .plugins()
+            .any(|p| &p.name == only || &p.pin() == only);
+        return fail(&if installed {
+            format!("plugin `{only}` is not enabled in donmai.toml (`--all` lists it anyway)")
+        } else {
+            format!("no installed plugin `{only}`")
+        });
+    }
+    match args.format {
+        VerbsFormat::Json => emit(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&catalog::palette_json(&entries)).unwrap_or_default()
+        )),
+        _ => emit(&catalog::palette_text(&entries)),
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(args: CheckArgs, flags: donmai_compiler::cli::LintFlags) -> ExitCode {

@@ -26,6 +26,7 @@
 use donmai_grammar::codes::CATALOG;
 use donmai_grammar::diagnostic::did_you_mean;
 use donmai_grammar::{Code, Diagnostic, Severity, SourceFile, Span};
+use donmai_runtime::keys::{TrustedKeys, load_verifying_key};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,11 @@ struct Manifest {
     /// Integrations restricted to workflows of some projects.
     integration_projects: BTreeMap<String, BTreeSet<String>>,
     plugin_dirs: Vec<PathBuf>,
+    /// `[plugins] requireSignatures`: third-party manifests must be signed
+    /// by one of `trusted_keys`.
+    require_signatures: bool,
+    /// `[plugins] trustedKeys`, loaded.
+    trusted_keys: TrustedKeys,
     lints: BTreeMap<Code, LintLevel>,
     diagnostics: Vec<Diagnostic>,
 }
@@ -236,6 +242,18 @@ impl Project {
     /// `None` when every bundled integration is enabled.
     pub fn enabled_integrations(&self) -> Option<&BTreeSet<String>> {
         self.manifest.enabled_integrations.as_ref()
+    }
+
+    /// Whether third-party plugin manifests must be signed by a trusted key
+    /// (`[plugins] requireSignatures`).
+    pub fn require_signatures(&self) -> bool {
+        self.manifest.require_signatures
+    }
+
+    /// The publishers' keys third-party manifests may be signed with
+    /// (`[plugins] trustedKeys`).
+    pub fn trusted_keys(&self) -> &TrustedKeys {
+        &self.manifest.trusted_keys
     }
 
     /// Directories to load third-party plugins from, in search order; every
@@ -553,7 +571,38 @@ impl ManifestReader<'_> {
                         }
                     }
                 }
-                _ => self.unknown_key(key, "plugins", &["dirs"]),
+                "requireSignatures" => match value.get_ref().as_bool() {
+                    Some(required) => self.manifest.require_signatures = required,
+                    None => {
+                        self.report(
+                            span_of(value),
+                            "`requireSignatures` must be true or false".to_string(),
+                        );
+                    }
+                },
+                "trustedKeys" => {
+                    for (file, span) in self.string_list(value, "plugins.trustedKeys") {
+                        match load_verifying_key(self.base.join(&file)) {
+                            Ok(key) => {
+                                self.manifest.trusted_keys.insert(key);
+                            }
+                            Err(error) => {
+                                self.report(
+                                    span,
+                                    format!("trusted key `{file}` cannot be used: {error}"),
+                                )
+                                .help = Some(format!(
+                                    "an Ed25519 public key (PEM or DER), relative to the directory of {PROJECT_FILE_NAME}"
+                                ));
+                            }
+                        }
+                    }
+                }
+                _ => self.unknown_key(
+                    key,
+                    "plugins",
+                    &["dirs", "requireSignatures", "trustedKeys"],
+                ),
             }
         }
     }

@@ -47,6 +47,7 @@ catalog! {
     INVALID_VALUE = 12, "invalid-value", Error, "a field has a value outside its allowed set";
     BAD_MANIFEST = 13, "bad-manifest", Error, "a plugin manifest is malformed";
     BAD_PROJECT_FILE = 14, "bad-project-file", Error, "donmai.toml is malformed";
+    MISSING_IDEMPOTENCY_KEY = 15, "missing-idempotency-key", Warning, "an external-write verb of a third-party plugin declares no `idempotencyKey`";
     // Names and topology.
     DUPLICATE_ID = 100, "duplicate-id", Error, "two steps or two triggers share an id";
     UNKNOWN_STEP = 101, "unknown-step", Error, "`next`, `branches` or a timeout branch names a step that does not exist";

@@ -18,6 +18,7 @@ use donmai_compiler::check::GroupCache;
 use donmai_compiler::driver::{finish_diagnostics, looks_like_workflow};
 use donmai_compiler::ide::analysis::Analysis;
 use donmai_compiler::ide::symbols::SymbolIndex;
+use donmai_compiler::plugins::{RegistryKey, load_registry, registry_key};
 use donmai_compiler::project::{Project, ProjectCache};
 use donmai_grammar::ast::Workflow;
 use donmai_grammar::incremental::{edit_between, reparse};
@@ -180,7 +181,7 @@ pub fn document_path(uri: &Uri) -> PathBuf {
 /// changes.
 struct Caches {
     projects: ProjectCache,
-    registries: HashMap<Vec<PathBuf>, Arc<Registry>>,
+    registries: HashMap<RegistryKey, Arc<Registry>>,
     /// Group signatures, with the open documents standing in for their
     /// files: a workflow sees its groups as they are in the editor.
     groups: GroupCache,
@@ -205,10 +206,9 @@ impl Caches {
     }
 
     fn registry(&mut self, project: &Project) -> Arc<Registry> {
-        let dirs = project.plugin_dirs().to_vec();
         self.registries
-            .entry(dirs)
-            .or_insert_with_key(|dirs| Arc::new(Registry::with_plugin_dirs(dirs).0))
+            .entry(registry_key(project))
+            .or_insert_with(|| Arc::new(load_registry(project).registry))
             .clone()
     }
 }

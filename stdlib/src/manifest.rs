@@ -367,6 +367,8 @@ pub struct Verb {
     pub input_schema: Value,
     pub output_schema: Option<Value>,
     pub idempotency_key: Option<String>,
+    /// The `idempotencyKey` value in the manifest.
+    pub idempotency_key_span: Option<Span>,
     /// Event types a gate or trigger verb waits for (`a|b` in the manifest).
     pub event_subscription: Vec<String>,
     pub route_by: Option<String>,
@@ -1365,6 +1367,24 @@ impl Checker<'_> {
             });
         let description = self.optional_string(map, pointer, "description");
         let idempotency_key = self.optional_string(map, pointer, "idempotencyKey");
+        let idempotency_key_span = idempotency_key
+            .as_ref()
+            .map(|_| self.spans.value_span(&at("idempotencyKey")));
+        if side_effect_class == Some(SideEffectClass::ExternalWrite)
+            && idempotency_key.is_none()
+            && !BUILTIN_PLUGINS.contains(&plugin)
+        {
+            // The runtime's derived key dedupes retries within one run only.
+            let span = self.spans.value_span(&at("sideEffectClass"));
+            self.diagnostics.push(
+                Diagnostic::new(
+                    Code::MISSING_IDEMPOTENCY_KEY,
+                    span,
+                    "this external-write verb declares no `idempotencyKey`",
+                )
+                .with_help("without one, a call repeated by another run (a re-delivered webhook, a manual re-run) repeats its effect; name the effect, e.g. `idempotencyKey: \"${input.ticketId}:${input.status}\"`"),
+            );
+        }
         let auth_scopes = match map.get("authScopes") {
             None => Vec::new(),
             Some(value) => self.auth_scopes(value, &at("authScopes"), auth),
@@ -1432,6 +1452,7 @@ impl Checker<'_> {
             input_schema,
             output_schema,
             idempotency_key,
+            idempotency_key_span,
             event_subscription,
             route_by,
             deprecation,

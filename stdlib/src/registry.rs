@@ -560,6 +560,15 @@ impl Registry {
         self.plugins.iter().filter_map(Slot::get)
     }
 
+    /// Drops the third-party plugin majors `refuse` says no to, e.g. those
+    /// a project's signature policy does not trust. Bundled plugins stay.
+    pub fn refuse_loaded(&mut self, mut refuse: impl FnMut(&Plugin) -> bool) {
+        self.plugins.retain(|slot| match slot {
+            Slot::Loaded(plugin) => !refuse(plugin),
+            Slot::Bundled(_) => true,
+        });
+    }
+
     /// The closest loaded plugin name to a misspelt one.
     pub fn suggest_plugin(&self, name: &str) -> Option<&str> {
         did_you_mean(name, self.plugins().map(|p| p.name.as_str()))

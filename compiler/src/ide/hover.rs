@@ -9,10 +9,10 @@ use donmai_grammar::Span;
 use donmai_grammar::ast::{OnTimeout, Spanned, Step, TriggerKind};
 use donmai_grammar::expr::{Expr, ExprKind};
 use donmai_stdlib::builtins::{self, MACROS};
-use donmai_stdlib::manifest::{DeprecationStatus, Plugin, Routing, Verb};
-use donmai_stdlib::types::{Field, ObjectType, Type};
-use serde_json::Value as Json;
+use donmai_stdlib::manifest::{Plugin, Routing, Verb};
+use donmai_stdlib::types::Field;
 
+use crate::catalog::{self, object_table, schema_description};
 use crate::check::Site;
 use crate::check::palette::verb_status;
 use crate::ide::analysis::{Analysis, ExprAt};
@@ -59,7 +59,7 @@ pub fn hover(analysis: &Analysis, offset: usize) -> Option<Hover> {
             let (name, major) = require.plugin.value.split_once('@')?;
             let plugin = analysis.registry().plugin(name, major.parse().ok()?)?;
             return Some(Hover {
-                markdown: plugin_markdown(plugin),
+                markdown: catalog::plugin_markdown(plugin),
                 range: require.plugin.span,
             });
         }
@@ -393,96 +393,16 @@ fn handle_markdown(analysis: &Analysis, index: usize, handle: &str) -> Option<St
 }
 
 /// A verb's reference card: what it does, its side effects, its schemas.
-pub(crate) fn verb_markdown(plugin: &Plugin, verb: &Verb) -> String {
-    let mut out = format!("**`{}@{}:{}`**", plugin.name, plugin.major(), verb.id);
-    if let Some(description) = &verb.description {
-        out.push_str(&format!("\n\n{description}"));
-    }
-    out.push_str(&format!(
-        "\n\n{} · side effects: **{}**",
-        verb.kind.as_str(),
-        verb.side_effect_class.as_str()
-    ));
-    if let Some(port) = &verb.route_by {
-        out.push_str(&format!(" · routes by `{port}`"));
-    }
-    let handles = verb.handles();
-    if !handles.is_empty() {
-        let list: Vec<String> = handles.iter().map(|h| format!("`{h}`")).collect();
-        out.push_str(&format!(" · handles {}", list.join(", ")));
-    }
-    if let Some(deprecation) = &verb.deprecation {
-        let status = match verb_status(verb) {
-            DeprecationStatus::Removed => "removed",
-            DeprecationStatus::Deprecated => "deprecated",
-            DeprecationStatus::Active => "to be deprecated",
-        };
-        out.push_str(&format!("\n\n⚠ {status} (since {}", deprecation.since));
-        if let Some(after) = deprecation.after {
-            out.push_str(&format!(", stops compiling after {after}"));
-        }
-        out.push(')');
-        if let Some(successor) = &deprecation.successor {
-            out.push_str(&format!(": use `{successor}`"));
-        }
-    }
-    if let Type::Object(inputs) = verb.input_type() {
-        out.push_str("\n\n**Inputs**\n\n");
-        out.push_str(&object_table(&inputs, Some(&verb.input_schema)));
-    }
-    match verb.output_type() {
-        Type::Object(outputs) if !outputs.fields.is_empty() => {
-            out.push_str("\n**Output**\n\n");
-            out.push_str(&object_table(&outputs, verb.output_schema.as_ref()));
-        }
-        Type::Object(_) => {}
-        other => out.push_str(&format!("\n**Output**: `{other}`\n")),
-    }
-    out
-}
-
-/// An event type: who declares it, what it carries.
 fn event_markdown(analysis: &Analysis, name: &str) -> Option<String> {
     let (plugin, event) = analysis.registry().event(name)?;
-    let mut out = format!("**event `{name}`** of `{}`", plugin.pin());
-    if let Some(description) = &event.description {
-        out.push_str(&format!("\n\n{description}"));
-    }
-    if let Type::Object(payload) = event.payload_type() {
-        out.push_str("\n\n**Payload**\n\n");
-        out.push_str(&object_table(&payload, Some(&event.payload_schema)));
-    }
-    Some(out)
-}
-
-fn plugin_markdown(plugin: &Plugin) -> String {
-    let mut out = format!(
-        "**plugin `{}`** · version {}.{}.{}",
-        plugin.pin(),
-        plugin.version.major,
-        plugin.version.minor,
-        plugin.version.patch
-    );
-    if let Some(description) = &plugin.description {
-        out.push_str(&format!("\n\n{description}"));
-    }
-    let verbs: Vec<String> = plugin.verbs.iter().map(|v| format!("`{}`", v.id)).collect();
-    if !verbs.is_empty() {
-        out.push_str(&format!("\n\nverbs: {}", verbs.join(", ")));
-    }
-    out
-}
-
-/// The description a JSON Schema gives a property, if any.
-fn schema_description<'s>(schema: Option<&'s Json>, name: &str) -> Option<&'s str> {
-    schema?
-        .get("properties")?
-        .get(name)?
-        .get("description")?
-        .as_str()
+    Some(catalog::event_markdown(plugin, event))
 }
 
 /// An input port in a few lines: type, required or not, description.
+pub(crate) fn verb_markdown(plugin: &Plugin, verb: &Verb) -> String {
+    catalog::verb_markdown(plugin, verb, Some(verb_status(verb)))
+}
+
 pub(crate) fn port_description(name: &str, field: &Field, verb: Option<&Verb>) -> String {
     let required = if field.required {
         "required"
@@ -492,27 +412,6 @@ pub(crate) fn port_description(name: &str, field: &Field, verb: Option<&Verb>) -
     let mut out = format!("`{}` ({required})", field.ty);
     if let Some(description) = schema_description(verb.map(|v| &v.input_schema), name) {
         out.push_str(&format!("\n\n{description}"));
-    }
-    out
-}
-
-/// A markdown table of an object type's fields. Pipes in types and
-/// descriptions are escaped so a cell stays a cell.
-fn object_table(object: &ObjectType, schema: Option<&Json>) -> String {
-    if object.fields.is_empty() {
-        return "none\n".to_string();
-    }
-    let cell = |text: &str| text.replace('|', "\\|").replace('\n', " ");
-    let mut out = String::from("| name | type | required | description |\n|---|---|---|---|\n");
-    for (name, field) in &object.fields {
-        let description = schema_description(schema, name).unwrap_or("");
-        out.push_str(&format!(
-            "| `{}` | `{}` | {} | {} |\n",
-            cell(name),
-            cell(&field.ty.to_string()),
-            if field.required { "yes" } else { "no" },
-            cell(description)
-        ));
     }
     out
 }
