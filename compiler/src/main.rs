@@ -62,7 +62,13 @@ fn main() -> ExitCode {
 /// listing is still useful.
 fn project_plugins(
     path: Option<&std::path::Path>,
-) -> Result<std::sync::Arc<donmai_compiler::plugins::LoadedPlugins>, String> {
+) -> Result<
+    (
+        donmai_compiler::project::Project,
+        std::sync::Arc<donmai_compiler::plugins::LoadedPlugins>,
+    ),
+    String,
+> {
     let start = path.unwrap_or(std::path::Path::new("."));
     let project = donmai_compiler::project::Project::discover(start).map_err(|e| e.to_string())?;
     let loaded = donmai_compiler::plugins::registry_for(&project);
@@ -77,7 +83,7 @@ fn project_plugins(
             plural(broken, "plugin manifest")
         );
     }
-    Ok(loaded)
+    Ok((project, loaded))
 }
 
 fn verbs_command(args: donmai_compiler::cli::VerbsArgs) -> ExitCode {
@@ -89,8 +95,8 @@ fn verbs_command(args: donmai_compiler::cli::VerbsArgs) -> ExitCode {
         project,
     }) = args.show
     {
-        let loaded = match project_plugins(project.as_deref()) {
-            Ok(loaded) => loaded,
+        let (_, loaded) = match project_plugins(project.as_deref()) {
+            Ok(found) => found,
             Err(message) => return fail(&message),
         };
         return match catalog::find_verb(&loaded.registry, &verb) {
@@ -116,8 +122,8 @@ fn verbs_command(args: donmai_compiler::cli::VerbsArgs) -> ExitCode {
             Err(message) => fail(&message),
         };
     }
-    let loaded = match project_plugins(args.project.as_deref()) {
-        Ok(loaded) => loaded,
+    let (project, loaded) = match project_plugins(args.project.as_deref()) {
+        Ok(found) => found,
         Err(message) => return fail(&message),
     };
     if args.format == VerbsFormat::Markdown {
@@ -129,11 +135,6 @@ fn verbs_command(args: donmai_compiler::cli::VerbsArgs) -> ExitCode {
         emit(&catalog::reference_markdown(&loaded.registry));
         return ExitCode::SUCCESS;
     }
-    let start = args.project.clone().unwrap_or_else(|| ".".into());
-    let project = match donmai_compiler::project::Project::discover(&start) {
-        Ok(project) => project,
-        Err(error) => return fail(&error.to_string()),
-    };
     let entries = catalog::palette(&project, &loaded.registry, args.plugin.as_deref(), args.all);
     if entries.is_empty()
         && let Some(only) = &args.plugin

@@ -203,9 +203,7 @@ fn check_command(path: &Path, keys: &[PathBuf], format: Format) -> ExitCode {
     };
     let plugins = plugins_of(&registry, &source);
     for plugin in &plugins {
-        for verb in &plugin.verbs {
-            diagnostics.extend(idempotency_key_problems(&source, verb));
-        }
+        diagnostics.extend(lint_plugin(&source, plugin));
         if let Some(problem) = signature_diagnostic(plugin, &trusted, !keys.is_empty()) {
             diagnostics.push(problem);
         }
@@ -225,6 +223,9 @@ fn check_command(path: &Path, keys: &[PathBuf], format: Format) -> ExitCode {
         },
     );
     print!("{rendered}");
+    if !rendered.is_empty() && !rendered.ends_with('\n') {
+        println!();
+    }
     if format == Format::Human {
         for plugin in &plugins {
             let signature = match check_signature(plugin, &trusted) {
@@ -244,6 +245,16 @@ fn check_command(path: &Path, keys: &[PathBuf], format: Format) -> ExitCode {
         }
     }
     ExitCode::from(if report.summary().errors > 0 { 1 } else { 0 })
+}
+
+/// What `donmaic plugin check` adds to loading: every verb's
+/// `idempotencyKey` parsed and type-checked (see below).
+pub fn lint_plugin(source: &SourceFile, plugin: &Plugin) -> Vec<Diagnostic> {
+    plugin
+        .verbs
+        .iter()
+        .flat_map(|verb| idempotency_key_problems(source, verb))
+        .collect()
 }
 
 /// An `idempotencyKey` must parse as a template and type-check against the

@@ -37,11 +37,50 @@ fn examples(markdown: &str) -> Vec<(String, String)> {
 
 #[test]
 fn cli_reference_examples_print_what_they_show() {
-    let text = std::fs::read_to_string(root().join("docs/cli.md")).expect("read docs/cli.md");
+    run_examples("docs/cli.md", 4);
+}
+
+#[test]
+fn plugin_guide_examples_print_what_they_show() {
+    run_examples("docs/plugins.md", 3);
+}
+
+/// The ```` ```yaml ```` blocks a `<!-- file: PATH -->` line introduces
+/// are that file of the repository, byte for byte.
+#[test]
+fn plugin_guide_shows_the_example_files_as_they_are() {
+    let text = std::fs::read_to_string(root().join("docs/plugins.md")).expect("read");
+    let mut lines = text.lines();
+    let mut shown = 0;
+    while let Some(line) = lines.next() {
+        let Some(path) = line
+            .strip_prefix("<!-- file: ")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        assert_eq!(lines.next(), Some("```yaml"), "{path}: a yaml block follows");
+        let mut block = String::new();
+        for line in lines.by_ref() {
+            if line == "```" {
+                break;
+            }
+            block.push_str(line);
+            block.push('\n');
+        }
+        let file = std::fs::read_to_string(root().join(path)).expect(path);
+        assert_eq!(block, file, "docs/plugins.md shows {path} as it is");
+        shown += 1;
+    }
+    assert!(shown >= 1);
+}
+
+fn run_examples(doc: &str, at_least: usize) {
+    let text = std::fs::read_to_string(root().join(doc)).expect("read the doc");
     let examples = examples(&text);
     assert!(
-        examples.len() >= 4,
-        "found only {} examples",
+        examples.len() >= at_least,
+        "found only {} examples in {doc}",
         examples.len()
     );
     let binary = Path::new(env!("CARGO_BIN_EXE_donmaic"));

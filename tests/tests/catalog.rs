@@ -1,0 +1,271 @@
+//! The bundled integration catalogs: every manifest lints clean, follows the
+//! catalog's conventions (descriptions on every port, auth scopes, keys on
+//! writes), and every verb and event is exercised by a workflow that checks
+//! clean and by one that misuses it and gets a diagnostic inside the step;
+//! `docs/verbs.md` is the generated reference, current.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use donmai_compiler::catalog::reference_markdown;
+use donmai_compiler::check::check_file;
+use donmai_compiler::check::palette::verb_status;
+use donmai_compiler::driver::{CheckOptions, FixMode, run_check};
+use donmai_compiler::plugin_tool::lint_plugin;
+use donmai_grammar::lower::parse_workflow;
+use donmai_grammar::{Diagnostic, SourceFile};
+use donmai_stdlib::manifest::{BUILTIN_PLUGINS, DeprecationStatus, Plugin, SideEffectClass, Verb};
+use donmai_stdlib::registry::Registry;
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() {
+                if name != "snapshots" && !name.starts_with('.') {
+                    pending.push(path);
+                }
+            } else if name.ends_with(".yaml")
+                && !name.starts_with('_')
+                && !path.components().any(|c| c.as_os_str() == "groups")
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `(plugin@major:verb, plugin, verb)` for every bundled verb.
+fn bundled_verbs(registry: &Registry) -> Vec<(String, &Plugin, &Verb)> {
+    let mut verbs = Vec::new();
+    for plugin in registry.plugins() {
+        for verb in &plugin.verbs {
+            verbs.push((
+                format!("{}@{}:{}", plugin.name, plugin.major(), verb.id),
+                plugin,
+                verb,
+            ));
+        }
+    }
+    verbs
+}
+
+/// The diagnostics `donmaic check FILE` reports for the file itself.
+fn diagnostics_of(path: &Path) -> (SourceFile, Vec<Diagnostic>) {
+    let options = CheckOptions {
+        paths: vec![path.to_path_buf()],
+        lint_levels: Vec::new(),
+        fix: FixMode::Report,
+        threads: None,
+    };
+    let run = run_check(&options, &check_file);
+    let text = std::fs::read_to_string(path).expect("read");
+    let diagnostics = run
+        .report
+        .files
+        .into_iter()
+        .find(|report| report.source.path() == path)
+        .map(|report| report.diagnostics)
+        .unwrap_or_default();
+    (SourceFile::new(path.to_path_buf(), text), diagnostics)
+}
+
+#[test]
+fn the_verb_reference_is_current() {
+    let path = workspace().join("docs/verbs.md");
+    let expected = reference_markdown(Registry::bundled());
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == expected,
+        "docs/verbs.md is not current: run\n  cargo run -p donmai-compiler --bin donmaic -- verbs --all --format markdown > docs/verbs.md"
+    );
+}
+
+#[test]
+fn bundled_manifests_lint_clean() {
+    let (registry, reports) = Registry::load_bundled();
+    for report in &reports {
+        assert!(
+            report.diagnostics.is_empty(),
+            "{}: {:#?}",
+            report.path.display(),
+            report.diagnostics
+        );
+        let source = report.source.as_ref().expect("bundled source");
+        for plugin in registry
+            .plugins()
+            .filter(|p| p.origin.path() == report.path)
+        {
+            let problems = lint_plugin(source, plugin);
+            assert!(problems.is_empty(), "{}: {problems:#?}", plugin.pin());
+        }
+    }
+}
+
+/// Properties of `schema` (recursively) without a `description`, as
+/// JSON pointers.
+fn undescribed(schema: &Value, pointer: &str, out: &mut Vec<String>) {
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        for (name, property) in properties {
+            let at = format!("{pointer}/properties/{name}");
+            if property
+                .get("description")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                out.push(at.clone());
+            }
+            undescribed(property, &at, out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        undescribed(items, &format!("{pointer}/items"), out);
+    }
+}
+
+#[test]
+fn catalog_verbs_follow_the_conventions() {
+    let registry = Registry::bundled();
+    let mut problems = Vec::new();
+    for plugin in registry.plugins() {
+        if BUILTIN_PLUGINS.contains(&plugin.name.as_str()) {
+            continue;
+        }
+        let pin = plugin.pin();
+        if plugin.auth.is_none() {
+            problems.push(format!("{pin}: no `auth`"));
+        }
+        for verb in &plugin.verbs {
+            let at = format!("{pin}:{}", verb.id);
+            if verb.description.is_none() {
+                problems.push(format!("{at}: no description"));
+            }
+            if verb.side_effect_class == SideEffectClass::ExternalWrite
+                && verb.idempotency_key.is_none()
+            {
+                problems.push(format!("{at}: external-write without idempotencyKey"));
+            }
+            if plugin.auth.is_some() && verb.auth_scopes.is_empty() {
+                problems.push(format!("{at}: no authScopes"));
+            }
+            let mut missing = Vec::new();
+            undescribed(&verb.input_schema, "inputSchema", &mut missing);
+            if let Some(output) = &verb.output_schema {
+                undescribed(output, "outputSchema", &mut missing);
+            }
+            problems.extend(
+                missing
+                    .into_iter()
+                    .map(|m| format!("{at}: {m} has no description")),
+            );
+        }
+        for event in &plugin.event_types {
+            let mut missing = Vec::new();
+            undescribed(&event.payload_schema, "payloadSchema", &mut missing);
+            problems.extend(
+                missing
+                    .into_iter()
+                    .map(|m| format!("{pin} event {}: {m} has no description", event.name)),
+            );
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_verb_and_event_is_used_by_a_clean_workflow() {
+    let registry = Registry::bundled();
+    let root = workspace();
+    let mut files = yaml_files(&root.join("tests/corpus/ok"));
+    files.extend(yaml_files(&root.join("examples")));
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("read"))
+        .collect();
+    let used = |needle: &str| texts.iter().any(|t| t.contains(needle));
+    let mut missing = Vec::new();
+    let mut subscribed: BTreeSet<&str> = BTreeSet::new();
+    for (pin, _, verb) in bundled_verbs(registry) {
+        // A verb past its date cannot be used cleanly; its misuse case is
+        // the only use it gets.
+        if verb_status(verb) == DeprecationStatus::Removed {
+            continue;
+        }
+        if used(&pin) {
+            subscribed.extend(verb.event_subscription.iter().map(String::as_str));
+        } else {
+            missing.push(format!("verb {pin}"));
+        }
+    }
+    for plugin in registry.plugins() {
+        for event in &plugin.event_types {
+            if !subscribed.contains(event.name.as_str()) && !used(&event.name) {
+                missing.push(format!("event {}", event.name));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not used by any clean workflow under tests/corpus/ok or examples ({}):\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_verb_is_misused_by_an_err_case() {
+    let registry = Registry::bundled();
+    let mut misused: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in yaml_files(&workspace().join("tests/corpus/err")) {
+        let (source, diagnostics) = diagnostics_of(&path);
+        let parsed = parse_workflow(source.text());
+        let Some(workflow) = parsed.workflow else {
+            continue;
+        };
+        for step in &workflow.steps {
+            let Some(action) = &step.action else {
+                continue;
+            };
+            let inside = diagnostics
+                .iter()
+                .any(|d| d.span.start >= step.span.start && d.span.end <= step.span.end);
+            if inside {
+                misused
+                    .entry(action.value.clone())
+                    .or_insert_with(|| path.clone());
+            }
+        }
+    }
+    let missing: Vec<String> = bundled_verbs(registry)
+        .into_iter()
+        .map(|(pin, _, _)| pin)
+        .filter(|pin| !misused.contains_key(pin))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no err case under tests/corpus/err misuses ({}):\n{}",
+        missing.len(),
+        missing.join("\n")
+    );
+}
