@@ -59,7 +59,11 @@ fn plugin_guide_shows_the_example_files_as_they_are() {
         else {
             continue;
         };
-        assert_eq!(lines.next(), Some("```yaml"), "{path}: a yaml block follows");
+        assert_eq!(
+            lines.next(),
+            Some("```yaml"),
+            "{path}: a yaml block follows"
+        );
         let mut block = String::new();
         for line in lines.by_ref() {
             if line == "```" {

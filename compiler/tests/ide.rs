@@ -89,7 +89,12 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
     paths
 }
 
-fn render_completions(text: &str, completions: &[Completion], docs: bool) -> String {
+fn render_completions(
+    analysis: &Analysis,
+    text: &str,
+    completions: &[Completion],
+    docs: bool,
+) -> String {
     let mut out = String::new();
     let mut ranges: Vec<String> = completions
         .iter()
@@ -118,7 +123,11 @@ fn render_completions(text: &str, completions: &[Completion], docs: bool) -> Str
             out.push_str(" (deprecated)");
         }
         out.push('\n');
-        if docs && let Some(documentation) = &c.documentation {
+        // Deferred documentation is rendered as the editor's resolve
+        // request would, against the same analysis.
+        if docs
+            && let Some(documentation) = c.documentation.as_ref().and_then(|d| d.render(analysis))
+        {
             for line in documentation.lines() {
                 out.push_str(&format!("    {line}\n"));
             }
@@ -134,7 +143,7 @@ fn completion_fixtures() {
         let analysis = analyse(&path, &fixture.analysed, &fixture.project);
         let completions = complete(&analysis, &fixture.current, fixture.offset);
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let rendered = render_completions(&fixture.current, &completions, fixture.docs);
+        let rendered = render_completions(&analysis, &fixture.current, &completions, fixture.docs);
         insta::assert_snapshot!(format!("complete-{name}"), rendered);
     }
 }

@@ -32,6 +32,7 @@ fn item_kind(kind: Kind) -> CompletionItemKind {
 /// `analysis`, which may be of a slightly older text.
 pub fn completion(
     encoding: Encoding,
+    uri: &Uri,
     analysis: &Analysis,
     current: &SourceFile,
     offset: usize,
@@ -42,16 +43,19 @@ pub fn completion(
         .filter(|c| snippets || !c.snippet)
         .map(|c| {
             let range = encoding.range(current, c.range);
+            // Long texts wait for `completionItem/resolve`; `data` says
+            // what to build them from.
+            let (documentation, data) = match c.documentation {
+                Some(complete::Documentation::Text(value)) => (Some(markdown(value)), None),
+                Some(deferred) => (None, Some(deferred_data(uri, &deferred))),
+                None => (None, None),
+            };
             CompletionItem {
                 label: c.label,
                 kind: Some(item_kind(c.kind)),
                 detail: c.detail,
-                documentation: c.documentation.map(|value| {
-                    Documentation::MarkupContent(MarkupContent {
-                        kind: MarkupKind::Markdown,
-                        value,
-                    })
-                }),
+                documentation,
+                data,
                 tags: c.deprecated.then(|| vec![CompletionItemTag::DEPRECATED]),
                 sort_text: Some(c.sort_key),
                 filter_text: c.filter_text,
@@ -73,6 +77,50 @@ pub fn completion(
         is_incomplete: false,
         items,
     })
+}
+
+fn markdown(value: String) -> Documentation {
+    Documentation::MarkupContent(MarkupContent {
+        kind: MarkupKind::Markdown,
+        value,
+    })
+}
+
+fn deferred_data(uri: &Uri, documentation: &complete::Documentation) -> serde_json::Value {
+    let (kind, name) = match documentation {
+        complete::Documentation::Step(id) => ("step", id),
+        complete::Documentation::Verb(pin) => ("verb", pin),
+        complete::Documentation::Text(text) => ("text", text),
+    };
+    serde_json::json!({ "uri": uri.as_str(), kind: name })
+}
+
+/// The document a resolve request is about and what to render, from the
+/// `data` [`completion`] attached; `None` for anything else a client sends.
+pub fn deferred_request(data: &serde_json::Value) -> Option<(String, complete::Documentation)> {
+    let uri = data.get("uri")?.as_str()?.to_string();
+    let text = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let documentation = if let Some(id) = text("step") {
+        complete::Documentation::Step(id)
+    } else if let Some(pin) = text("verb") {
+        complete::Documentation::Verb(pin)
+    } else {
+        complete::Documentation::Text(text("text")?)
+    };
+    Some((uri, documentation))
+}
+
+/// Fills in the documentation of `item` from `analysis`, the latest of its
+/// document; an item whose step or verb is gone stays as it is.
+pub fn resolve_completion(mut item: CompletionItem, analysis: Option<&Analysis>) -> CompletionItem {
+    if item.documentation.is_none()
+        && let Some((_, documentation)) = item.data.as_ref().and_then(deferred_request)
+        && let Some(analysis) = analysis
+        && let Some(value) = documentation.render(analysis)
+    {
+        item.documentation = Some(markdown(value));
+    }
+    item
 }
 
 pub fn hover(encoding: Encoding, analysis: &Analysis, offset: usize) -> Option<Hover> {

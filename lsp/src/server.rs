@@ -264,6 +264,8 @@ impl LanguageServer for Backend {
                 completion_provider: Some(CompletionOptions {
                     // `.` opens fields, `{` a template, `:` a value, `-` an item.
                     trigger_characters: Some([".", "{", ":", " ", "-"].map(String::from).to_vec()),
+                    // A verb's or step's full text is sent for the item shown.
+                    resolve_provider: Some(true),
                     ..CompletionOptions::default()
                 }),
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
@@ -437,13 +439,28 @@ impl LanguageServer for Backend {
             }
             let offset = encoding.offset(&current, at.position);
             Some(editing::completion(
-                encoding, &analysis, &current, offset, snippets,
+                encoding, &uri, &analysis, &current, offset, snippets,
             ))
         })
         .await
         .ok()
         .flatten();
         Ok(answer)
+    }
+
+    async fn completion_resolve(&self, item: CompletionItem) -> Result<CompletionItem> {
+        let uri = item
+            .data
+            .as_ref()
+            .and_then(editing::deferred_request)
+            .and_then(|(uri, _)| uri.parse::<Uri>().ok());
+        let analysis = uri.and_then(|uri| {
+            self.shared
+                .snapshot(&uri)
+                .and_then(|s| s.analysis.clone())
+                .or_else(|| lock(&self.shared.last_parsed).get(&uri).cloned())
+        });
+        Ok(editing::resolve_completion(item, analysis.as_deref()))
     }
 
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {

@@ -34,8 +34,7 @@ pub struct Completion {
     pub kind: CompletionKind,
     /// One line: a type, a signature.
     pub detail: Option<String>,
-    /// Markdown.
-    pub documentation: Option<String>,
+    pub documentation: Option<Documentation>,
     /// What replaces `range`; an LSP snippet (`$1`, `${1:x}`) when
     /// `snippet` is set.
     pub insert_text: String,
@@ -49,6 +48,37 @@ pub struct Completion {
     pub filter_text: Option<String>,
     /// Still accepted, with a deprecation warning.
     pub deprecated: bool,
+}
+
+/// The markdown shown with a completion, or what to build it from when the
+/// editor asks (`completionItem/resolve`): a verb's or a step's full text is
+/// built only for the item the author looks at, not for every item listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Documentation {
+    Text(String),
+    /// The summary of the step with this id.
+    Step(String),
+    /// The description of the verb `plugin@major:verb`.
+    Verb(String),
+}
+
+impl Documentation {
+    /// The markdown, against `analysis` (the latest one when deferred: a
+    /// step or verb gone since the list was made has none).
+    pub fn render(&self, analysis: &Analysis) -> Option<String> {
+        match self {
+            Documentation::Text(text) => Some(text.clone()),
+            Documentation::Step(id) => {
+                let index = analysis.step_index(id)?;
+                Some(step_summary(analysis, index))
+            }
+            Documentation::Verb(pin) => {
+                let reference = VerbRef::parse(pin).ok()?;
+                let (plugin, verb) = analysis.registry().resolve(&reference).ok()?;
+                Some(verb_markdown(plugin, verb))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,7 +137,12 @@ impl Completion {
     }
 
     fn docs(mut self, documentation: impl Into<String>) -> Completion {
-        self.documentation = Some(documentation.into());
+        self.documentation = Some(Documentation::Text(documentation.into()));
+        self
+    }
+
+    fn deferred_docs(mut self, documentation: Documentation) -> Completion {
+        self.documentation = Some(documentation);
         self
     }
 }
@@ -535,8 +570,11 @@ impl<'a> Context<'a> {
                 let sort = if field.required { "1" } else { "2" };
                 let mut completion = key(name, sort).detail(field_detail(field));
                 completion.kind = CompletionKind::Input;
-                completion.documentation =
-                    Some(port_description(name, field, verb.map(|v| v.verb)));
+                completion.documentation = Some(Documentation::Text(port_description(
+                    name,
+                    field,
+                    verb.map(|v| v.verb),
+                )));
                 out.push(completion);
             }
         }
@@ -857,7 +895,7 @@ impl<'a> Context<'a> {
                 let mut completion = Completion::new(&text, CompletionKind::Step, range)
                     .sort(&format!("1 {index:08}"))
                     .detail(step.ty.value.as_str())
-                    .docs(step_summary(self.analysis, index));
+                    .deferred_docs(Documentation::Step(step.id.value.clone()));
                 if !quoted {
                     completion.insert_text = scalar_source(&text);
                 }
@@ -885,7 +923,10 @@ impl<'a> Context<'a> {
                     .facts()
                     .and_then(|f| f.trigger_payload(&trigger.id.value))
                 {
-                    completion.documentation = Some(format!("payload: `{}`", short_type(payload)));
+                    completion.documentation = Some(Documentation::Text(format!(
+                        "payload: `{}`",
+                        short_type(payload)
+                    )));
                 }
                 if !quoted {
                     completion.insert_text = scalar_source(&trigger.id.value);
@@ -919,7 +960,7 @@ impl<'a> Context<'a> {
             let mut completion = Completion::new(&offer.pin, CompletionKind::Verb, range)
                 .sort(&format!("{} {}", u8::from(offer.deprecated), offer.pin))
                 .detail(verb_detail(offer.verb))
-                .docs(verb_markdown(offer.plugin, offer.verb));
+                .deferred_docs(Documentation::Verb(offer.pin.clone()));
             completion.deprecated = offer.deprecated;
             if !quoted {
                 completion.insert_text = scalar_source(&offer.pin);
@@ -956,7 +997,7 @@ impl<'a> Context<'a> {
             let pin = plugin.pin();
             let mut completion = Completion::new(&pin, CompletionKind::Plugin, range)
                 .detail(format!("{} verbs", plugin.verbs.len()));
-            completion.documentation = plugin.description.clone();
+            completion.documentation = plugin.description.clone().map(Documentation::Text);
             if !quoted {
                 completion.insert_text = scalar_source(&pin);
             }
@@ -980,7 +1021,7 @@ impl<'a> Context<'a> {
                     .sort(&format!("{sort} {name}"));
                 if let Some((plugin, event)) = self.analysis.registry().event(name) {
                     completion.detail = Some(format!("event of {}", plugin.name));
-                    completion.documentation = event.description.clone();
+                    completion.documentation = event.description.clone().map(Documentation::Text);
                 }
                 if !quoted {
                     completion.insert_text = scalar_source(name);

@@ -67,6 +67,21 @@ async def test_completion_of_verbs_in_action(client):
     assert all(label.startswith(("linear@1:", "donmai@2:")) for label in labels), labels
 
 
+async def test_verb_documentation_is_sent_when_an_item_is_resolved(client):
+    uri, _ = await opened(client, FLOW)
+    position = position_of(FLOW, '"linear@1:linear.comment.create"', delta=1)
+    items = {item.label: item for item in await complete(client, uri, position)}
+    item = items["linear@1:linear.comment.create"]
+    # The list stays small: the full text waits for the item shown.
+    assert item.documentation is None and item.data is not None
+    resolved = await client.completion_item_resolve_async(item)
+    assert "**Inputs**" in resolved.documentation.value, resolved.documentation
+    assert "linear@1:linear.comment.create" in resolved.documentation.value
+    # An item of a verb that no longer exists resolves to itself.
+    gone = types.CompletionItem(label="x", data={"uri": uri, "verb": "linear@1:linear.nope"})
+    assert (await client.completion_item_resolve_async(gone)).documentation is None
+
+
 async def test_hover_on_a_verb_and_on_an_expression(client):
     uri, _ = await opened(client, FLOW)
     verb = await client.text_document_hover_async(

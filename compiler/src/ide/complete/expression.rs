@@ -10,7 +10,7 @@ use donmai_grammar::expr::parse_expr;
 use donmai_stdlib::builtins::{BUILTINS, Form, MACROS};
 use donmai_stdlib::types::Type;
 
-use super::{Completion, CompletionKind, short_type};
+use super::{Completion, CompletionKind, Documentation, short_type};
 use crate::check::Site;
 use crate::ide::analysis::{Analysis, ExprEnv};
 use crate::typeck::{TypeEnv, check_expr, macro_element, method_accepts};
@@ -356,7 +356,7 @@ fn upstream_nodes(analysis: &Analysis, site: Site, range: Span) -> Vec<Completio
             if !u.always_runs {
                 doc.push_str("\n\nIt does not run on every path to here: its output may be null.");
             }
-            completion.documentation = Some(doc);
+            completion.documentation = Some(Documentation::Text(doc));
             completion
         })
         .collect()
@@ -435,7 +435,7 @@ fn members(
                 .collect::<Vec<_>>()
                 .join("; "),
         );
-        completion.documentation = Some(builtin.summary.to_string());
+        completion.documentation = Some(Documentation::Text(builtin.summary.to_string()));
         completion.insert_text = format!("{}($1)", builtin.name);
         completion.snippet = true;
         out.push(completion);
@@ -448,7 +448,7 @@ fn members(
             let mut completion =
                 Completion::new(name, CompletionKind::Method, range).sort(&format!("2 {name}"));
             completion.detail = Some("macro".to_string());
-            completion.documentation = Some(summary.to_string());
+            completion.documentation = Some(Documentation::Text(summary.to_string()));
             completion.insert_text = format!("{name}(${{1:x}}, $2)");
             completion.snippet = true;
             out.push(completion);
@@ -473,13 +473,16 @@ fn names(scope: &ScopedEnv<'_>, range: Span) -> Vec<Completion> {
         let mut completion =
             Completion::new("nodes", CompletionKind::Variable, range).sort("1 nodes");
         completion.detail = Some("the steps upstream of this one".to_string());
-        completion.documentation =
-            Some("Read a step's results as `nodes.<id>.output.<field>`.".to_string());
+        completion.documentation = Some(Documentation::Text(
+            "Read a step's results as `nodes.<id>.output.<field>`.".to_string(),
+        ));
         out.push(completion);
     }
     let mut trigger = Completion::new("trigger", CompletionKind::Variable, range).sort("1 trigger");
     trigger.detail = Some(short_type(&scope.env.trigger));
-    trigger.documentation = Some("The payload of the trigger that started the run.".to_string());
+    trigger.documentation = Some(Documentation::Text(
+        "The payload of the trigger that started the run.".to_string(),
+    ));
     out.push(trigger);
     for builtin in BUILTINS {
         if !builtin.form.allows_function() {
@@ -495,7 +498,7 @@ fn names(scope: &ScopedEnv<'_>, range: Span) -> Vec<Completion> {
                 .collect::<Vec<_>>()
                 .join("; "),
         );
-        completion.documentation = Some(builtin.summary.to_string());
+        completion.documentation = Some(Documentation::Text(builtin.summary.to_string()));
         completion.insert_text = format!("{}($1)", builtin.name);
         completion.snippet = true;
         out.push(completion);
@@ -504,7 +507,7 @@ fn names(scope: &ScopedEnv<'_>, range: Span) -> Vec<Completion> {
         let mut completion =
             Completion::new(name, CompletionKind::Function, range).sort(&format!("2 {name}"));
         completion.detail = Some("macro".to_string());
-        completion.documentation = Some(summary.to_string());
+        completion.documentation = Some(Documentation::Text(summary.to_string()));
         completion.insert_text = "has($1)".to_string();
         completion.snippet = true;
         out.push(completion);
