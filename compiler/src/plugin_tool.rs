@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use donmai_grammar::expr::{Expr, ExprKind, Name};
 use donmai_grammar::template::{Segment, parse_template};
 use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
 use donmai_runtime::keys::{KeyId, Rejection, TrustedKeys, load_signing_key};
@@ -330,6 +331,24 @@ fn idempotency_key_problems(source: &SourceFile, verb: &Verb) -> Vec<Diagnostic>
             d.fix = None;
             d
         }));
+        if let Type::Object(inputs) = verb.input_type() {
+            absent_input_reads(expr, &inputs, &mut |field: &Name| {
+                problems.push(
+                    Diagnostic::new(
+                        Code::BAD_MANIFEST,
+                        place(field.span),
+                        format!(
+                            "the idempotencyKey of `{}` reads the optional input `{}`, which fails when a step leaves it out",
+                            verb.id, field.text
+                        ),
+                    )
+                    .with_help(format!(
+                        "an input a step does not write is absent, not null: read it as `input?.{}` (with `?? ''` for a default)",
+                        field.text
+                    )),
+                );
+            });
+        }
     }
     if !has_expression && template.diagnostics.is_empty() {
         problems.push(
@@ -342,6 +361,25 @@ fn idempotency_key_problems(source: &SourceFile, verb: &Verb) -> Vec<Diagnostic>
         );
     }
     problems
+}
+
+/// Calls `found` for each `input.<field>` (not `input?.<field>`) in `expr`
+/// whose field is an optional input: a step that leaves the input out
+/// makes that read an error, `??` or not.
+fn absent_input_reads(expr: &Expr, inputs: &ObjectType, found: &mut dyn FnMut(&Name)) {
+    if let ExprKind::Select {
+        operand,
+        field,
+        optional: false,
+    } = &expr.kind
+        && matches!(&operand.kind, ExprKind::Ident(name) if name.text == "input")
+        && inputs.fields.get(&field.text).is_some_and(|f| !f.required)
+    {
+        found(field);
+    }
+    for child in expr.children() {
+        absent_input_reads(child, inputs, found);
+    }
 }
 
 fn sign_command(path: &Path, key_path: &Path) -> ExitCode {

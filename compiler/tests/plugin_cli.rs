@@ -180,6 +180,30 @@ fn plugin_check_reports_manifest_problems_with_positions() {
     assert!(found.contains(&("DN0015".into(), 28, 22)), "{found:?}");
     assert!(found.contains(&("DN0013".into(), 29, 18)), "{found:?}");
 
+    // `??` does not cover an input a step leaves out: `?.` does.
+    let optional = MANIFEST.replace(
+        "close:${input.ticketId}",
+        "close:${input.ticketId}:${input.reason ?? ''}",
+    )
+    .replace(
+        "        ticketId: {type: string, description: \"The ticket's key, e.g. T-1\"}\n",
+        "        ticketId: {type: string, description: \"The ticket's key, e.g. T-1\"}\n        reason: {type: string}\n",
+    );
+    tree.write("acme/plugin.yaml", &optional);
+    let run = tree.run(&["plugin", "check", "acme"]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("reads the optional input `reason`"),
+        "{}",
+        run.stdout
+    );
+    tree.write(
+        "acme/plugin.yaml",
+        optional.replace("input.reason", "input?.reason"),
+    );
+    let run = tree.run(&["plugin", "check", "acme"]);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+
     let missing = tree.run(&["plugin", "check", "nowhere"]);
     assert_eq!(missing.code, Some(2));
 }

@@ -237,7 +237,8 @@ fn name_at(expr: &Expr, offset: usize, depth: usize) -> Option<&Expr> {
     if own {
         return Some(expr);
     }
-    children(expr).find_map(|child| name_at(child, offset, depth + 1))
+    expr.children()
+        .find_map(|child| name_at(child, offset, depth + 1))
 }
 
 /// The function name of a call whose name contains `offset`.
@@ -253,7 +254,8 @@ fn call_name_at(expr: &Expr, offset: usize, depth: usize) -> Option<&donmai_gram
     {
         return Some(function);
     }
-    children(expr).find_map(|child| call_name_at(child, offset, depth + 1))
+    expr.children()
+        .find_map(|child| call_name_at(child, offset, depth + 1))
 }
 
 /// The subexpression with exactly this span.
@@ -266,28 +268,8 @@ fn find_span(expr: &Expr, span: Span, depth: usize) -> Option<&Expr> {
     if expr.span == span {
         return Some(expr);
     }
-    children(expr).find_map(|child| find_span(child, span, depth + 1))
-}
-
-fn children(expr: &Expr) -> Box<dyn Iterator<Item = &Expr> + '_> {
-    match &expr.kind {
-        ExprKind::List(items) => Box::new(items.iter()),
-        ExprKind::Map(entries) => Box::new(entries.iter().flat_map(|(k, v)| [k, v])),
-        ExprKind::Select { operand, .. } | ExprKind::Unary { operand, .. } => {
-            Box::new(std::iter::once(&**operand))
-        }
-        ExprKind::Index { operand, index } => Box::new([&**operand, &**index].into_iter()),
-        ExprKind::Call { target, args, .. } => {
-            Box::new(target.as_deref().into_iter().chain(args.iter()))
-        }
-        ExprKind::Binary { lhs, rhs, .. } => Box::new([&**lhs, &**rhs].into_iter()),
-        ExprKind::Conditional {
-            cond,
-            then,
-            otherwise,
-        } => Box::new([&**cond, &**then, &**otherwise].into_iter()),
-        _ => Box::new(std::iter::empty()),
-    }
+    expr.children()
+        .find_map(|child| find_span(child, span, depth + 1))
 }
 
 fn builtin_markdown(name: &str) -> Option<String> {

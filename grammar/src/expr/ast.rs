@@ -119,6 +119,28 @@ impl Expr {
         Expr { kind, span }
     }
 
+    /// The direct subexpressions, in source order.
+    pub fn children(&self) -> Box<dyn Iterator<Item = &Expr> + '_> {
+        match &self.kind {
+            ExprKind::List(items) => Box::new(items.iter()),
+            ExprKind::Map(entries) => Box::new(entries.iter().flat_map(|(k, v)| [k, v])),
+            ExprKind::Select { operand, .. } | ExprKind::Unary { operand, .. } => {
+                Box::new(std::iter::once(&**operand))
+            }
+            ExprKind::Index { operand, index } => Box::new([&**operand, &**index].into_iter()),
+            ExprKind::Call { target, args, .. } => {
+                Box::new(target.as_deref().into_iter().chain(args.iter()))
+            }
+            ExprKind::Binary { lhs, rhs, .. } => Box::new([&**lhs, &**rhs].into_iter()),
+            ExprKind::Conditional {
+                cond,
+                then,
+                otherwise,
+            } => Box::new([&**cond, &**then, &**otherwise].into_iter()),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
     /// Rewrites every span (this node's and all descendants') through `f`,
     /// which maps an offset in the parsed text to an offset in the file.
     pub fn map_spans(&mut self, f: &impl Fn(usize) -> usize) {
