@@ -48,7 +48,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
 const BUNDLED_MAJORS: &[(&str, &[u32])] = &[
     ("core", &[1]),
     ("donmai", &[1, 2]),
-    ("linear", &[1]),
+    ("linear", &[1, 2]),
     ("github", &[1]),
     ("vercel", &[1]),
     ("slack", &[1]),
@@ -1170,6 +1170,7 @@ mod tests {
                 "incident_io@1",
                 "jira@1",
                 "linear@1",
+                "linear@2",
                 "slack@1",
                 "vercel@1"
             ]
