@@ -42,11 +42,8 @@ pub fn verb_markdown(plugin: &Plugin, verb: &Verb, status: Option<DeprecationSta
             code_list(&verb.event_subscription)
         ));
     }
-    if !verb.auth_scopes.is_empty() {
-        out.push_str(&format!(
-            "\n\nauth scopes: {}",
-            code_list(&verb.auth_scopes)
-        ));
+    if let Some(scopes) = verb.auth_scopes.as_deref().filter(|s| !s.is_empty()) {
+        out.push_str(&format!("\n\nauth scopes: {}", code_list(scopes)));
     }
     if let Some(key) = &verb.idempotency_key {
         out.push_str(&format!("\n\nidempotency key: `{key}`"));

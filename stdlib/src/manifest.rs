@@ -375,8 +375,9 @@ pub struct Verb {
     pub deprecation: Option<Deprecation>,
     pub provider_id: Option<String>,
     /// The provider scopes a call needs (`authScopes`), each one of the
-    /// plugin's `auth.scopes`.
-    pub auth_scopes: Vec<String>,
+    /// plugin's `auth.scopes`; `None` when the manifest does not say (an
+    /// empty list says the credential alone is enough).
+    pub auth_scopes: Option<Vec<String>>,
     /// The verb's `id` value in the manifest.
     pub span: Span,
     input_type: Type,
@@ -1385,10 +1386,9 @@ impl Checker<'_> {
                 .with_help("without one, a call repeated by another run (a re-delivered webhook, a manual re-run) repeats its effect; name the effect, e.g. `idempotencyKey: \"${input.ticketId}:${input.status}\"`"),
             );
         }
-        let auth_scopes = match map.get("authScopes") {
-            None => Vec::new(),
-            Some(value) => self.auth_scopes(value, &at("authScopes"), auth),
-        };
+        let auth_scopes = map
+            .get("authScopes")
+            .map(|value| self.auth_scopes(value, &at("authScopes"), auth));
         let provider_id = self.optional_string(map, pointer, "providerId");
         if let Some(provider) = &provider_id
             && providers.iter().all(|p| &p.id != provider)
@@ -1826,7 +1826,12 @@ mod tests {
             )
         );
         assert_eq!(
-            plugin.verb("acme.issue.read").expect("verb").auth_scopes,
+            plugin
+                .verb("acme.issue.read")
+                .expect("verb")
+                .auth_scopes
+                .as_deref()
+                .unwrap_or_default(),
             ["read"]
         );
 

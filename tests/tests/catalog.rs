@@ -14,7 +14,9 @@ use donmai_compiler::driver::{CheckOptions, FixMode, run_check};
 use donmai_compiler::plugin_tool::lint_plugin;
 use donmai_grammar::lower::parse_workflow;
 use donmai_grammar::{Diagnostic, SourceFile};
-use donmai_stdlib::manifest::{BUILTIN_PLUGINS, DeprecationStatus, Plugin, SideEffectClass, Verb};
+use donmai_stdlib::manifest::{
+    BUILTIN_PLUGINS, DeprecationStatus, Plugin, SideEffectClass, Verb, VerbKind,
+};
 use donmai_stdlib::registry::Registry;
 use serde_json::Value;
 
@@ -161,8 +163,10 @@ fn catalog_verbs_follow_the_conventions() {
             {
                 problems.push(format!("{at}: external-write without idempotencyKey"));
             }
-            if plugin.auth.is_some() && verb.auth_scopes.is_empty() {
-                problems.push(format!("{at}: no authScopes"));
+            if plugin.auth.is_some() && verb.auth_scopes.is_none() {
+                problems.push(format!(
+                    "{at}: no authScopes (`[]` when the credential alone is enough)"
+                ));
             }
             let mut missing = Vec::new();
             undescribed(&verb.input_schema, "inputSchema", &mut missing);
@@ -212,7 +216,11 @@ fn every_verb_and_event_is_used_by_a_clean_workflow() {
         if verb_status(verb) == DeprecationStatus::Removed {
             continue;
         }
-        if used(&pin) {
+        // A trigger verb describes a subscription; workflows use it through
+        // a `signal` trigger on one of its events.
+        let as_trigger = verb.kind == VerbKind::Trigger
+            && verb.event_subscription.iter().any(|event| used(event));
+        if used(&pin) || as_trigger {
             subscribed.extend(verb.event_subscription.iter().map(String::as_str));
         } else {
             missing.push(format!("verb {pin}"));
