@@ -188,6 +188,7 @@ verbs:
   - id: acme.ticket.close
     description: Closes a ticket.
     sideEffectClass: external-write
+    idempotencyKey: "close:${{input.ticketId}}"
     inputSchema:
       type: object
       required: [ticketId]
