@@ -35,6 +35,8 @@ usage: lsp-bench [options]
   --sizes LIST         workflow sizes in steps (default: 100,1000,5000)
   --edits N            measured edits per document and kind of edit (200)
   --warmup N           unmeasured edits before them (20)
+  --typing-ms N        pause between measured edits, as between keystrokes
+                       (default 0: each edit right after the last answer)
   --yaml-sizes LIST    sizes for yaml-language-server (default: --sizes)
   --actions-sizes LIST sizes for actions-languageserver (default: --sizes)
   --node-edits N       measured edits for them (default: --edits)
@@ -85,6 +87,7 @@ struct Options {
     sizes: Vec<usize>,
     edits: usize,
     warmup: usize,
+    typing: Duration,
     yaml_sizes: Option<Vec<usize>>,
     actions_sizes: Option<Vec<usize>>,
     timeout: Duration,
@@ -147,6 +150,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         sizes: vec![100, 1000, 5000],
         edits: 200,
         warmup: 20,
+        typing: Duration::ZERO,
         yaml_sizes: None,
         actions_sizes: None,
         timeout: Duration::from_secs(60),
@@ -211,6 +215,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--node-warmup" => options.node_warmup = Some(number(value()?)?),
             "--edits" => options.edits = number(value()?)?,
             "--warmup" => options.warmup = number(value()?)?,
+            "--typing-ms" => options.typing = Duration::from_millis(number(value()?)? as u64),
             "--budget-secs" => options.budget = Duration::from_secs(number(value()?)? as u64),
             "--min-edits" => options.min_edits = number(value()?)?,
             "--runs" => options.runs = number(value()?)?.max(1),
@@ -785,6 +790,9 @@ fn measure_edits(launcher: &Launcher, kind: Kind, steps: usize) -> Result<Vec<Ed
         let started = Instant::now();
         for index in 0..edits {
             let insert = index % 2 == 0;
+            if !options.typing.is_zero() {
+                std::thread::sleep(options.typing);
+            }
             let (latency, diagnostics) = session.timed_edit(&document, site, insert)?;
             result.samples.push(latency);
             if insert {
@@ -998,6 +1006,12 @@ fn run_once(launcher: &Launcher, run: usize) -> Result<RunResult, String> {
         options.counts(Kind::Yaml).1,
         options.counts(Kind::Yaml).0,
     );
+    if !options.typing.is_zero() {
+        println!(
+            "(a pause of {} ms before each measured edit, as between keystrokes)",
+            options.typing.as_millis()
+        );
+    }
     println!(
         "{:>6} {:>6}  {:<23} {:<10} {:>5} {:>9} {:>9} {:>9} {:>9}  diagnostics ins/del  load",
         "steps", "lines", "server", "edit", "n", "median", "p99", "max", "cpu/edit"

@@ -215,15 +215,15 @@ impl Caches {
 
 /// The parse of `text`: the previous clean parse of the document with only
 /// the edited step re-parsed when the grammar can prove that equals a full
-/// parse, else a full parse. Keeps the result as the next starting point
-/// when its YAML parsed.
+/// parse, else a full parse. The caller keeps a clean result as the next
+/// starting point with [`remember_clean`], once its diagnostics are out.
 fn parse_incrementally(
     clean: &mut HashMap<String, (String, ParsedWorkflow)>,
     uri: &Uri,
     text: &str,
 ) -> ParsedWorkflow {
     let key = uri.as_str().to_string();
-    let parsed = match clean.remove(&key) {
+    match clean.remove(&key) {
         Some((old_text, old)) => {
             let edit = edit_between(&old_text, text);
             match reparse(&old_text, old, &edit, text) {
@@ -241,11 +241,21 @@ fn parse_incrementally(
             }
         }
         None => parse_workflow(text),
-    };
-    if is_clean(&parsed) {
-        clean.insert(key, (text.to_string(), parsed.clone()));
     }
-    parsed
+}
+
+/// Keeps `parsed`, the parse of `text`, as the document's starting point
+/// for the next edit when its YAML parsed. Copying the tree takes about a
+/// millisecond at 1,000 steps, so it happens after publishing.
+fn remember_clean(
+    clean: &mut HashMap<String, (String, ParsedWorkflow)>,
+    uri: &Uri,
+    text: &str,
+    parsed: ParsedWorkflow,
+) {
+    if is_clean(&parsed) {
+        clean.insert(uri.as_str().to_string(), (text.to_string(), parsed));
+    }
 }
 
 fn is_clean(parsed: &ParsedWorkflow) -> bool {
@@ -379,6 +389,12 @@ fn analyse_one(
     let registry = caches.registry(&project);
     let parsed = looks_like_workflow(document.text.as_bytes())
         .then(|| parse_incrementally(&mut caches.clean, uri, &document.text));
+    // What the next edit starts from: the parse's own diagnostics now, the
+    // tree (which the analysis keeps) after publishing.
+    let parse_diagnostics = parsed
+        .as_ref()
+        .filter(|p| is_clean(p))
+        .map(|p| p.diagnostics.clone());
     let groups = &caches.groups;
     let snapshot = analyse(
         path,
@@ -396,14 +412,19 @@ fn analyse_one(
         .map(|d| encoding.diagnostic(&snapshot.source, uri, d))
         .collect();
     let version = snapshot.version;
+    let snapshot = Arc::new(snapshot);
+    // The results this one replaces are dropped after publishing: freeing
+    // a large tree is not the editor's wait.
+    let mut replaced = Vec::new();
     if let Some(analysis) = snapshot
         .analysis
         .as_ref()
         .filter(|a| a.workflow().is_some())
+        && let Some(old) = lock(&shared.last_parsed).insert(uri.clone(), analysis.clone())
     {
-        lock(&shared.last_parsed).insert(uri.clone(), analysis.clone());
+        replaced.push(old);
     }
-    lock(&shared.snapshots).insert(uri.clone(), Arc::new(snapshot));
+    let old_snapshot = lock(&shared.snapshots).insert(uri.clone(), snapshot.clone());
     shared.analysed.notify_waiters();
     // A newer text is queued: its own result will be published instead.
     if shared.document_version(uri) == Some(version) {
@@ -412,6 +433,18 @@ fn analyse_one(
             version,
             diagnostics,
         });
+    }
+    drop(old_snapshot);
+    drop(replaced);
+    if let (Some(diagnostics), Some(workflow)) = (
+        parse_diagnostics,
+        snapshot.analysis.as_ref().and_then(|a| a.workflow()),
+    ) {
+        let parsed = ParsedWorkflow {
+            workflow: Some(workflow.clone()),
+            diagnostics,
+        };
+        remember_clean(&mut caches.clean, uri, snapshot.source.text(), parsed);
     }
 }
 
@@ -463,6 +496,7 @@ mod tests {
             text.insert(at, typed);
             let before = clean.contains_key(uri.as_str());
             let incremental = parse_incrementally(&mut clean, &uri, &text);
+            remember_clean(&mut clean, &uri, &text, incremental.clone());
             let full = parse_workflow(&text);
             assert_eq!(
                 format!("{incremental:?}"),

@@ -699,57 +699,60 @@ pub fn parse_date(text: &str) -> Option<Date> {
     Date::parse(text, format_description!("[year]-[month]-[day]")).ok()
 }
 
-/// Validates one manifest document and builds its plugin.
 /// SHA-256 of the canonical JSON (sorted keys, no white space) of a
 /// manifest document without its `signature`: what a manifest signature
 /// covers, so re-indenting or reordering the YAML keeps a signature valid
 /// and any change of meaning breaks it.
 pub fn manifest_hash(document: &Value) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    let mut unsigned = document.clone();
-    if let Value::Object(map) = &mut unsigned {
-        map.remove("signature");
-    }
-    Sha256::digest(canonical_json(&unsigned).as_bytes()).into()
+    let mut text = String::new();
+    write_canonical(document, Some("signature"), &mut text);
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// JSON text with object keys sorted by their UTF-16 code units (as RFC
 /// 8785 orders them) and no insignificant white space.
 pub fn canonical_json(value: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-                out.push('{');
-                for (i, (key, value)) in entries.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
-                    write(value, out);
-                }
-                out.push('}');
-            }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(item, out);
-                }
-                out.push(']');
-            }
-            scalar => out.push_str(&scalar.to_string()),
-        }
-    }
     let mut out = String::new();
-    write(value, &mut out);
+    write_canonical(value, None, &mut out);
     out
 }
 
+/// [`canonical_json`] into `out`, leaving out the top-level key `skip`.
+fn write_canonical(value: &Value, skip: Option<&str>, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map
+                .iter()
+                .filter(|(key, _)| Some(key.as_str()) != skip)
+                .collect();
+            entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(value, None, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, None, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Validates one manifest document and builds its plugin.
 pub fn parse_plugin(
     document: &Value,
     spans: &SpanTable,

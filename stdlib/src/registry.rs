@@ -11,7 +11,7 @@ use crate::manifest::{
     EventType, FIRST_PARTY_PLUGIN, Plugin, PluginOrigin, Verb, parse_plugin, plugin_name_error,
     verb_id_error, verb_owner,
 };
-use crate::yaml_json::document_to_json;
+use crate::yaml_json::{SpanTable, StaticSpan, document_to_json};
 use donmai_grammar::codes::Code;
 use donmai_grammar::diagnostic::{Diagnostic, did_you_mean};
 use donmai_grammar::span::{SourceFile, Span};
@@ -264,7 +264,22 @@ struct BundledDocument {
     /// The whole manifest, so that spans point into the file.
     text: &'static str,
     range: Range<usize>,
+    /// The document converted to JSON at build time with its span table,
+    /// when it converted.
+    json: Option<(&'static str, &'static [StaticSpan])>,
     plugin: OnceLock<Option<Arc<Plugin>>>,
+}
+
+mod precompiled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_json.rs"));
+}
+
+/// The build-time JSON and spans of document `index` of the manifest `name`.
+fn precompiled_json(name: &str, index: usize) -> Option<(&'static str, &'static [StaticSpan])> {
+    precompiled::BUNDLED_JSON
+        .iter()
+        .find(|(directory, at, _, _)| *directory == name && *at == index)
+        .map(|(_, _, json, spans)| (*json, *spans))
 }
 
 impl BundledDocument {
@@ -278,6 +293,18 @@ impl BundledDocument {
     /// manifests load without diagnostics (a test keeps them so), so none
     /// are kept here.
     fn parse(&self) -> Option<Plugin> {
+        let origin = PluginOrigin::Bundled(bundled_path(self.name));
+        if let Some((json, spans)) = self.json
+            && let Ok(value) = serde_json::from_str(json)
+        {
+            let plugin = parse_plugin(&value, &SpanTable::from_static(spans), origin).0?;
+            return (plugin.name == self.name && plugin.major() == self.major).then_some(plugin);
+        }
+        self.parse_yaml()
+    }
+
+    /// The YAML path: what [`Registry::add_manifest`] makes of the text.
+    fn parse_yaml(&self) -> Option<Plugin> {
         let parsed = donmai_grammar::yaml::parse(&self.text[self.range.clone()]);
         let mut document = parsed.documents.into_iter().next()?;
         shift_spans(&mut document, self.range.start);
@@ -314,18 +341,16 @@ fn bundled_documents() -> &'static BundledDocuments {
                 whole.push((name, text));
                 continue;
             }
-            documents.extend(
-                majors
-                    .iter()
-                    .zip(ranges)
-                    .map(|(&major, range)| BundledDocument {
-                        name,
-                        major,
-                        text,
-                        range,
-                        plugin: OnceLock::new(),
-                    }),
-            );
+            documents.extend(majors.iter().zip(ranges).enumerate().map(
+                |(index, (&major, range))| BundledDocument {
+                    name,
+                    major,
+                    text,
+                    range,
+                    json: precompiled_json(name, index),
+                    plugin: OnceLock::new(),
+                },
+            ));
         }
         (documents, whole)
     })
@@ -983,6 +1008,43 @@ mod tests {
             .and_then(|p| p.verb("slack.send_message"))
             .expect("send");
         assert_eq!(send.output_type().field("ts"), Some(Type::String));
+    }
+
+    /// The build script's JSON is what the YAML path converts, document
+    /// for document, and every bundled document has it.
+    #[test]
+    fn precompiled_manifests_equal_their_yaml() {
+        let (documents, whole) = bundled_documents();
+        assert!(whole.is_empty());
+        for document in documents {
+            let (json, _) = document.json.unwrap_or_else(|| {
+                panic!(
+                    "{}@{} was not converted at build time",
+                    document.name, document.major
+                )
+            });
+            let precompiled: serde_json::Value = serde_json::from_str(json).expect("json");
+            let parsed = donmai_grammar::yaml::parse(&document.text[document.range.clone()]);
+            let node = parsed.documents.into_iter().next().expect("a document");
+            let (value, _, _) = document_to_json(&node, Code::BAD_MANIFEST);
+            assert_eq!(precompiled, value, "{}@{}", document.name, document.major);
+            let fast = document.parse().expect("parses");
+            let slow = document.parse_yaml().expect("parses");
+            assert_eq!(
+                (
+                    fast.pin(),
+                    fast.verbs.len(),
+                    fast.event_types.len(),
+                    fast.manifest_hash
+                ),
+                (
+                    slow.pin(),
+                    slow.verbs.len(),
+                    slow.event_types.len(),
+                    slow.manifest_hash
+                )
+            );
+        }
     }
 
     #[test]

@@ -22,10 +22,18 @@ pub struct NodeSpans {
     pub key: Option<Span>,
 }
 
+/// One entry of a span table compiled into the binary: the pointer, the
+/// value's start and end, the key's start and end (`u32::MAX` when the
+/// value is not a mapping entry).
+pub type StaticSpan = (&'static str, u32, u32, u32, u32);
+
 /// JSON pointer → spans of one converted document.
 #[derive(Clone, Debug, Default)]
 pub struct SpanTable {
     entries: HashMap<String, NodeSpans>,
+    /// Entries made at build time (the bundled manifests), sorted by
+    /// pointer: looked up in place, never copied into `entries`.
+    fixed: &'static [StaticSpan],
 }
 
 impl SpanTable {
@@ -33,12 +41,44 @@ impl SpanTable {
         SpanTable::default()
     }
 
+    /// A table of build-time entries, sorted by pointer.
+    pub fn from_static(fixed: &'static [StaticSpan]) -> SpanTable {
+        SpanTable {
+            entries: HashMap::new(),
+            fixed,
+        }
+    }
+
     pub fn insert(&mut self, pointer: String, spans: NodeSpans) {
         self.entries.insert(pointer, spans);
     }
 
     pub fn get(&self, pointer: &str) -> Option<NodeSpans> {
-        self.entries.get(pointer).copied()
+        if let Some(spans) = self.entries.get(pointer) {
+            return Some(*spans);
+        }
+        let at = self
+            .fixed
+            .binary_search_by(|entry| entry.0.cmp(pointer))
+            .ok()?;
+        let (_, start, end, key_start, key_end) = self.fixed[at];
+        Some(NodeSpans {
+            value: Span::new(start as usize, end as usize),
+            key: (key_start != u32::MAX).then(|| Span::new(key_start as usize, key_end as usize)),
+        })
+    }
+
+    /// Every entry, sorted by pointer: what a build script compiles in.
+    pub fn sorted(&self) -> Vec<(&str, NodeSpans)> {
+        let mut all: Vec<(&str, NodeSpans)> =
+            self.entries.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+        all.extend(
+            self.fixed
+                .iter()
+                .filter_map(|entry| Some((entry.0, self.get(entry.0)?))),
+        );
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
     }
 
     /// The span of the value at `pointer`, or of its nearest recorded
@@ -64,8 +104,8 @@ impl SpanTable {
             return key;
         }
         let prefix = format!("{pointer}/");
-        self.entries
-            .iter()
+        self.sorted()
+            .into_iter()
             .filter(|(p, _)| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
             .filter_map(|(_, s)| s.key)
             .min_by_key(|key| key.start)
@@ -75,8 +115,8 @@ impl SpanTable {
     fn nearest(&self, pointer: &str) -> NodeSpans {
         let mut current = pointer;
         loop {
-            if let Some(spans) = self.entries.get(current) {
-                return *spans;
+            if let Some(spans) = self.get(current) {
+                return spans;
             }
             match current.rfind('/') {
                 Some(cut) => current = &current[..cut],
