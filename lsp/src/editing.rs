@@ -38,9 +38,25 @@ pub fn completion(
     offset: usize,
     snippets: bool,
 ) -> CompletionResponse {
-    let items = complete::complete(analysis, current.text(), offset)
+    let mut all: Vec<complete::Completion> = complete::complete(analysis, current.text(), offset)
         .into_iter()
         .filter(|c| snippets || !c.snippet)
+        .collect();
+    // A long list (every step upstream of a step deep in a large workflow)
+    // is cut to the best matches of what is typed, nearest first, and
+    // marked incomplete, so the editor asks again as the word grows.
+    let is_incomplete = all.len() > COMPLETION_LIMIT;
+    if is_incomplete {
+        let typed = all
+            .first()
+            .and_then(|c| current.text().get(c.range.start..offset.min(c.range.end)))
+            .unwrap_or("")
+            .to_lowercase();
+        all.retain(|c| matches_typed(c.filter_text.as_deref().unwrap_or(&c.label), &typed));
+        all.truncate(COMPLETION_LIMIT);
+    }
+    let items = all
+        .into_iter()
         .map(|c| {
             let range = encoding.range(current, c.range);
             // Long texts wait for `completionItem/resolve`; `data` says
@@ -74,9 +90,24 @@ pub fn completion(
         .collect();
     // The list depends on every character typed: ask again as the word grows.
     CompletionResponse::List(CompletionList {
-        is_incomplete: false,
+        is_incomplete,
         items,
     })
+}
+
+/// The most items one completion answer carries; see [`completion`].
+pub const COMPLETION_LIMIT: usize = 100;
+
+/// Whether `candidate` holds the characters of `typed` in order, ignoring
+/// case: the loose match editors filter completion lists with.
+fn matches_typed(candidate: &str, typed: &str) -> bool {
+    let mut wanted = typed.chars().peekable();
+    for c in candidate.chars().flat_map(char::to_lowercase) {
+        if wanted.peek() == Some(&c) {
+            wanted.next();
+        }
+    }
+    wanted.peek().is_none()
 }
 
 fn markdown(value: String) -> Documentation {
@@ -87,12 +118,18 @@ fn markdown(value: String) -> Documentation {
 }
 
 fn deferred_data(uri: &Uri, documentation: &complete::Documentation) -> serde_json::Value {
-    let (kind, name) = match documentation {
-        complete::Documentation::Step(id) => ("step", id),
-        complete::Documentation::Verb(pin) => ("verb", pin),
-        complete::Documentation::Text(text) => ("text", text),
-    };
-    serde_json::json!({ "uri": uri.as_str(), kind: name })
+    match documentation {
+        complete::Documentation::Step(id) => serde_json::json!({ "uri": uri.as_str(), "step": id }),
+        complete::Documentation::Verb(pin) => {
+            serde_json::json!({ "uri": uri.as_str(), "verb": pin })
+        }
+        complete::Documentation::Text(text) => {
+            serde_json::json!({ "uri": uri.as_str(), "text": text })
+        }
+        complete::Documentation::Node { id, always_runs } => {
+            serde_json::json!({ "uri": uri.as_str(), "node": id, "always": always_runs })
+        }
+    }
 }
 
 /// The document a resolve request is about and what to render, from the
@@ -102,6 +139,11 @@ pub fn deferred_request(data: &serde_json::Value) -> Option<(String, complete::D
     let text = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_string);
     let documentation = if let Some(id) = text("step") {
         complete::Documentation::Step(id)
+    } else if let Some(id) = text("node") {
+        complete::Documentation::Node {
+            id,
+            always_runs: data.get("always").and_then(|v| v.as_bool()).unwrap_or(true),
+        }
     } else if let Some(pin) = text("verb") {
         complete::Documentation::Verb(pin)
     } else {

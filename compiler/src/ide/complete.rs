@@ -60,6 +60,12 @@ pub enum Documentation {
     Step(String),
     /// The description of the verb `plugin@major:verb`.
     Verb(String),
+    /// An upstream step as an expression reads it (`nodes.<id>`), and
+    /// whether it has succeeded on every path to the expression.
+    Node {
+        id: String,
+        always_runs: bool,
+    },
 }
 
 impl Documentation {
@@ -76,6 +82,19 @@ impl Documentation {
                 let reference = VerbRef::parse(pin).ok()?;
                 let (plugin, verb) = analysis.registry().resolve(&reference).ok()?;
                 Some(verb_markdown(plugin, verb))
+            }
+            Documentation::Node { id, always_runs } => {
+                let step = &analysis.steps()[analysis.step_index(id)?];
+                let mut doc = format!("**step `{}`** · {}", step.id.value, step.ty.value.as_str());
+                if let Some(action) = &step.action {
+                    doc.push_str(&format!(" · `{}`", action.value));
+                }
+                if !always_runs {
+                    doc.push_str(
+                        "\n\nIt does not run on every path to here: its output may be null.",
+                    );
+                }
+                Some(doc)
             }
         }
     }

@@ -67,6 +67,41 @@ async def test_completion_of_verbs_in_action(client):
     assert all(label.startswith(("linear@1:", "donmai@2:")) for label in labels), labels
 
 
+def long_chain(count):
+    """A workflow whose last step has `count` steps upstream."""
+    steps = ["    - {id: start, type: trigger, config: {triggerId: created}, next: [s0]}"]
+    for i in range(count):
+        steps.append(
+            f'    - {{id: s{i}, type: action, config: {{action: "core@1:core.log", message: "step {i}"}}, next: [s{i + 1}]}}'
+        )
+    steps.append('    - {id: s%d, type: action, config: {action: "core@1:core.log", message: "{{ nodes. }}"}}' % count)
+    return (
+        "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata: {name: chain, version: \"1\"}\n"
+        "requires: [{plugin: core@1}, {plugin: linear@1}]\n"
+        "triggers:\n  - {id: created, kind: signal, config: {signalEventType: com.linear.AgentSessionEvent.created}}\n"
+        "spec:\n  steps:\n" + "\n".join(steps) + "\n"
+    )
+
+
+async def test_a_long_list_is_cut_to_the_nearest_and_asked_again_as_typing_goes_on(client):
+    text = long_chain(150)
+    uri, _ = await opened(client, text)
+    position = position_of(text, "{{ nodes. }}", delta=len("{{ nodes."))
+    result = await client.text_document_completion_async(
+        types.CompletionParams(text_document=types.TextDocumentIdentifier(uri=uri), position=position)
+    )
+    assert result.is_incomplete and len(result.items) == 100, len(result.items)
+    labels = [item.label for item in result.items]
+    assert "s149" in labels and "s0" not in labels  # nearest first
+    # Typing narrows the list on the server, reaching the far steps.
+    typed = text.replace("{{ nodes. }}", "{{ nodes.s1 }}")
+    change(client, uri, 2, typed)
+    far = await complete(client, uri, position_of(typed, "{{ nodes.s1", delta=len("{{ nodes.s1")))
+    far_labels = [item.label for item in far]
+    assert "s1" in far_labels and "s10" in far_labels, far_labels
+    assert all("s" in label and "1" in label for label in far_labels), far_labels
+
+
 async def test_verb_documentation_is_sent_when_an_item_is_resolved(client):
     uri, _ = await opened(client, FLOW)
     position = position_of(FLOW, '"linear@1:linear.comment.create"', delta=1)

@@ -349,14 +349,10 @@ fn upstream_nodes(analysis: &Analysis, site: Site, range: Span) -> Vec<Completio
             let mut completion = Completion::new(&step.id.value, CompletionKind::Step, range)
                 .sort(&format!("0 {:08}", steps.len() - u.index));
             completion.detail = Some(format!("output: {}", short_type(&u.output)));
-            let mut doc = format!("**step `{}`** · {}", step.id.value, step.ty.value.as_str());
-            if let Some(action) = &step.action {
-                doc.push_str(&format!(" · `{}`", action.value));
-            }
-            if !u.always_runs {
-                doc.push_str("\n\nIt does not run on every path to here: its output may be null.");
-            }
-            completion.documentation = Some(Documentation::Text(doc));
+            completion.documentation = Some(Documentation::Node {
+                id: step.id.value.clone(),
+                always_runs: u.always_runs,
+            });
             completion
         })
         .collect()
