@@ -20,37 +20,22 @@ use donmai_stdlib::manifest::{
 use donmai_stdlib::registry::Registry;
 use serde_json::Value;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
+use donmai_tests::workspace;
 
+/// Workflow files under `dir`: not group files (they check through their
+/// users), not `_` helpers, not snapshots or hidden folders.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if path.is_dir() {
-                if name != "snapshots" && !name.starts_with('.') {
-                    pending.push(path);
-                }
-            } else if name.ends_with(".yaml")
-                && !name.starts_with('_')
-                && !path.components().any(|c| c.as_os_str() == "groups")
-            {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
+    donmai_tests::yaml_files(dir, |folder| {
+        folder == "snapshots" || folder == "groups" || folder.starts_with('.')
+    })
+    .into_iter()
+    .filter(|path| {
+        !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('_'))
+    })
+    .collect()
 }
 
 /// `(plugin@major:verb, plugin, verb)` for every bundled verb.
