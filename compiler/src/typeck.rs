@@ -681,7 +681,14 @@ impl Checker<'_> {
                 function.span,
                 format!("unknown function `{name}`"),
             );
-            if let Some(suggestion) = did_you_mean(name, builtins::function_names()) {
+            if builtins::is_macro(name) {
+                // `filter(…)` with no receiver: the name is right, the form
+                // is not, so there is nothing to replace.
+                diagnostic.message = format!("`{name}` is a macro, called on its receiver");
+                diagnostic = diagnostic.with_help(format!("write `list.{name}(x, …)`"));
+            } else if let Some(suggestion) = did_you_mean(name, builtins::function_names())
+                .filter(|suggestion| *suggestion != name)
+            {
                 diagnostic = diagnostic
                     .with_help(format!("did you mean `{suggestion}`?"))
                     .with_replacement(

@@ -524,6 +524,24 @@ mod regressions {
         assert!(missing.fix.is_none(), "{missing:#?}");
     }
 
+    /// `list.??filter(…)` reads as a call of `filter` with no receiver;
+    /// DN0126 offered to "replace `filter` with `filter`", a fix that fixed
+    /// nothing and was asked for again. A macro called without its
+    /// receiver now gets help and no fix.
+    #[test]
+    fn a_macro_without_receiver_is_not_replaced_by_itself() {
+        let text = "apiVersion: workflow/v2\nkind: WorkflowDefinition\nmetadata: {name: m, version: \"1\"}\nrequires: [{plugin: core@1}]\ntriggers: [{id: go, kind: manual}]\nspec:\n  steps:\n    - {id: start, type: trigger, config: {triggerId: go}, next: [log]}\n    - {id: log, type: action, config: {action: \"core@1:core.log\", message: \"{{ [1, 2].??filter(x, x > 1) }}\"}}\n";
+        let path = Path::new("macro.yaml");
+        assert_fixes_hold(path, text).unwrap_or_else(|e| panic!("{e}"));
+        let (_, diagnostics) = check(path, text);
+        let macro_call = diagnostics
+            .iter()
+            .find(|d| d.code == Code::UNKNOWN_FUNCTION)
+            .unwrap_or_else(|| panic!("{diagnostics:#?}"));
+        assert!(macro_call.fix.is_none(), "{macro_call:#?}");
+        assert!(macro_call.message.contains("is a macro"), "{macro_call:#?}");
+    }
+
     /// `donmaic check` panicked on this 9-byte file: the suppression
     /// scanner sliced inside the no-break space before the last token.
     #[test]
