@@ -117,12 +117,50 @@ pub struct Declined {
 /// after it to move their positions.
 pub fn reparse(
     old_text: &str,
-    mut old: ParsedWorkflow,
+    old: ParsedWorkflow,
     edit: &Edit,
     new_text: &str,
 ) -> Result<ParsedWorkflow, Box<Declined>> {
+    reparse_detailed(old_text, old, edit, new_text).map(|reparsed| reparsed.parsed)
+}
+
+/// What [`reparse_detailed`] found.
+#[derive(Debug)]
+pub struct Reparsed {
+    pub parsed: ParsedWorkflow,
+    /// The edit changed nothing but positions: the new parse is the old one
+    /// with every offset past the edit moved by its length (a comment or
+    /// white space edited). Whatever was derived from the old parse holds
+    /// for the new one once its offsets are moved by [`shift_offset`].
+    pub only_positions_moved: bool,
+}
+
+/// Where an offset of the old text is in the new one, for an edit that
+/// changed nothing but positions: before the edit it stays, after it it
+/// moves by the length change.
+/// An offset inside what the edit replaced (there is none, when only
+/// positions moved) goes to the edit's start.
+pub fn shift_offset(edit: &Edit, offset: usize) -> usize {
+    let delta = edit.replacement.len() as isize - edit.span.len() as isize;
+    if offset <= edit.span.start {
+        offset
+    } else if offset >= edit.span.end {
+        offset.wrapping_add_signed(delta)
+    } else {
+        edit.span.start
+    }
+}
+
+/// [`reparse`], also telling whether the edit changed anything but
+/// positions.
+pub fn reparse_detailed(
+    old_text: &str,
+    mut old: ParsedWorkflow,
+    edit: &Edit,
+    new_text: &str,
+) -> Result<Reparsed, Box<Declined>> {
     match plan(old_text, &mut old, edit, new_text) {
-        Ok(plan) => Ok(apply(old, plan)),
+        Ok(plan) => Ok(apply(old, plan, edit)),
         // Boxed: a parse is large to move around, and a decline is followed
         // by a full parse, next to which one allocation is nothing.
         Err(reason) => Err(Box::new(Declined {
@@ -408,7 +446,7 @@ fn plan(
     })
 }
 
-fn apply(old: ParsedWorkflow, plan: Plan) -> ParsedWorkflow {
+fn apply(old: ParsedWorkflow, plan: Plan, edit: &Edit) -> Reparsed {
     let Plan {
         dash,
         delta,
@@ -435,6 +473,40 @@ fn apply(old: ParsedWorkflow, plan: Plan) -> ParsedWorkflow {
     let after = |offset: usize| offset.wrapping_add_signed(delta);
     let anywhere = |offset: usize| if offset > dash { after(offset) } else { offset };
 
+    // Whether the item's step, dropped ids and diagnostics are the old
+    // ones with their offsets moved: offsets inside what the edit replaced
+    // have no place in the new text and never compare equal.
+    let moved = |offset: usize| {
+        if offset > edit.span.start && offset < edit.span.end {
+            usize::MAX
+        } else {
+            shift_offset(edit, offset)
+        }
+    };
+    let only_positions_moved = {
+        let mut old_step: Option<Step> = workflow
+            .steps
+            .get(step_at..step_at + old_steps)
+            .and_then(|s| s.first())
+            .cloned();
+        old_step.map_offsets(&moved);
+        let mut old_ids: Vec<Ident> =
+            workflow.dropped_steps[dropped_at..dropped_at + old_dropped].to_vec();
+        old_ids.map_offsets(&moved);
+        let mut old_item_diagnostics: Vec<Diagnostic> = diagnostics[yaml_at..yaml_at + old_yaml]
+            .iter()
+            .chain(&diagnostics[lowering_at..lowering_at + old_lowering])
+            .cloned()
+            .collect();
+        old_item_diagnostics.map_offsets(&moved);
+        let new_item_diagnostics: Vec<&Diagnostic> = new_yaml_diagnostics
+            .iter()
+            .chain(&new_item.diagnostics)
+            .collect();
+        old_step == new_item.step
+            && old_ids == new_item.dropped
+            && old_item_diagnostics.iter().collect::<Vec<_>>() == new_item_diagnostics
+    };
     let LoweredItem {
         step,
         diagnostics: new_lowering,
@@ -483,9 +555,12 @@ fn apply(old: ParsedWorkflow, plan: Plan) -> ParsedWorkflow {
     }
     spliced.extend(new_yaml.into_iter().flatten());
     spliced.extend(new_lowering.into_iter().flatten());
-    ParsedWorkflow {
-        workflow: Some(workflow),
-        diagnostics: spliced,
+    Reparsed {
+        parsed: ParsedWorkflow {
+            workflow: Some(workflow),
+            diagnostics: spliced,
+        },
+        only_positions_moved,
     }
 }
 
@@ -508,6 +583,23 @@ fn for_each_outside_steps(workflow: &mut Workflow, f: &impl Fn(usize) -> usize) 
     requires.map_offsets(f);
     triggers.map_offsets(f);
     interface.map_offsets(f);
+}
+
+impl MapOffsets for Workflow {
+    fn map_offsets(&mut self, f: &impl Fn(usize) -> usize) {
+        self.steps.map_offsets(f);
+        self.dropped_steps.map_offsets(f);
+        self.steps_span.map_offsets(f);
+        self.span.map_offsets(f);
+        for_each_outside_steps(self, f);
+    }
+}
+
+impl MapOffsets for ParsedWorkflow {
+    fn map_offsets(&mut self, f: &impl Fn(usize) -> usize) {
+        self.workflow.map_offsets(f);
+        self.diagnostics.map_offsets(f);
+    }
 }
 
 /// The length change of a valid edit whose result is `new_text`.
@@ -743,7 +835,9 @@ fn container_end(
 
 /// Rewrites every byte offset a value holds through `f`. Each impl names
 /// every field, so that a field added to the syntax tree cannot be missed.
-pub(crate) trait MapOffsets {
+/// Moves every byte offset a value holds through a function: how a parse,
+/// its diagnostics and what was derived from them follow an edit.
+pub trait MapOffsets {
     fn map_offsets(&mut self, f: &impl Fn(usize) -> usize);
 }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use donmai_grammar::Code;
 use donmai_grammar::diagnostic::Edit;
-use donmai_grammar::incremental::{DeclineReason, edit_between, reparse};
+use donmai_grammar::incremental::{
+    DeclineReason, MapOffsets, Reparsed, edit_between, reparse, reparse_detailed, shift_offset,
+};
 use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
 use donmai_grammar::span::Span;
 use proptest::prelude::*;
@@ -338,12 +340,25 @@ fn check_edits(
             _ => (text.clone(), copy(&parsed)),
         };
         let before = copy(&base);
-        match reparse(&base_text, base, &edit, &new_text) {
-            Ok(got) => {
+        match reparse_detailed(&base_text, base, &edit, &new_text) {
+            Ok(Reparsed {
+                parsed: got,
+                only_positions_moved,
+            }) => {
                 prop_assert!(
                     same(&got, &expected),
                     "reparse differs from a full parse after {edit:?}\n--- old text\n{base_text}\n--- new text\n{new_text}\n--- reparse\n{got:#?}\n--- full parse\n{expected:#?}"
                 );
+                if only_positions_moved {
+                    // The claim a server relies on to keep its analysis:
+                    // the old parse, every offset moved, is the new one.
+                    let mut moved = copy(&before);
+                    moved.map_offsets(&|offset| shift_offset(&edit, offset));
+                    prop_assert!(
+                        same(&moved, &expected),
+                        "only positions moved, says reparse, after {edit:?}\n--- old text\n{base_text}\n--- new text\n{new_text}"
+                    );
+                }
                 fast += 1;
             }
             Err(declined) => {
@@ -946,4 +961,30 @@ fn reparse_timings() {
         counts.push(format!("{what}: {taken}/{total}"));
     }
     println!("fast path over a 1,000-step file: {}", counts.join(", "));
+}
+
+/// A comment or blank space typed inside a step changes nothing but
+/// positions; a character typed into an expression does.
+#[test]
+fn only_positions_moved_tells_trivia_from_tokens() {
+    let text = generated_workflow(9, true);
+    let old = parse_workflow(&text);
+    let comment = text.find("\n    - id:").expect("a step") + 1;
+    let comment_end = text[comment..].find('\n').expect("a line") + comment;
+    let cases = [
+        (comment_end, "  # a note", true),
+        (text.find("{{ ").expect("an expression") + 3, "x", false),
+    ];
+    for (at, insert, trivia) in cases {
+        let edit = Edit {
+            span: Span::at(at),
+            replacement: insert.to_string(),
+        };
+        let mut new_text = text.clone();
+        new_text.insert_str(at, insert);
+        let reparsed = reparse_detailed(&text, copy(&old), &edit, &new_text)
+            .unwrap_or_else(|declined| panic!("declined: {:?}", declined.reason));
+        assert_eq!(reparsed.only_positions_moved, trivia, "{insert:?} at {at}");
+        assert!(same(&reparsed.parsed, &parse_workflow(&new_text)));
+    }
 }

@@ -21,7 +21,8 @@ use donmai_compiler::ide::symbols::SymbolIndex;
 use donmai_compiler::plugins::{RegistryKey, load_registry, registry_key};
 use donmai_compiler::project::{Project, ProjectCache};
 use donmai_grammar::ast::Workflow;
-use donmai_grammar::incremental::{edit_between, reparse};
+use donmai_grammar::diagnostic::Edit;
+use donmai_grammar::incremental::{edit_between, reparse_detailed, shift_offset};
 use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
 use donmai_grammar::{Diagnostic, SourceFile};
 use donmai_stdlib::registry::Registry;
@@ -213,35 +214,45 @@ impl Caches {
     }
 }
 
+/// The text a parse was re-parsed from and the edit from it, when the
+/// edit moved only positions (a comment or white space).
+type MovedFrom = Option<(String, Edit)>;
+
 /// The parse of `text`: the previous clean parse of the document with only
 /// the edited step re-parsed when the grammar can prove that equals a full
-/// parse, else a full parse. The caller keeps a clean result as the next
-/// starting point with [`remember_clean`], once its diagnostics are out.
-fn parse_incrementally(
+/// parse, else a full parse; and, when the edit moved only positions, what
+/// it was re-parsed from, so an analysis of that text can be carried over.
+/// The caller keeps a clean result as the next starting point with
+/// [`remember_clean`], once its diagnostics are out.
+fn parse_tracking_moves(
     clean: &mut HashMap<String, (String, ParsedWorkflow)>,
     uri: &Uri,
     text: &str,
-) -> ParsedWorkflow {
+) -> (ParsedWorkflow, MovedFrom) {
     let key = uri.as_str().to_string();
-    match clean.remove(&key) {
+    let parsed = match clean.remove(&key) {
         Some((old_text, old)) => {
             let edit = edit_between(&old_text, text);
-            match reparse(&old_text, old, &edit, text) {
-                Ok(parsed) => parsed,
+            match reparse_detailed(&old_text, old, &edit, text) {
+                Ok(reparsed) if reparsed.only_positions_moved => {
+                    return (reparsed.parsed, Some((old_text, edit)));
+                }
+                Ok(reparsed) => reparsed.parsed,
                 Err(declined) => {
                     let parsed = parse_workflow(text);
                     if !is_clean(&parsed) {
                         // Mid-edit breakage: later edits start again from
                         // the last text that parsed.
                         clean.insert(key, (old_text, declined.parsed));
-                        return parsed;
+                        return (parsed, None);
                     }
                     parsed
                 }
             }
         }
         None => parse_workflow(text),
-    }
+    };
+    (parsed, None)
 }
 
 /// Keeps `parsed`, the parse of `text`, as the document's starting point
@@ -306,6 +317,35 @@ pub fn analyse(
         source: Arc::new(source),
         diagnostics,
         analysis,
+        project,
+        syntax: OnceLock::new(),
+    }
+}
+
+/// A snapshot of `text` from the analysis of the text before `edit`, an
+/// edit that moved only positions: no checking, the same conclusions.
+fn carry_over(
+    path: PathBuf,
+    text: String,
+    parsed: ParsedWorkflow,
+    version: i32,
+    project: Project,
+    previous: &Analysis,
+    edit: &Edit,
+) -> Snapshot {
+    let source = SourceFile::new(path, text);
+    let analysis = previous.moved(&source, parsed.workflow, &|offset| {
+        shift_offset(edit, offset)
+    });
+    let raw = analysis.diagnostics().to_vec();
+    // Suppression comments are read from the new text: a comment edit may
+    // add or remove one.
+    let diagnostics = finish_diagnostics(&source, &project, raw);
+    Snapshot {
+        version,
+        source: Arc::new(source),
+        diagnostics,
+        analysis: Some(Arc::new(analysis)),
         project,
         syntax: OnceLock::new(),
     }
@@ -387,8 +427,21 @@ fn analyse_one(
     let path = document_path(uri);
     let project = caches.project(&path);
     let registry = caches.registry(&project);
-    let parsed = looks_like_workflow(document.text.as_bytes())
-        .then(|| parse_incrementally(&mut caches.clean, uri, &document.text));
+    let (parsed, moved_from) = if looks_like_workflow(document.text.as_bytes()) {
+        let (parsed, moved_from) = parse_tracking_moves(&mut caches.clean, uri, &document.text);
+        (Some(parsed), moved_from)
+    } else {
+        (None, None)
+    };
+    // An edit that moved only positions changes no conclusion of the
+    // checker: the previous analysis, of exactly the text the parse came
+    // from, is carried over with its offsets moved. A forced re-check (the
+    // project, a plugin or a group changed) always runs the checker.
+    let carried = moved_from.filter(|_| !force).and_then(|(old_text, edit)| {
+        let previous = shared.snapshot(uri)?;
+        let analysis = previous.analysis.clone()?;
+        (previous.source.text() == old_text).then_some((analysis, edit))
+    });
     // What the next edit starts from: the parse's own diagnostics now, the
     // tree (which the analysis keeps) after publishing.
     let parse_diagnostics = parsed
@@ -396,15 +449,26 @@ fn analyse_one(
         .filter(|p| is_clean(p))
         .map(|p| p.diagnostics.clone());
     let groups = &caches.groups;
-    let snapshot = analyse(
-        path,
-        document.text,
-        parsed,
-        document.version,
-        project,
-        &registry,
-        groups,
-    );
+    let snapshot = match (carried, parsed) {
+        (Some((previous, edit)), Some(parsed)) => carry_over(
+            path,
+            document.text,
+            parsed,
+            document.version,
+            project,
+            &previous,
+            &edit,
+        ),
+        (_, parsed) => analyse(
+            path,
+            document.text,
+            parsed,
+            document.version,
+            project,
+            &registry,
+            groups,
+        ),
+    };
     let encoding = shared.encoding();
     let diagnostics = snapshot
         .diagnostics
@@ -481,6 +545,109 @@ pub fn spawn(
 mod tests {
     use super::*;
 
+    /// Comments and spaces typed into workflows with errors, warnings and
+    /// suppressions: the carried-over snapshot says what a full analysis of
+    /// the new text says.
+    #[test]
+    fn carried_over_analyses_equal_full_ones() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files: Vec<PathBuf> = [
+            "examples/linear-dev-loop.yaml",
+            "examples/inbound-router.yaml",
+        ]
+        .iter()
+        .map(|f| root.join(f))
+        .collect();
+        for dir in ["tests/corpus/err", "tests/corpus/ok"] {
+            let mut names: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+                .expect("corpus")
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+                .collect();
+            names.sort();
+            files.extend(names);
+        }
+        let registry = Registry::bundled();
+        let groups = GroupCache::default();
+        let mut carried = 0;
+        for path in files {
+            let mut text = std::fs::read_to_string(&path).expect("read");
+            let uri: Uri = format!("file://{}", path.display()).parse().expect("uri");
+            let project = Project::default();
+            let mut clean = HashMap::new();
+            let (parsed, _) = parse_tracking_moves(&mut clean, &uri, &text);
+            let mut snapshot = analyse(
+                path.clone(),
+                text.clone(),
+                Some(parsed.clone()),
+                1,
+                project.clone(),
+                registry,
+                &groups,
+            );
+            remember_clean(&mut clean, &uri, &text, parsed);
+            // Type a comment at the end of every third line, and a space.
+            let ends: Vec<usize> = text
+                .match_indices('\n')
+                .map(|(i, _)| i)
+                .step_by(3)
+                .collect();
+            for (n, end) in ends.into_iter().rev().enumerate() {
+                let insert = if n % 2 == 0 { "  # typed" } else { " " };
+                text.insert_str(end, insert);
+                let (parsed, moved_from) = parse_tracking_moves(&mut clean, &uri, &text);
+                let full = analyse(
+                    path.clone(),
+                    text.clone(),
+                    Some(parsed.clone()),
+                    2,
+                    project.clone(),
+                    registry,
+                    &groups,
+                );
+                if let (Some((old_text, edit)), Some(previous)) =
+                    (moved_from, snapshot.analysis.clone())
+                {
+                    assert_eq!(old_text, snapshot.source.text());
+                    let over = carry_over(
+                        path.clone(),
+                        text.clone(),
+                        parsed.clone(),
+                        2,
+                        project.clone(),
+                        &previous,
+                        &edit,
+                    );
+                    assert_eq!(
+                        over.diagnostics,
+                        full.diagnostics,
+                        "{} after {edit:?}",
+                        path.display()
+                    );
+                    let (a, b) = (
+                        over.analysis.as_ref().expect("a"),
+                        full.analysis.as_ref().expect("b"),
+                    );
+                    assert_eq!(a.diagnostics(), b.diagnostics());
+                    assert_eq!(format!("{:?}", a.workflow()), format!("{:?}", b.workflow()));
+                    for offset in (0..text.len()).step_by(13) {
+                        assert_eq!(
+                            donmai_compiler::ide::hover::hover(a, offset),
+                            donmai_compiler::ide::hover::hover(b, offset),
+                            "hover at {offset} of {}",
+                            path.display()
+                        );
+                    }
+                    carried += 1;
+                }
+                remember_clean(&mut clean, &uri, &text, parsed);
+                snapshot = full;
+            }
+        }
+        assert!(carried > 50, "only {carried} edits were carried over");
+    }
+
     /// Typing through a workflow, breaking and mending it, gives the parse
     /// a full parse gives after every keystroke.
     #[test]
@@ -495,7 +662,7 @@ mod tests {
             let at = anchor + i;
             text.insert(at, typed);
             let before = clean.contains_key(uri.as_str());
-            let incremental = parse_incrementally(&mut clean, &uri, &text);
+            let (incremental, _) = parse_tracking_moves(&mut clean, &uri, &text);
             remember_clean(&mut clean, &uri, &text, incremental.clone());
             let full = parse_workflow(&text);
             assert_eq!(

@@ -35,6 +35,7 @@ pub struct Upstream {
     pub always_runs: bool,
 }
 
+#[derive(Clone)]
 pub struct Facts {
     topology: Topology,
     /// The output type of each step, when known.
@@ -57,6 +58,16 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// These facts for a text in which an edit moved only positions: the
+    /// expression spans follow `moved`; nothing else holds an offset.
+    pub fn moved(&self, moved: &impl Fn(usize) -> usize) -> Facts {
+        let mut facts = self.clone();
+        for (span, _) in &mut facts.expr_types {
+            *span = Span::new(moved(span.start), moved(span.end));
+        }
+        facts
+    }
+
     pub fn step_count(&self) -> usize {
         self.outputs.len()
     }

@@ -34,6 +34,7 @@ impl BitSet {
     }
 }
 
+#[derive(Clone)]
 pub struct Topology {
     /// Step id → index of its first definition.
     pub index: HashMap<String, usize>,

@@ -13,6 +13,7 @@ use donmai_grammar::ast::{
     ApiVersion, Predicate, PredicateKind, Step, StepType, Value, ValueKind, Workflow,
 };
 use donmai_grammar::expr::Expr;
+use donmai_grammar::incremental::MapOffsets;
 use donmai_grammar::template::Segment;
 use donmai_grammar::{Diagnostic, SourceFile, Span};
 use donmai_stdlib::manifest::{Plugin, Verb};
@@ -93,6 +94,31 @@ impl Analysis {
             diagnostics: checked.diagnostics,
             workflow: checked.workflow,
             facts: checked.facts,
+            step_lines: OnceLock::new(),
+        }
+    }
+
+    /// This analysis carried over to a text that differs from the analysed
+    /// one by an edit that moved only positions (a comment or white space;
+    /// `grammar::incremental::Reparsed::only_positions_moved`): `file` is
+    /// the new text and `workflow` its parse, and the checker's diagnostics
+    /// and facts are these with every offset moved by `moved`. The checker
+    /// would find exactly that, so it does not run.
+    pub fn moved(
+        &self,
+        file: &SourceFile,
+        workflow: Option<Workflow>,
+        moved: &impl Fn(usize) -> usize,
+    ) -> Analysis {
+        let mut diagnostics = self.diagnostics.clone();
+        diagnostics.map_offsets(moved);
+        Analysis {
+            file: file.clone(),
+            project: self.project.clone(),
+            registry: self.registry.clone(),
+            diagnostics,
+            workflow,
+            facts: self.facts.as_ref().map(|facts| facts.moved(moved)),
             step_lines: OnceLock::new(),
         }
     }
