@@ -203,7 +203,8 @@ pub fn edit_between(old: &str, new: &str) -> Edit {
 /// the first block that differs.
 const BLOCK: usize = 256;
 
-fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+/// How many leading bytes `a` and `b` share.
+pub fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let len = a.len().min(b.len());
     let mut at = 0;
     while at + BLOCK <= len && a[at..at + BLOCK] == b[at..at + BLOCK] {

@@ -14,6 +14,7 @@ mod sketch;
 
 use donmai_grammar::Span;
 use donmai_grammar::ast::{PredicateOp, StepType, TriggerKind};
+use donmai_grammar::incremental::common_prefix;
 use donmai_grammar::lower::{BACKOFF_KEYS, GATE_KEYS, METADATA_KEYS, RETRY_KEYS, TOP_KEYS};
 use donmai_grammar::yaml::scalar_source;
 use donmai_stdlib::manifest::{Verb, VerbKind};
@@ -173,9 +174,11 @@ pub fn complete(analysis: &Analysis, text: &str, offset: usize) -> Vec<Completio
     let known = KnownItems {
         lines: analysis.step_item_lines(),
         // Only lines above the cursor are walked.
-        valid_below: common_prefix_len(
-            analysis.text(),
-            text.get(..offset.min(text.len())).unwrap_or(text),
+        valid_below: common_prefix(
+            analysis.text().as_bytes(),
+            text.get(..offset.min(text.len()))
+                .unwrap_or(text)
+                .as_bytes(),
         ),
     };
     let sketch = Sketch::read(text, offset, &known);
@@ -197,22 +200,6 @@ pub fn complete(analysis: &Analysis, text: &str, offset: usize) -> Vec<Completio
     out.sort_by(|a, b| (&a.sort_key, &a.label).cmp(&(&b.sort_key, &b.label)));
     out.dedup_by(|a, b| a.label == b.label && a.kind == b.kind);
     out
-}
-
-/// How many leading bytes two texts share, compared a block at a time.
-fn common_prefix_len(a: &str, b: &str) -> usize {
-    const BLOCK: usize = 4096;
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let len = a.len().min(b.len());
-    let mut at = 0;
-    while at + BLOCK <= len && a[at..at + BLOCK] == b[at..at + BLOCK] {
-        at += BLOCK;
-    }
-    at + a[at..len]
-        .iter()
-        .zip(&b[at..len])
-        .take_while(|(x, y)| x == y)
-        .count()
 }
 
 /// A type as one line of detail: long object types are cut. Formatting
@@ -1254,7 +1241,7 @@ mod tests {
             for current in [&text, &edited] {
                 let known = KnownItems {
                     lines: analysis.step_item_lines(),
-                    valid_below: common_prefix_len(analysis.text(), current),
+                    valid_below: common_prefix(analysis.text().as_bytes(), current.as_bytes()),
                 };
                 for offset in 0..=current.len() {
                     if !current.is_char_boundary(offset) {
@@ -1266,16 +1253,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn common_prefixes() {
-        assert_eq!(common_prefix_len("abc", "abd"), 2);
-        assert_eq!(common_prefix_len("", "x"), 0);
-        let long = "y".repeat(10_000);
-        assert_eq!(
-            common_prefix_len(&long, &format!("{}z", &long[..9_000])),
-            9_000
-        );
     }
 }
