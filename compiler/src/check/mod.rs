@@ -803,7 +803,11 @@ impl<'a> Checker<'a> {
                     }
                     let verb = self.verb(step);
                     self.verbs[index] = verb;
-                    verb.map(|verb| verb.output_type())
+                    if step.ty.value == StepType::Gate {
+                        self.gate_output(step, verb)
+                    } else {
+                        verb.map(|verb| verb.output_type())
+                    }
                 }
                 StepType::Group | StepType::Loop => {
                     let signature = groups::signature_of(self, step, stack);
@@ -813,6 +817,49 @@ impl<'a> Checker<'a> {
             };
             self.outputs[index] = output;
         }
+    }
+
+    /// What a gate step outputs: the data of the signal that resumed it,
+    /// which is the payload of the event it waits for
+    /// (`gateConfig.signalEventType`, else its verb's subscription, merged
+    /// as for several triggers) together with the fields the verb declares
+    /// in its `outputSchema`, which its plugin adds when it resumes the gate
+    /// (a field in both is typed as the verb declares it). A gate that waits
+    /// for no known event (a timer) outputs what its verb declares.
+    fn gate_output(&mut self, step: &Step, verb: Option<&'a Verb>) -> Option<Type> {
+        let declared = verb.map(|verb| verb.output_type());
+        let registry: &'a Registry = self.context.registry;
+        let events: Vec<&str> = match step
+            .gate
+            .as_ref()
+            .and_then(|g| g.signal_event_type.as_ref())
+        {
+            Some(event) => vec![event.value.as_str()],
+            None => verb.map_or_else(Vec::new, |v| {
+                v.event_subscription.iter().map(String::as_str).collect()
+            }),
+        };
+        let payloads: Vec<Type> = events
+            .iter()
+            .filter_map(|name| registry.event(name).map(|(_, event)| event.payload_type()))
+            .collect();
+        if payloads.is_empty() || payloads.len() != events.len() {
+            return declared;
+        }
+        let Type::Object(payload) = values::merge_payloads(&payloads) else {
+            return declared;
+        };
+        let mut fields = payload.fields.clone();
+        let mut closed = payload.closed;
+        match &declared {
+            Some(Type::Object(own)) => {
+                fields.extend(own.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                closed &= own.closed;
+            }
+            Some(_) => return declared,
+            None => {}
+        }
+        Some(Type::Object(Arc::new(ObjectType { fields, closed })))
     }
 
     fn trigger_step_output(&mut self, step: &Step) -> Option<Type> {

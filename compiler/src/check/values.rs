@@ -754,7 +754,7 @@ fn comparable(a: &Type, b: &Type) -> bool {
 
 /// Merges the payload types of several triggers: fields all of them have
 /// keep their joined type; fields some lack become optional.
-fn merge_payloads(payloads: &[Type]) -> Type {
+pub(super) fn merge_payloads(payloads: &[Type]) -> Type {
     match payloads {
         [] => Type::Dyn,
         [single] => single.clone(),
