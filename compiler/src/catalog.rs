@@ -332,6 +332,17 @@ pub fn verb_json(plugin: &Plugin, verb: &Verb) -> Json {
     out
 }
 
+/// An event type, its payload schema as the manifest writes it.
+pub fn event_json(plugin: &Plugin, event: &EventType) -> Json {
+    json!({
+        "event": event.name,
+        "plugin": plugin.pin(),
+        "description": event.description,
+        "payloadSchema": event.payload_schema,
+        "payloadType": event.payload_type().to_string(),
+    })
+}
+
 /// The verb `query` names: `plugin@major:verb`, or a bare verb id, which
 /// means the highest installed major that has it.
 pub fn find_verb<'r>(

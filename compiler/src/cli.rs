@@ -117,10 +117,11 @@ pub struct VerbsArgs {
 #[derive(Debug, Subcommand)]
 pub enum VerbsCommand {
     /// One verb: description, side effects, auth scopes, routing, and every
-    /// input and output with its type and description.
+    /// input and output with its type and description. Given an event
+    /// type's name, its payload.
     Show {
-        /// `plugin@major:verb`, or a verb id (the highest installed major
-        /// that has it).
+        /// `plugin@major:verb`, a verb id (the highest installed major that
+        /// has it), or an event type (`com.linear.Issue.created`).
         #[arg(value_name = "VERB")]
         verb: String,
 

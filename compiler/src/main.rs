@@ -99,6 +99,24 @@ fn verbs_command(args: donmai_compiler::cli::VerbsArgs) -> ExitCode {
             Ok(found) => found,
             Err(message) => return fail(&message),
         };
+        // An event type's name (`com.linear.Issue.created`) shows its
+        // payload: what `trigger.*` and a gate waiting for it read.
+        if !verb.contains(':')
+            && let Some((plugin, event)) = loaded.registry.event(&verb)
+        {
+            match format {
+                VerbsFormat::Json => emit(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&catalog::event_json(plugin, event))
+                        .unwrap_or_default()
+                )),
+                VerbsFormat::Human | VerbsFormat::Markdown => emit(&format!(
+                    "{}\n",
+                    catalog::event_markdown(plugin, event).trim_end()
+                )),
+            }
+            return ExitCode::SUCCESS;
+        }
         return match catalog::find_verb(&loaded.registry, &verb) {
             Ok((plugin, verb)) => {
                 match format {

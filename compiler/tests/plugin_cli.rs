@@ -123,6 +123,23 @@ fn verbs_show_prints_one_verb_with_its_ports() {
     assert_eq!(verb["inputSchema"]["required"][0], "ticketId");
     assert_eq!(verb["authScopes"][0], "tickets:write");
 
+    let event = tree.run(&["verbs", "show", "com.linear.AgentSessionEvent.created"]);
+    assert_eq!(event.code, Some(0), "{}", event.stderr);
+    assert!(
+        event.stdout.contains("**Payload**") && event.stdout.contains("`agentSessionId`"),
+        "{}",
+        event.stdout
+    );
+    let event = tree.run(&[
+        "verbs",
+        "show",
+        "com.linear.AgentSessionEvent.created",
+        "--format",
+        "json",
+    ]);
+    let event: Value = serde_json::from_str(&event.stdout).expect("json");
+    assert_eq!(event["plugin"], "linear@1");
+
     let typo = tree.run(&["verbs", "show", "acme.ticket.clos"]);
     assert_eq!(typo.code, Some(2));
     assert!(
