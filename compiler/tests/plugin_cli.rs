@@ -347,3 +347,26 @@ fn signed_plugins_verify_and_projects_can_require_them() {
         bad_key.stdout
     );
 }
+
+#[test]
+fn every_document_of_a_manifest_is_signed() {
+    let tree = Tree::new("plugin-sign-majors");
+    key_pair(&tree, "publisher");
+    let second = MANIFEST
+        .replace("# Acme's tickets.\n", "")
+        .replace("version: \"1.2.0\"", "version: \"2.0.0\"");
+    tree.write("acme/plugin.yaml", format!("{MANIFEST}---\n{second}"));
+    let sign = tree.run(&["plugin", "sign", "acme", "--key", "publisher.pem"]);
+    assert_eq!(sign.code, Some(0), "{}", sign.stderr);
+    assert!(sign.stderr.contains("acme@1, acme@2"), "{}", sign.stderr);
+    let signed = tree.read("acme/plugin.yaml");
+    assert_eq!(signed.matches("signature:").count(), 2, "{signed}");
+    let check = tree.run(&["plugin", "check", "acme", "--key", "publisher.pub.pem"]);
+    assert_eq!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
+    assert_eq!(
+        check.stderr.matches("signed by trusted key").count(),
+        2,
+        "{}",
+        check.stderr
+    );
+}
