@@ -8,6 +8,15 @@ use std::ffi::OsStr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
+/// The exit status of a usage error, or of a path that cannot be read.
+pub const USAGE_OR_IO: u8 = 2;
+
+/// Reports a usage or I/O error on standard error; its exit status.
+pub fn usage_error(message: &str) -> std::process::ExitCode {
+    eprintln!("error: {message}");
+    std::process::ExitCode::from(USAGE_OR_IO)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "donmaic",

@@ -1,7 +1,7 @@
 use clap::{CommandFactory, FromArgMatches};
 use donmai_compiler::cli::{
     BuildArgs, CheckArgs, Cli, Command, DisasmArgs, EvalArgs, EvalFormat, ExplainArgs, GraphArgs,
-    GraphFormatArg, RewriteArgs, lint_flags,
+    GraphFormatArg, RewriteArgs, USAGE_OR_IO, lint_flags, usage_error as fail,
 };
 use donmai_compiler::driver::{CheckOptions, FixMode, exit_code, run_check};
 use donmai_compiler::render::{Format, RenderOptions, render};
@@ -15,18 +15,11 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE_OR_IO: u8 = 2;
-
 /// Writes to stdout, ignoring a closed pipe (`donmaic check | head`).
 fn emit(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(USAGE_OR_IO)
 }
 
 fn main() -> ExitCode {

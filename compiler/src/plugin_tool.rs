@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use donmai_grammar::expr::{Expr, ExprKind, Name};
 use donmai_grammar::template::{Segment, parse_template};
 use donmai_grammar::{Code, Diagnostic, SourceFile, Span};
-use donmai_runtime::keys::{KeyId, Rejection, TrustedKeys, load_signing_key};
+use donmai_runtime::keys::{KeyId, Rejection, TrustedKeys, hex, load_signing_key, unhex};
 use donmai_stdlib::manifest::{Plugin, PluginOrigin, Verb};
 use donmai_stdlib::registry::{MANIFEST_FILE, Registry};
 use donmai_stdlib::types::{Field, ObjectType, Type};
@@ -38,21 +38,7 @@ pub fn signed_message(manifest_hash: &[u8; 32]) -> Vec<u8> {
 
 /// `sha256:<hex>`, as a `manifestHash` writes a hash.
 pub fn hash_text(hash: &[u8; 32]) -> String {
-    let mut out = String::from("sha256:");
-    for byte in hash {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
+    format!("sha256:{}", hex(hash))
 }
 
 /// Where a manifest's signature stands against a set of trusted keys.
@@ -158,12 +144,7 @@ fn manifest_path(path: &Path) -> PathBuf {
     }
 }
 
-const USAGE_OR_IO: u8 = 2;
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(USAGE_OR_IO)
-}
+use crate::cli::usage_error as fail;
 
 /// Runs `donmaic plugin …`.
 pub fn run(args: PluginArgs) -> ExitCode {
@@ -412,10 +393,7 @@ fn sign_command(path: &Path, key_path: &Path) -> ExitCode {
     let mut cursor = 0;
     for plugin in &plugins {
         let signature = key.sign(&signed_message(&plugin.manifest_hash));
-        let mut value = String::new();
-        for byte in signature.to_bytes() {
-            value.push_str(&format!("{byte:02x}"));
-        }
+        let value = hex(&signature.to_bytes());
         let block = format!(
             "signature:\n  keyId: \"{key_id}\"\n  manifestHash: \"{}\"\n  signatureValue: \"{value}\"\n",
             hash_text(&plugin.manifest_hash)

@@ -556,7 +556,8 @@ pub(crate) fn io_cause(err: &io::Error) -> String {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex, as key ids and signatures are written.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -568,7 +569,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Decodes lowercase or uppercase hex; `None` for odd lengths or other
 /// characters.
-pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
     fn nibble(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),

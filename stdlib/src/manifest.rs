@@ -9,7 +9,7 @@
 
 use crate::schema::{SchemaError, SchemaRole, schema_to_type};
 use crate::types::{ObjectType, Type};
-use crate::value::truncate_for_message;
+use crate::value::{truncate_for_message, write_canonical};
 use crate::yaml_json::{SpanTable, pointer_push};
 use donmai_grammar::codes::Code;
 use donmai_grammar::diagnostic::{Diagnostic, did_you_mean};
@@ -699,57 +699,26 @@ pub fn parse_date(text: &str) -> Option<Date> {
     Date::parse(text, format_description!("[year]-[month]-[day]")).ok()
 }
 
-/// SHA-256 of the canonical JSON (sorted keys, no white space) of a
-/// manifest document without its `signature`: what a manifest signature
-/// covers, so re-indenting or reordering the YAML keeps a signature valid
-/// and any change of meaning breaks it.
+/// SHA-256 of the canonical JSON ([`write_canonical`]) of a manifest
+/// document without its `signature`: what a manifest signature covers, so
+/// re-indenting or reordering the YAML keeps a signature valid and any
+/// change of meaning breaks it.
 pub fn manifest_hash(document: &Value) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut text = String::new();
-    write_canonical(document, Some("signature"), &mut text);
-    Sha256::digest(text.as_bytes()).into()
-}
-
-/// JSON text with object keys sorted by their UTF-16 code units (as RFC
-/// 8785 orders them) and no insignificant white space.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, None, &mut out);
-    out
-}
-
-/// [`canonical_json`] into `out`, leaving out the top-level key `skip`.
-fn write_canonical(value: &Value, skip: Option<&str>, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map
+    match document.as_object() {
+        // Only signed (third-party) manifests pay for the copy.
+        Some(map) if map.contains_key("signature") => {
+            let unsigned: Map<String, Value> = map
                 .iter()
-                .filter(|(key, _)| Some(key.as_str()) != skip)
+                .filter(|(key, _)| *key != "signature")
+                .map(|(key, value)| (key.clone(), value.clone()))
                 .collect();
-            entries.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            out.push('{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(value, None, out);
-            }
-            out.push('}');
+            write_canonical(&Value::Object(unsigned), &mut text);
         }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, None, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
+        _ => write_canonical(document, &mut text),
     }
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// Validates one manifest document and builds its plugin.
@@ -1870,10 +1839,12 @@ mod tests {
         let mut changed = document.clone();
         changed["metadata"]["version"] = json!("1.0.1");
         assert_ne!(manifest_hash(&changed), manifest_hash(&document));
-        assert_eq!(
-            canonical_json(&json!({"b": [1, "é"], "a": {"d": null, "c": true}})),
-            r#"{"a":{"c":true,"d":null},"b":[1,"é"]}"#
+        let mut canonical = String::new();
+        write_canonical(
+            &json!({"b": [1, "é"], "a": {"d": null, "c": true}}),
+            &mut canonical,
         );
+        assert_eq!(canonical, r#"{"a":{"c":true,"d":null},"b":[1,"é"]}"#);
         let mut incomplete = document;
         incomplete["signature"] = json!({"keyId": "00"});
         assert_one(&load(incomplete).1, "manifestHash");

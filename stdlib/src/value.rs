@@ -486,9 +486,11 @@ impl Value {
     }
 }
 
-/// Writes canonical JSON without relying on the key order of
-/// `serde_json::Map`, which a feature flag elsewhere in a build could change.
-fn write_canonical(json: &serde_json::Value, out: &mut String) {
+/// Writes canonical JSON (no white space, object keys sorted by their
+/// UTF-8 bytes) without relying on the key order of `serde_json::Map`,
+/// which a feature flag elsewhere in a build could change. The one
+/// canonical form of donmai: values, idempotency keys, manifest hashes.
+pub fn write_canonical(json: &serde_json::Value, out: &mut String) {
     match json {
         serde_json::Value::Array(items) => {
             out.push('[');
