@@ -61,10 +61,10 @@ pub enum SignatureCheck {
 
 /// Checks `plugin`'s signature against `trusted`.
 pub fn check_signature(plugin: &Plugin, trusted: &TrustedKeys) -> SignatureCheck {
-    let Some(signature) = &plugin.signature else {
+    let (Some(signature), Some(hash)) = (&plugin.signature, &plugin.manifest_hash) else {
         return SignatureCheck::Unsigned;
     };
-    let actual = hash_text(&plugin.manifest_hash);
+    let actual = hash_text(hash);
     if signature.manifest_hash != actual {
         return SignatureCheck::HashMismatch {
             signed: signature.manifest_hash.clone(),
@@ -90,7 +90,7 @@ pub fn check_signature(plugin: &Plugin, trusted: &TrustedKeys) -> SignatureCheck
             );
         }
     };
-    match trusted.check(key_id, &signed_message(&plugin.manifest_hash), &value) {
+    match trusted.check(key_id, &signed_message(hash), &value) {
         Ok(()) => SignatureCheck::Valid(key_id.to_string()),
         Err(Rejection::UntrustedKey) => SignatureCheck::UntrustedKey(key_id.to_string()),
         Err(Rejection::BadSignature) => SignatureCheck::BadSignature(key_id.to_string()),
@@ -392,11 +392,15 @@ fn sign_command(path: &Path, key_path: &Path) -> ExitCode {
     let mut signed = String::with_capacity(text.len() + 256 * plugins.len());
     let mut cursor = 0;
     for plugin in &plugins {
-        let signature = key.sign(&signed_message(&plugin.manifest_hash));
+        // Loaded from a file, so hashed.
+        let Some(hash) = &plugin.manifest_hash else {
+            continue;
+        };
+        let signature = key.sign(&signed_message(hash));
         let value = hex(&signature.to_bytes());
         let block = format!(
             "signature:\n  keyId: \"{key_id}\"\n  manifestHash: \"{}\"\n  signatureValue: \"{value}\"\n",
-            hash_text(&plugin.manifest_hash)
+            hash_text(hash)
         );
         let (start, end) = match &plugin.signature {
             Some(existing) => top_level_entry(text, existing.span.start),

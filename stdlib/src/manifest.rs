@@ -169,8 +169,9 @@ pub struct Plugin {
     /// is the project's business (`[plugins] trustedKeys` in donmai.toml).
     pub signature: Option<ManifestSignature>,
     /// SHA-256 of the document's canonical JSON without its `signature`:
-    /// what a signature covers.
-    pub manifest_hash: [u8; 32],
+    /// what a signature covers. Computed for third-party manifests only:
+    /// bundled ones ship inside the toolchain and are never signed.
+    pub manifest_hash: Option<[u8; 32]>,
     pub origin: PluginOrigin,
     /// The `metadata` mapping's key in the manifest.
     pub span: Span,
@@ -898,7 +899,8 @@ impl Checker<'_> {
         let signature = root
             .get("signature")
             .and_then(|value| self.signature(value));
-        let manifest_hash = manifest_hash(document);
+        let manifest_hash =
+            matches!(origin, PluginOrigin::File(_)).then(|| manifest_hash(document));
         let providers = match root.get("providers") {
             Some(value) => self.providers(value),
             None => Vec::new(),
@@ -1831,7 +1833,7 @@ mod tests {
         let (plugin, messages) = load(signed);
         assert!(messages.is_empty(), "{messages:#?}");
         let plugin = plugin.expect("plugin");
-        assert_eq!(plugin.manifest_hash, manifest_hash(&document));
+        assert_eq!(plugin.manifest_hash, Some(manifest_hash(&document)));
         assert_eq!(
             plugin.signature.as_ref().map(|s| s.key_id.as_str()),
             Some("00")
