@@ -168,6 +168,12 @@ pub struct Project {
 }
 
 impl Project {
+    /// Whether both are the same reading of the same `donmai.toml` (clones
+    /// of one `Project`), so every setting is the same.
+    pub fn is_same(&self, other: &Project) -> bool {
+        Arc::ptr_eq(&self.manifest, &other.manifest) && self.plugin_dirs == other.plugin_dirs
+    }
+
     /// No `donmai.toml`: every bundled integration enabled, no lint changed,
     /// no plugin directory.
     pub fn default_for_tests() -> Project {

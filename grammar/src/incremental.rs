@@ -133,6 +133,25 @@ pub struct Reparsed {
     /// white space edited). Whatever was derived from the old parse holds
     /// for the new one once its offsets are moved by [`shift_offset`].
     pub only_positions_moved: bool,
+    /// When the edit replaced one step by one step and changed nothing else
+    /// (the steps dropped for lack of an id are the same), which step, with
+    /// its old parse: a checker can then redo only what depends on it.
+    /// Besides that step, only offsets moved ([`shift_offset`]), and the
+    /// ends of `steps_span` and the workflow's span, which may end where
+    /// the step ends.
+    /// Boxed: a step is large, and most edits replace none.
+    pub replaced: Option<Box<ReplacedStep>>,
+}
+
+/// A step an edit changed, everything else in the parse only moved.
+#[derive(Clone, Debug)]
+pub struct ReplacedStep {
+    /// Its index in `steps`, the same in both parses.
+    pub index: usize,
+    /// The step as the old text parsed, with the old text's offsets.
+    pub previous: Step,
+    /// The edit, in the old text's offsets.
+    pub edit: Edit,
 }
 
 /// Where an offset of the old text is in the new one, for an edit that
@@ -484,16 +503,18 @@ fn apply(old: ParsedWorkflow, plan: Plan, edit: &Edit) -> Reparsed {
             shift_offset(edit, offset)
         }
     };
+    let previous_step: Option<Step> = workflow
+        .steps
+        .get(step_at..step_at + old_steps)
+        .and_then(|s| s.first())
+        .cloned();
+    let mut old_ids: Vec<Ident> =
+        workflow.dropped_steps[dropped_at..dropped_at + old_dropped].to_vec();
+    old_ids.map_offsets(&moved);
+    let same_dropped = old_ids == new_item.dropped;
     let only_positions_moved = {
-        let mut old_step: Option<Step> = workflow
-            .steps
-            .get(step_at..step_at + old_steps)
-            .and_then(|s| s.first())
-            .cloned();
+        let mut old_step = previous_step.clone();
         old_step.map_offsets(&moved);
-        let mut old_ids: Vec<Ident> =
-            workflow.dropped_steps[dropped_at..dropped_at + old_dropped].to_vec();
-        old_ids.map_offsets(&moved);
         let mut old_item_diagnostics: Vec<Diagnostic> = diagnostics[yaml_at..yaml_at + old_yaml]
             .iter()
             .chain(&diagnostics[lowering_at..lowering_at + old_lowering])
@@ -505,8 +526,18 @@ fn apply(old: ParsedWorkflow, plan: Plan, edit: &Edit) -> Reparsed {
             .chain(&new_item.diagnostics)
             .collect();
         old_step == new_item.step
-            && old_ids == new_item.dropped
+            && same_dropped
             && old_item_diagnostics.iter().collect::<Vec<_>>() == new_item_diagnostics
+    };
+    let replaced = match (previous_step, &new_item.step) {
+        (Some(previous), Some(_)) if same_dropped && !only_positions_moved => {
+            Some(Box::new(ReplacedStep {
+                index: step_at,
+                previous,
+                edit: edit.clone(),
+            }))
+        }
+        _ => None,
     };
     let LoweredItem {
         step,
@@ -562,6 +593,7 @@ fn apply(old: ParsedWorkflow, plan: Plan, edit: &Edit) -> Reparsed {
             diagnostics: spliced,
         },
         only_positions_moved,
+        replaced,
     }
 }
 

@@ -344,6 +344,7 @@ fn check_edits(
             Ok(Reparsed {
                 parsed: got,
                 only_positions_moved,
+                replaced,
             }) => {
                 prop_assert!(
                     same(&got, &expected),
@@ -357,6 +358,32 @@ fn check_edits(
                     prop_assert!(
                         same(&moved, &expected),
                         "only positions moved, says reparse, after {edit:?}\n--- old text\n{base_text}\n--- new text\n{new_text}"
+                    );
+                }
+                if let Some(replaced) = replaced {
+                    // The claim a checker relies on to redo one step: the
+                    // old workflow, offsets moved and that one step swapped
+                    // for its new parse, is the new workflow.
+                    let old_workflow = before.workflow.as_ref().expect("a reparse had a workflow");
+                    let kept = format!("{:?}", old_workflow.steps[replaced.index]);
+                    prop_assert!(
+                        kept == format!("{:?}", replaced.previous),
+                        "the replaced step is not the old parse's"
+                    );
+                    let mut moved = copy(&before);
+                    moved.map_offsets(&|offset| shift_offset(&edit, offset));
+                    let (Some(moved), Some(expected)) = (&mut moved.workflow, &expected.workflow)
+                    else {
+                        panic!("a replaced step without a workflow");
+                    };
+                    moved.steps[replaced.index] = expected.steps[replaced.index].clone();
+                    // The enclosing collections may end where the item ends.
+                    moved.steps_span = expected.steps_span;
+                    moved.span = expected.span;
+                    prop_assert!(
+                        moved == expected || format!("{moved:?}") == format!("{expected:?}"),
+                        "only step {} changed, says reparse, after {edit:?}\n--- old text\n{base_text}\n--- new text\n{new_text}",
+                        replaced.index
                     );
                 }
                 fast += 1;

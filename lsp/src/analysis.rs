@@ -22,7 +22,7 @@ use donmai_compiler::plugins::{RegistryKey, load_registry, registry_key};
 use donmai_compiler::project::{Project, ProjectCache};
 use donmai_grammar::ast::Workflow;
 use donmai_grammar::diagnostic::Edit;
-use donmai_grammar::incremental::{edit_between, reparse_detailed, shift_offset};
+use donmai_grammar::incremental::{ReplacedStep, edit_between, reparse_detailed, shift_offset};
 use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
 use donmai_grammar::{Diagnostic, SourceFile};
 use donmai_stdlib::registry::Registry;
@@ -214,9 +214,19 @@ impl Caches {
     }
 }
 
-/// The text a parse was re-parsed from and the edit from it, when the
-/// edit moved only positions (a comment or white space).
-type MovedFrom = Option<(String, Edit)>;
+/// How a parse relates to the previous clean parse it was re-parsed from.
+enum Derived {
+    /// A full parse.
+    Fresh,
+    /// The edit from `old_text` moved only positions (a comment or white
+    /// space).
+    Moved { old_text: String, edit: Edit },
+    /// The edit from `old_text` replaced one step; the rest only moved.
+    StepReplaced {
+        old_text: String,
+        replaced: Box<ReplacedStep>,
+    },
+}
 
 /// The parse of `text`: the previous clean parse of the document with only
 /// the edited step re-parsed when the grammar can prove that equals a full
@@ -228,23 +238,29 @@ fn parse_tracking_moves(
     clean: &mut HashMap<String, (String, ParsedWorkflow)>,
     uri: &Uri,
     text: &str,
-) -> (ParsedWorkflow, MovedFrom) {
+) -> (ParsedWorkflow, Derived) {
     let key = uri.as_str().to_string();
     let parsed = match clean.remove(&key) {
         Some((old_text, old)) => {
             let edit = edit_between(&old_text, text);
             match reparse_detailed(&old_text, old, &edit, text) {
                 Ok(reparsed) if reparsed.only_positions_moved => {
-                    return (reparsed.parsed, Some((old_text, edit)));
+                    return (reparsed.parsed, Derived::Moved { old_text, edit });
                 }
-                Ok(reparsed) => reparsed.parsed,
+                Ok(reparsed) => match reparsed.replaced {
+                    Some(replaced) => {
+                        let derived = Derived::StepReplaced { old_text, replaced };
+                        return (reparsed.parsed, derived);
+                    }
+                    None => reparsed.parsed,
+                },
                 Err(declined) => {
                     let parsed = parse_workflow(text);
                     if !is_clean(&parsed) {
                         // Mid-edit breakage: later edits start again from
                         // the last text that parsed.
                         clean.insert(key, (old_text, declined.parsed));
-                        return (parsed, None);
+                        return (parsed, Derived::Fresh);
                     }
                     parsed
                 }
@@ -252,7 +268,7 @@ fn parse_tracking_moves(
         }
         None => parse_workflow(text),
     };
-    (parsed, None)
+    (parsed, Derived::Fresh)
 }
 
 /// Keeps `parsed`, the parse of `text`, as the document's starting point
@@ -303,20 +319,40 @@ pub fn analyse(
     groups: &GroupCache,
 ) -> Snapshot {
     let source = SourceFile::new(path, text);
-    let (diagnostics, analysis) = if looks_like_workflow(source.text().as_bytes()) {
-        let parsed = parsed.unwrap_or_else(|| parse_workflow(source.text()));
-        let analysis = Analysis::from_parsed(&source, parsed, &project, registry, groups);
-        let raw = analysis.diagnostics().to_vec();
-        let diagnostics = finish_diagnostics(&source, &project, raw);
-        (diagnostics, Some(Arc::new(analysis)))
-    } else {
-        (Vec::new(), None)
-    };
+    if !looks_like_workflow(source.text().as_bytes()) {
+        return Snapshot {
+            version,
+            source: Arc::new(source),
+            diagnostics: Vec::new(),
+            analysis: None,
+            project,
+            syntax: OnceLock::new(),
+        };
+    }
+    let parsed = parsed.unwrap_or_else(|| parse_workflow(source.text()));
+    let analysis = Analysis::from_parsed(&source, parsed, &project, registry, groups);
+    snapshot_of(source, analysis, version, project)
+}
+
+/// What an analysis is made from, besides the parse.
+enum From {
+    Scratch,
+    /// The previous analysis, to carry over past an edit that moved only
+    /// positions.
+    Carried(Arc<Analysis>, Edit),
+    /// The previous analysis, to reuse past an edit that replaced a step.
+    Edited(Arc<Analysis>, Box<ReplacedStep>),
+}
+
+/// The snapshot of a workflow's analysis: its diagnostics as published.
+fn snapshot_of(source: SourceFile, analysis: Analysis, version: i32, project: Project) -> Snapshot {
+    let raw = analysis.diagnostics().to_vec();
+    let diagnostics = finish_diagnostics(&source, &project, raw);
     Snapshot {
         version,
         source: Arc::new(source),
         diagnostics,
-        analysis,
+        analysis: Some(Arc::new(analysis)),
         project,
         syntax: OnceLock::new(),
     }
@@ -427,21 +463,34 @@ fn analyse_one(
     let path = document_path(uri);
     let project = caches.project(&path);
     let registry = caches.registry(&project);
-    let (parsed, moved_from) = if looks_like_workflow(document.text.as_bytes()) {
-        let (parsed, moved_from) = parse_tracking_moves(&mut caches.clean, uri, &document.text);
-        (Some(parsed), moved_from)
+    let (parsed, derived) = if looks_like_workflow(document.text.as_bytes()) {
+        let (parsed, derived) = parse_tracking_moves(&mut caches.clean, uri, &document.text);
+        (Some(parsed), derived)
     } else {
-        (None, None)
+        (None, Derived::Fresh)
+    };
+    // The previous analysis, when it is of exactly the text the parse came
+    // from. A forced re-check (the project, a plugin or a group changed)
+    // starts from nothing.
+    let previous = |old_text: &str| {
+        let previous = shared.snapshot(uri).filter(|_| !force)?;
+        let analysis = previous.analysis.clone()?;
+        (previous.source.text() == old_text).then_some(analysis)
     };
     // An edit that moved only positions changes no conclusion of the
-    // checker: the previous analysis, of exactly the text the parse came
-    // from, is carried over with its offsets moved. A forced re-check (the
-    // project, a plugin or a group changed) always runs the checker.
-    let carried = moved_from.filter(|_| !force).and_then(|(old_text, edit)| {
-        let previous = shared.snapshot(uri)?;
-        let analysis = previous.analysis.clone()?;
-        (previous.source.text() == old_text).then_some((analysis, edit))
-    });
+    // checker: the previous analysis is carried over with its offsets
+    // moved. One that replaced a step re-checks what that step affects.
+    let from = match derived {
+        Derived::Fresh => From::Scratch,
+        Derived::Moved { old_text, edit } => match previous(&old_text) {
+            Some(analysis) => From::Carried(analysis, edit),
+            None => From::Scratch,
+        },
+        Derived::StepReplaced { old_text, replaced } => match previous(&old_text) {
+            Some(analysis) => From::Edited(analysis, replaced),
+            None => From::Scratch,
+        },
+    };
     // What the next edit starts from: the parse's own diagnostics now, the
     // tree (which the analysis keeps) after publishing.
     let parse_diagnostics = parsed
@@ -449,8 +498,8 @@ fn analyse_one(
         .filter(|p| is_clean(p))
         .map(|p| p.diagnostics.clone());
     let groups = &caches.groups;
-    let snapshot = match (carried, parsed) {
-        (Some((previous, edit)), Some(parsed)) => carry_over(
+    let snapshot = match (from, parsed) {
+        (From::Carried(previous, edit), Some(parsed)) => carry_over(
             path,
             document.text,
             parsed,
@@ -459,6 +508,11 @@ fn analyse_one(
             &previous,
             &edit,
         ),
+        (From::Edited(previous, replaced), Some(parsed)) => {
+            let source = SourceFile::new(path, document.text);
+            let analysis = previous.edited(&source, parsed, &replaced, &project, &registry, groups);
+            snapshot_of(source, analysis, document.version, project)
+        }
         (_, parsed) => analyse(
             path,
             document.text,
@@ -606,7 +660,7 @@ mod tests {
                     registry,
                     &groups,
                 );
-                if let (Some((old_text, edit)), Some(previous)) =
+                if let (Derived::Moved { old_text, edit }, Some(previous)) =
                     (moved_from, snapshot.analysis.clone())
                 {
                     assert_eq!(old_text, snapshot.source.text());
@@ -646,6 +700,76 @@ mod tests {
             }
         }
         assert!(carried > 50, "only {carried} edits were carried over");
+    }
+
+    /// Characters typed into every expression of the examples: the server
+    /// re-checks only the edited step, and publishes what a full analysis
+    /// of the new text says.
+    #[test]
+    fn edited_analyses_equal_full_ones() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let registry = Registry::bundled();
+        let groups = GroupCache::default();
+        let mut reused = 0;
+        for name in [
+            "examples/linear-dev-loop.yaml",
+            "examples/inbound-router.yaml",
+        ] {
+            let path = root.join(name);
+            let mut text = std::fs::read_to_string(&path).expect("read");
+            let uri: Uri = format!("file://{}", path.display()).parse().expect("uri");
+            let project = Project::default();
+            let mut clean = HashMap::new();
+            let (parsed, _) = parse_tracking_moves(&mut clean, &uri, &text);
+            let mut snapshot = analyse(
+                path.clone(),
+                text.clone(),
+                Some(parsed.clone()),
+                1,
+                project.clone(),
+                registry,
+                &groups,
+            );
+            remember_clean(&mut clean, &uri, &text, parsed);
+            let ats: Vec<usize> = text.match_indices("}}").map(|(i, _)| i).collect();
+            for at in ats.into_iter().rev() {
+                text.insert_str(at, "x ");
+                let (parsed, derived) = parse_tracking_moves(&mut clean, &uri, &text);
+                let full = analyse(
+                    path.clone(),
+                    text.clone(),
+                    Some(parsed.clone()),
+                    2,
+                    project.clone(),
+                    registry,
+                    &groups,
+                );
+                let Derived::StepReplaced { old_text, replaced } = derived else {
+                    // An expression outside the steps (an interface output).
+                    remember_clean(&mut clean, &uri, &text, parsed);
+                    snapshot = full;
+                    continue;
+                };
+                assert_eq!(old_text, snapshot.source.text());
+                let previous = snapshot.analysis.clone().expect("an analysis");
+                let source = SourceFile::new(path.clone(), text.clone());
+                let edit = replaced.edit.clone();
+                let edited = previous.edited(
+                    &source,
+                    parsed.clone(),
+                    &replaced,
+                    &project,
+                    registry,
+                    &groups,
+                );
+                reused += usize::from(edited.reused_steps());
+                let edited = snapshot_of(source, edited, 2, project.clone());
+                assert_eq!(edited.diagnostics, full.diagnostics, "after {edit:?}");
+                remember_clean(&mut clean, &uri, &text, parsed);
+                snapshot = edited;
+            }
+        }
+        assert!(reused > 10, "only {reused} edits reused the other steps");
     }
 
     /// Typing through a workflow, breaking and mending it, gives the parse

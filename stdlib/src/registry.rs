@@ -565,10 +565,34 @@ impl Registry {
     }
 
     pub fn plugin(&self, name: &str, major: u32) -> Option<&Plugin> {
+        self.plugin_at(self.plugin_slot(name, major)?)
+    }
+
+    /// Where a plugin major sits in this registry: [`Registry::plugin_at`]
+    /// finds it again without a search.
+    pub fn plugin_slot(&self, name: &str, major: u32) -> Option<usize> {
         self.plugins
             .iter()
-            .find(|p| p.name() == name && p.major() == major)
-            .and_then(Slot::get)
+            .position(|p| p.name() == name && p.major() == major)
+    }
+
+    pub fn plugin_at(&self, slot: usize) -> Option<&Plugin> {
+        self.plugins.get(slot)?.get()
+    }
+
+    /// Whether both registries hold the very same plugin loads (not equal
+    /// copies): what one resolved, the other resolves to the same `Verb`.
+    pub fn is_same(&self, other: &Registry) -> bool {
+        self.plugins.len() == other.plugins.len()
+            && self
+                .plugins
+                .iter()
+                .zip(&other.plugins)
+                .all(|pair| match pair {
+                    (Slot::Loaded(a), Slot::Loaded(b)) => Arc::ptr_eq(a, b),
+                    (Slot::Bundled(a), Slot::Bundled(b)) => std::ptr::eq(*a, *b),
+                    _ => false,
+                })
     }
 
     /// The loaded majors of a plugin, ascending.

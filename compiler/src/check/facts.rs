@@ -7,12 +7,14 @@
 //! checker builds anyway; `donmaic check` pays nothing for it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use donmai_grammar::Span;
 use donmai_grammar::ast::StepType;
 use donmai_stdlib::types::Type;
 
 use super::graph::Topology;
+use super::reuse::Memo;
 use super::{Checker, Signature};
 
 /// A place expressions are checked at: a step, or the end of the run
@@ -53,8 +55,15 @@ pub struct Facts {
     signatures: Vec<Option<Signature>>,
     /// Payload type of each declared trigger, by trigger id.
     trigger_payloads: HashMap<String, Type>,
-    /// Every checked subexpression's span and type, sorted by start.
+    /// Every subexpression the steps' checks typed, with its span, sorted
+    /// by start (each step's lie within it, and steps are in text order).
     expr_types: Vec<(Span, Type)>,
+    /// The other typed subexpressions (a group's interface outputs),
+    /// sorted by start.
+    other_expr_types: Vec<(Span, Type)>,
+    /// What each step contributed to the check, for re-checking one step
+    /// after an edit (`super::reuse`).
+    pub(super) memo: Option<Arc<Memo>>,
 }
 
 impl Facts {
@@ -62,10 +71,23 @@ impl Facts {
     /// expression spans follow `moved`; nothing else holds an offset.
     pub fn moved(&self, moved: &impl Fn(usize) -> usize) -> Facts {
         let mut facts = self.clone();
-        for (span, _) in &mut facts.expr_types {
+        for (span, _) in facts
+            .expr_types
+            .iter_mut()
+            .chain(&mut facts.other_expr_types)
+        {
             *span = Span::new(moved(span.start), moved(span.end));
         }
+        facts.memo = self.memo.as_ref().map(|memo| Arc::new(memo.moved(moved)));
         facts
+    }
+
+    pub(super) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub(super) fn step_expr_types(&self) -> &[(Span, Type)] {
+        &self.expr_types
     }
 
     pub fn step_count(&self) -> usize {
@@ -174,25 +196,41 @@ impl Facts {
     /// The innermost checked subexpression within `within` that contains
     /// `offset`, with its type.
     pub fn expr_type_at(&self, within: Span, offset: usize) -> Option<(Span, &Type)> {
-        let first = self
-            .expr_types
-            .partition_point(|(span, _)| span.start < within.start);
-        self.expr_types[first..]
-            .iter()
-            .take_while(|(span, _)| span.start <= within.end)
+        [&self.expr_types, &self.other_expr_types]
+            .into_iter()
+            .flat_map(|types| {
+                let first = types.partition_point(|(span, _)| span.start < within.start);
+                types[first..]
+                    .iter()
+                    .take_while(|(span, _)| span.start <= within.end)
+            })
             .filter(|(span, _)| span.end <= within.end && span.start <= offset && offset < span.end)
             .min_by_key(|(span, _)| span.len())
             .map(|(span, ty)| (*span, ty))
     }
 
+    /// Every checked subexpression's span and type, by start and end.
+    pub fn expr_types(&self) -> Vec<(Span, &Type)> {
+        let mut all: Vec<(Span, &Type)> = self
+            .expr_types
+            .iter()
+            .chain(&self.other_expr_types)
+            .map(|(span, ty)| (*span, ty))
+            .collect();
+        all.sort_by_key(|(span, _)| (span.start, span.end));
+        all
+    }
+
     /// The type of the checked subexpression spanning exactly `span`.
     pub fn expr_type_of(&self, span: Span) -> Option<&Type> {
-        let first = self
-            .expr_types
-            .partition_point(|(s, _)| s.start < span.start);
-        self.expr_types[first..]
-            .iter()
-            .take_while(|(s, _)| s.start == span.start)
+        [&self.expr_types, &self.other_expr_types]
+            .into_iter()
+            .flat_map(|types| {
+                let first = types.partition_point(|(s, _)| s.start < span.start);
+                types[first..]
+                    .iter()
+                    .take_while(|(s, _)| s.start == span.start)
+            })
             .find(|(s, _)| *s == span)
             .map(|(_, ty)| ty)
     }
@@ -213,8 +251,32 @@ impl Checker<'_> {
                 _ => self.verbs[index].map(|verb| verb.input_type()),
             })
             .collect();
+        // Each step's expression types sorted in place keeps them apart
+        // from the others, for the memo; the steps' lie in text order unless
+        // an alias reads a value from another step, which the memo does
+        // not cover.
         let mut expr_types = self.expr_types.take().unwrap_or_default();
-        expr_types.sort_by_key(|(span, _)| span.start);
+        let (begin, ends) = self.recording.expr_ranges();
+        let steps_end = ends.last().copied().unwrap_or(begin);
+        let mut other_expr_types = expr_types.split_off(steps_end);
+        other_expr_types.extend(expr_types.drain(..begin));
+        other_expr_types.sort_by_key(|(span, _)| span.start);
+        let mut at = 0;
+        for &end in ends {
+            expr_types[at..end - begin].sort_by_key(|(span, _)| span.start);
+            at = end - begin;
+        }
+        let in_text_order = expr_types.is_sorted_by_key(|(span, _)| span.start);
+        if !in_text_order {
+            expr_types.sort_by_key(|(span, _)| span.start);
+        }
+        let memo = in_text_order
+            .then(|| {
+                self.recording
+                    .memo(&self.diagnostics, &self.verb_slots, steps)
+            })
+            .flatten()
+            .map(Arc::new);
         Facts {
             topology: self
                 .topology
@@ -228,6 +290,8 @@ impl Checker<'_> {
             signatures: std::mem::take(&mut self.signatures),
             trigger_payloads: std::mem::take(&mut self.trigger_payloads),
             expr_types,
+            other_expr_types,
+            memo,
         }
     }
 }

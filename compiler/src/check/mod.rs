@@ -10,6 +10,7 @@ mod facts;
 mod graph;
 mod groups;
 pub mod palette;
+mod reuse;
 mod values;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -30,6 +31,8 @@ use crate::project::Project;
 pub use facts::{Facts, Site, Upstream};
 use graph::{BitSet, Topology};
 pub use groups::GroupCache;
+use reuse::Recording;
+pub use reuse::Reuse;
 
 /// Steps in one level beyond which the checker reports instead of analysing:
 /// the graph analyses are quadratic in the worst case.
@@ -62,6 +65,9 @@ pub struct Checked {
     /// Collected only when asked for, and only for a workflow whose steps
     /// were analysed (not one over [`MAX_STEPS`]).
     pub facts: Option<Facts>,
+    /// Whether the check reused a previous one's results for the steps an
+    /// edit did not touch ([`check_parsed_reusing`]).
+    pub reused: bool,
 }
 
 /// [`check_source`], also keeping the workflow and, with `collect_facts`,
@@ -94,8 +100,24 @@ pub fn check_parsed_with(
     cache: &GroupCache,
     collect_facts: bool,
 ) -> Checked {
+    check_parsed_reusing(file, parsed, project, registry, cache, collect_facts, None)
+}
+
+/// [`check_parsed_with`], reusing what a previous check found for every
+/// step but the one an edit replaced, where that is sound ([`Reuse`]). The
+/// result is what a check from scratch gives.
+pub fn check_parsed_reusing(
+    file: &SourceFile,
+    parsed: ParsedWorkflow,
+    project: &Project,
+    registry: &Registry,
+    cache: &GroupCache,
+    collect_facts: bool,
+    reuse: Option<&Reuse<'_>>,
+) -> Checked {
     let mut diagnostics = parsed.diagnostics;
     let mut facts = None;
+    let mut reused = false;
     if let Some(workflow) = &parsed.workflow {
         let context = Context {
             registry,
@@ -110,9 +132,11 @@ pub fn check_parsed_with(
             workflow,
             &mut stack,
             collect_facts,
+            reuse,
         );
         diagnostics.append(&mut level.diagnostics);
         facts = level.facts;
+        reused = level.reused;
     }
     diagnostics.sort_by_key(|d| (d.span.start, d.span.end, d.code));
     diagnostics.dedup();
@@ -120,6 +144,7 @@ pub fn check_parsed_with(
         diagnostics,
         workflow: parsed.workflow,
         facts,
+        reused,
     }
 }
 
@@ -145,7 +170,7 @@ fn placeholder(ty: &Type) -> String {
 }
 
 /// What a group (or loop body) looks like from outside.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Signature {
     pub inputs: Arc<ObjectType>,
     pub outputs: Arc<ObjectType>,
@@ -161,7 +186,7 @@ pub(crate) fn check_workflow(
     workflow: &Workflow,
     stack: &mut Vec<std::path::PathBuf>,
 ) -> (Vec<Diagnostic>, Option<Signature>, bool) {
-    let level = check_level(context, path, text, workflow, stack, false);
+    let level = check_level(context, path, text, workflow, stack, false, None);
     (level.diagnostics, level.signature, level.in_cycle)
 }
 
@@ -172,6 +197,8 @@ struct Level {
     /// Whether a group reference here closes a cycle of group files.
     in_cycle: bool,
     facts: Option<Facts>,
+    /// Whether a previous check's step results were reused.
+    reused: bool,
 }
 
 fn check_level(
@@ -181,6 +208,7 @@ fn check_level(
     workflow: &Workflow,
     stack: &mut Vec<std::path::PathBuf>,
     collect_facts: bool,
+    reuse: Option<&Reuse<'_>>,
 ) -> Level {
     let mut checker = Checker {
         context,
@@ -199,8 +227,10 @@ fn check_level(
         trigger_types_at_end: None,
         signatures: vec![None; workflow.steps.len()],
         verbs: vec![None; workflow.steps.len()],
+        verb_slots: vec![None; workflow.steps.len()],
         in_cycle: false,
         expr_types: collect_facts.then(Vec::new),
+        recording: Recording::default(),
     };
     checker.requires();
     checker.triggers();
@@ -222,12 +252,31 @@ fn check_level(
             signature: None,
             in_cycle: false,
             facts: None,
+            reused: false,
         };
     }
-    checker.topology = Some(Topology::build(workflow, &mut checker.diagnostics));
-    checker.step_outputs(stack);
-    for index in 0..workflow.steps.len() {
-        checker.step(index);
+    checker.recording.global_end = checker.diagnostics.len();
+    let replayed = reuse.is_some_and(|reuse| checker.replay(reuse, stack));
+    if !replayed {
+        checker.topology = Some(Topology::build(workflow, &mut checker.diagnostics));
+        checker.recording.topology_end = checker.diagnostics.len();
+        for index in 0..workflow.steps.len() {
+            checker.step_output(index, stack);
+            checker
+                .recording
+                .output_done(&checker.diagnostics, checker.in_cycle);
+        }
+        let exprs = checker.expr_types.as_ref().map_or(0, Vec::len);
+        checker
+            .recording
+            .checks_begin(checker.diagnostics.len(), exprs);
+        for index in 0..workflow.steps.len() {
+            checker.step(index);
+            checker.recording.check_done(
+                &checker.diagnostics,
+                checker.expr_types.as_ref().map_or(0, Vec::len),
+            );
+        }
     }
     let signature = checker.signature();
     checker.lints();
@@ -237,6 +286,7 @@ fn check_level(
         signature,
         in_cycle: checker.in_cycle,
         facts,
+        reused: replayed,
     }
 }
 
@@ -268,10 +318,14 @@ struct Checker<'a> {
     signatures: Vec<Option<Signature>>,
     /// The verb of each step, resolved once.
     verbs: Vec<Option<&'a Verb>>,
+    /// Where each step's verb is in the registry: (plugin slot, verb index).
+    verb_slots: Vec<Option<(u32, u32)>>,
     /// Whether a group reference here closes a cycle of group files.
     in_cycle: bool,
     /// The type of every checked subexpression, when facts are collected.
     expr_types: Option<Vec<(Span, Type)>>,
+    /// What each step contributed, for reuse after an edit.
+    recording: Recording,
 }
 
 impl<'a> Checker<'a> {
@@ -592,7 +646,7 @@ impl<'a> Checker<'a> {
 
     /// Resolves `config.action` of a step to its verb, reporting every way
     /// that can fail (rules 1, 2 and 8).
-    fn verb(&mut self, step: &Step) -> Option<&'a Verb> {
+    fn verb(&mut self, step: &Step) -> Option<(&'a Verb, (u32, u32))> {
         let action = step.action.as_ref()?;
         let verb_ref = match VerbRef::parse(&action.value) {
             Ok(verb_ref) => verb_ref,
@@ -632,6 +686,7 @@ impl<'a> Checker<'a> {
                 )
                 .with_help(format!("add `- {{plugin: {pin}}}` to `requires`"));
                 if self.requires_offered.insert(verb_ref.plugin.clone())
+                    && self.recording.offered(&verb_ref.plugin)
                     && let Some(edit) = self.requires_insertion(&pin)
                 {
                     diagnostic = diagnostic
@@ -641,7 +696,8 @@ impl<'a> Checker<'a> {
                 self.diagnostics.push(diagnostic);
             }
         }
-        let Some(plugin) = registry.plugin(&verb_ref.plugin, verb_ref.major) else {
+        let slot = registry.plugin_slot(&verb_ref.plugin, verb_ref.major);
+        let Some(plugin) = slot.and_then(|slot| registry.plugin_at(slot)) else {
             if !self.required.contains_key(&verb_ref.plugin) {
                 self.diagnostics.push(Diagnostic::new(
                     Code::PLUGIN_NOT_INSTALLED,
@@ -654,7 +710,8 @@ impl<'a> Checker<'a> {
             }
             return None;
         };
-        let Some(verb) = plugin.verb(&verb_ref.verb) else {
+        let verb_index = plugin.verbs.iter().position(|v| v.id == verb_ref.verb);
+        let Some(verb) = verb_index.map(|i| &plugin.verbs[i]) else {
             let mut diagnostic = Diagnostic::new(
                 Code::UNKNOWN_VERB,
                 action.span,
@@ -726,7 +783,11 @@ impl<'a> Checker<'a> {
                 .with_label(step.ty.span, "step type declared here"),
             );
         }
-        Some(verb)
+        let slot = (
+            slot.and_then(|s| u32::try_from(s).ok())?,
+            verb_index.and_then(|i| u32::try_from(i).ok())?,
+        );
+        Some((verb, slot))
     }
 
     /// An edit adding `{plugin: <pin>}` to `requires`, in the style the
@@ -783,40 +844,41 @@ impl<'a> Checker<'a> {
     }
 
     /// The output type of every step, before expressions are checked.
-    fn step_outputs(&mut self, stack: &mut Vec<std::path::PathBuf>) {
+    /// Resolves step `index`'s verb or group signature, and so its output.
+    fn step_output(&mut self, index: usize, stack: &mut Vec<std::path::PathBuf>) {
         let workflow = self.workflow;
-        for (index, step) in workflow.steps.iter().enumerate() {
-            let output = match step.ty.value {
-                StepType::Trigger => self.trigger_step_output(step),
-                StepType::Condition | StepType::Action | StepType::Gate => {
-                    if step.action.is_none() && step.ty.value != StepType::Gate && step.config_valid
-                    {
-                        self.diagnostics.push(Diagnostic::new(
-                            Code::MISSING_FIELD,
-                            step.config_span.unwrap_or(step.id.span),
-                            format!(
-                                "{} step `{}` needs `config.action`",
-                                step.ty.value.as_str(),
-                                step.id.value
-                            ),
-                        ).with_help("name the verb it runs, e.g. `action: donmai@2:agent.dispatch_to_queue`"));
-                    }
-                    let verb = self.verb(step);
-                    self.verbs[index] = verb;
-                    if step.ty.value == StepType::Gate {
-                        self.gate_output(step, verb)
-                    } else {
-                        verb.map(|verb| verb.output_type())
-                    }
+        let step = &workflow.steps[index];
+        let output = match step.ty.value {
+            StepType::Trigger => self.trigger_step_output(step),
+            StepType::Condition | StepType::Action | StepType::Gate => {
+                if step.action.is_none() && step.ty.value != StepType::Gate && step.config_valid {
+                    self.diagnostics.push(Diagnostic::new(
+                        Code::MISSING_FIELD,
+                        step.config_span.unwrap_or(step.id.span),
+                        format!(
+                            "{} step `{}` needs `config.action`",
+                            step.ty.value.as_str(),
+                            step.id.value
+                        ),
+                    ).with_help("name the verb it runs, e.g. `action: donmai@2:agent.dispatch_to_queue`"));
                 }
-                StepType::Group | StepType::Loop => {
-                    let signature = groups::signature_of(self, step, stack);
-                    self.signatures[index] = signature.clone();
-                    signature.map(|s| Type::Object(s.outputs))
+                let verb = self.verb(step);
+                self.verbs[index] = verb.map(|(verb, _)| verb);
+                self.verb_slots[index] = verb.map(|(_, slot)| slot);
+                let verb = self.verbs[index];
+                if step.ty.value == StepType::Gate {
+                    self.gate_output(step, verb)
+                } else {
+                    verb.map(|verb| verb.output_type())
                 }
-            };
-            self.outputs[index] = output;
-        }
+            }
+            StepType::Group | StepType::Loop => {
+                let signature = groups::signature_of(self, step, stack);
+                self.signatures[index] = signature.clone();
+                signature.map(|s| Type::Object(s.outputs))
+            }
+        };
+        self.outputs[index] = output;
     }
 
     /// What a gate step outputs: the data of the signal that resumed it,

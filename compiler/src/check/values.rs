@@ -404,6 +404,7 @@ impl Checker<'_> {
             }
             Some(j) => {
                 self.used_outputs.insert(j);
+                self.recording.used(j);
                 Some(j)
             }
             None => {

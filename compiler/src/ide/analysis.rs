@@ -13,14 +13,16 @@ use donmai_grammar::ast::{
     ApiVersion, Predicate, PredicateKind, Step, StepType, Value, ValueKind, Workflow,
 };
 use donmai_grammar::expr::Expr;
-use donmai_grammar::incremental::MapOffsets;
+use donmai_grammar::incremental::{MapOffsets, ReplacedStep};
 use donmai_grammar::template::Segment;
 use donmai_grammar::{Diagnostic, SourceFile, Span};
 use donmai_stdlib::manifest::{Plugin, Verb};
 use donmai_stdlib::registry::{Registry, VerbRef};
 use donmai_stdlib::types::{Field, ObjectType, Type};
 
-use crate::check::{Facts, GroupCache, Signature, Site, Upstream, check_parsed_with};
+use crate::check::{
+    Facts, GroupCache, Reuse, Signature, Site, Upstream, check_parsed_reusing, check_parsed_with,
+};
 use crate::project::Project;
 use crate::typeck::TypeEnv;
 use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
@@ -37,6 +39,8 @@ pub struct Analysis {
     facts: Option<Facts>,
     /// Start of the line of each step's list item, built on first use.
     step_lines: OnceLock<Vec<usize>>,
+    /// Whether the checker reused a previous analysis's step results.
+    reused: bool,
 }
 
 /// A step's verb as the checker resolved it.
@@ -95,7 +99,55 @@ impl Analysis {
             workflow: checked.workflow,
             facts: checked.facts,
             step_lines: OnceLock::new(),
+            reused: false,
         }
+    }
+
+    /// The analysis of `file`, whose text differs from this analysis's by
+    /// an edit that replaced one step and only moved the rest (`replaced`
+    /// and `parsed`, from the grammar's incremental re-parse). Equal to
+    /// [`Analysis::from_parsed`], but the checker reuses what it found for
+    /// the other steps when that is sound, so an edit inside one step costs
+    /// about that step. `cache` must hold the group files this analysis
+    /// was made with.
+    pub fn edited(
+        &self,
+        file: &SourceFile,
+        parsed: ParsedWorkflow,
+        replaced: &ReplacedStep,
+        project: &Project,
+        registry: &Registry,
+        cache: &GroupCache,
+    ) -> Analysis {
+        let reuse = self
+            .facts
+            .as_ref()
+            .filter(|_| self.project.is_same(project))
+            .map(|facts| Reuse {
+                facts,
+                registry: &self.registry,
+                edit: &replaced.edit,
+                step: replaced.index,
+                previous: &replaced.previous,
+            });
+        let checked =
+            check_parsed_reusing(file, parsed, project, registry, cache, true, reuse.as_ref());
+        Analysis {
+            file: file.clone(),
+            project: project.clone(),
+            registry: registry.clone(),
+            diagnostics: checked.diagnostics,
+            workflow: checked.workflow,
+            facts: checked.facts,
+            step_lines: OnceLock::new(),
+            reused: checked.reused,
+        }
+    }
+
+    /// Whether [`Analysis::edited`] re-checked only the edited step (else
+    /// it checked the whole file), for tests and measurements.
+    pub fn reused_steps(&self) -> bool {
+        self.reused
     }
 
     /// This analysis carried over to a text that differs from the analysed
@@ -120,6 +172,7 @@ impl Analysis {
             workflow,
             facts: self.facts.as_ref().map(|facts| facts.moved(moved)),
             step_lines: OnceLock::new(),
+            reused: false,
         }
     }
 
