@@ -8,19 +8,20 @@
 //! contributed to each phase; [`Memo`] keeps that with the [`Facts`].
 //!
 //! When an edit changed one step and nothing else (the grammar's
-//! `ReplacedStep`) and that step still has the same id, type, verb, edges,
-//! policy and gate (everything but its inputs), nothing another step's
-//! checks read has changed: the topology is the same, and so is every
-//! other step's output. [`Checker::replay`] then takes the topology and the
-//! other steps' results from the memo, offsets moved past the edit, and
-//! checks the edited step afresh. The file-wide phases and the level-wide
-//! rules always run; they are cheap, and the level-wide rules read every
-//! step (unused outputs, flat chains).
+//! `ReplacedStep`) and that step still has the same id, type, edges, policy
+//! and gate (everything but its verb and inputs), the topology is the same
+//! and so is every other step's output. [`Checker::replay`] then takes the
+//! topology and the other steps' results from the memo, offsets moved past
+//! the edit, and checks the edited step afresh, together with the steps
+//! whose expressions read its output when its verb changed that output.
+//! The file-wide phases and the level-wide rules always run; they are
+//! cheap, and the level-wide rules read every step (unused outputs, flat
+//! chains).
 //!
-//! Whatever the replay cannot vouch for (the step's output, verb or
-//! signature came out different; a reused position falls inside the edit;
-//! a `requires` fix moved to another step) falls back to a full check, so
-//! the result is always the one a check from scratch gives
+//! Whatever the replay cannot vouch for (a trigger step's output changed,
+//! which is every downstream step's `trigger`; a reused position falls
+//! inside the edit; a `requires` fix moved to another step) falls back to a
+//! full check, so the result is always the one a check from scratch gives
 //! (`compiler/tests/reuse.rs` holds it to that).
 
 use std::cell::Cell;
@@ -192,16 +193,20 @@ impl Memo {
     }
 }
 
-/// `previous`, its offsets moved by `moved`, is `step` but for the inputs
-/// (and so the spans of `config` and of the whole step).
-fn same_but_inputs(previous: &Step, step: &Step, moved: &impl Fn(usize) -> usize) -> bool {
+/// `previous`, its offsets moved by `moved`, is `step` but for its verb and
+/// inputs (and so the spans of `config` and of the whole step): everything
+/// the topology and the other steps' checks read of it is the same, except
+/// its output, which the caller compares.
+fn same_shape(previous: &Step, step: &Step, moved: &impl Fn(usize) -> usize) -> bool {
     let mut previous = Step {
         inputs: Vec::new(),
+        action: None,
         ..previous.clone()
     };
     previous.map_offsets(moved);
     let step = Step {
         inputs: Vec::new(),
+        action: None,
         config_span: None,
         span: Span::at(0),
         ..step.clone()
@@ -278,7 +283,7 @@ impl<'a> Checker<'a> {
                 shift_offset(edit, offset)
             }
         };
-        if !same_but_inputs(reuse.previous, &steps[k], &unplaceable) {
+        if !same_shape(reuse.previous, &steps[k], &unplaceable) {
             return false;
         }
         let registry = self.context.registry;
@@ -355,17 +360,16 @@ impl<'a> Checker<'a> {
         let fresh_diagnostics: Vec<Diagnostic> = self.diagnostics.drain(mark..).collect();
         let fresh_offers = std::mem::take(&mut self.recording.offers);
         let fresh_cycle = std::mem::replace(&mut self.in_cycle, false);
-        let same_verb = match (self.verbs[k], verbs[k]) {
-            (Some(a), Some(b)) => std::ptr::eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        let unchanged = same_verb
-            && facts.output(k) == self.outputs[k].as_ref()
-            && facts.signature(k) == self.signatures[k].as_ref()
+        // A new output is read by the steps whose expressions name this one,
+        // which are checked again; a trigger step's output is also every
+        // downstream step's `trigger`, so that takes a full check. Whether a
+        // `requires` fix goes with a later step depends on the offers before
+        // it.
+        let same_output = facts.output(k) == self.outputs[k].as_ref();
+        let reusable = (same_output || !facts.topology().entries.contains(&k))
             && fresh_offers[..] == *part(&memo.offers, &memo.offer_ends, k)
             && (fresh_cycle || memo.cycle_first != Some(k));
-        if !unchanged {
+        if !reusable {
             self.outputs[k] = None;
             self.verbs[k] = None;
             self.verb_slots[k] = None;
@@ -398,12 +402,17 @@ impl<'a> Checker<'a> {
             }
             self.recording.output_done(&self.diagnostics, self.in_cycle);
         }
+        let readers: Vec<bool> = (0..count)
+            .map(|i| {
+                !same_output && i != k && part(&memo.used, &memo.used_ends, i).contains(&(k as u32))
+            })
+            .collect();
         let exprs = |checker: &Checker<'_>| checker.expr_types.as_ref().map_or(0, Vec::len);
         self.recording
             .checks_begin(self.diagnostics.len(), exprs(self));
-        for i in 0..count {
-            if i == k {
-                self.step(k);
+        for (i, reads_k) in readers.into_iter().enumerate() {
+            if i == k || reads_k {
+                self.step(i);
             } else {
                 self.diagnostics
                     .extend_from_slice(part(&check_diagnostics, &memo.check_ends, i));
