@@ -450,3 +450,62 @@ fn changing_a_verb_rechecks_its_readers() {
         "verb changes: {reused} reused the other steps, {full} checked everything"
     );
 }
+
+/// A step's policy and routing settings (`retry`, `timeoutMs`, `mode`,
+/// `defaultHandle`, `maxIterations`) are read by its own checks only:
+/// editing them re-checks just that step.
+#[test]
+fn policy_and_routing_edits_recheck_one_step() {
+    let mut reused = 0;
+    let mut edits = 0;
+    for (path, text) in files() {
+        let mut session = Session::new(&path, &text);
+        let Some(workflow) = session.parsed.workflow.clone() else {
+            continue;
+        };
+        let mut spans: Vec<(donmai_grammar::Span, &[&str])> = Vec::new();
+        for step in &workflow.steps {
+            if let Some(retry) = &step.retry {
+                if let Some(max) = &retry.max_attempts {
+                    spans.push((max.span, &["0", "7", "x"]));
+                }
+                if let Some(initial) = &retry.initial_ms {
+                    spans.push((initial.span, &["-5", "250"]));
+                }
+            }
+            if let Some(timeout) = &step.timeout_ms {
+                spans.push((timeout.span, &["0", "90000"]));
+            }
+            if let Some(mode) = &step.mode {
+                spans.push((mode.span, &["switch", "bool", "swich"]));
+            }
+            if let Some(handle) = &step.default_handle {
+                spans.push((handle.span, &["true", "nope"]));
+            }
+            if let Some(max) = &step.max_iterations {
+                spans.push((max.span, &["0", "3"]));
+            }
+        }
+        spans.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+        for (span, replacements) in spans {
+            for replacement in replacements {
+                if session.text[span.start..span.end] == **replacement {
+                    continue;
+                }
+                let before = session.text.clone();
+                let outcome = session.apply(&Edit {
+                    span,
+                    replacement: (*replacement).into(),
+                });
+                edits += 1;
+                reused += usize::from(outcome == Outcome::Reused);
+                let undo = edit_between(&session.text, &before);
+                session.apply(&undo);
+            }
+        }
+    }
+    assert!(
+        edits > 30 && reused == edits,
+        "{reused} of {edits} policy and routing edits reused the other steps"
+    );
+}

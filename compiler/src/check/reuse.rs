@@ -8,9 +8,10 @@
 //! contributed to each phase; [`Memo`] keeps that with the [`Facts`].
 //!
 //! When an edit changed one step and nothing else (the grammar's
-//! `ReplacedStep`) and that step still has the same id, type, edges, policy
-//! and gate (everything but its verb and inputs), the topology is the same
-//! and so is every other step's output. [`Checker::replay`] then takes the
+//! `ReplacedStep`) and that step still has the same id, type, edges, gate,
+//! trigger and group reference (its verb, inputs, policy and routing mode
+//! may differ), the topology is the same and so is every other step's
+//! output. [`Checker::replay`] then takes the
 //! topology and the other steps' results from the memo, offsets moved past
 //! the edit, and checks the edited step afresh, together with the steps
 //! whose expressions read its output when its verb changed that output.
@@ -193,27 +194,35 @@ impl Memo {
     }
 }
 
-/// `previous`, its offsets moved by `moved`, is `step` but for its verb and
-/// inputs (and so the spans of `config` and of the whole step): everything
-/// the topology and the other steps' checks read of it is the same, except
-/// its output, which the caller compares.
+/// `previous`, its offsets moved by `moved`, is `step` but for what only
+/// the step's own checks read: its verb, inputs, policy and routing mode
+/// (and so the spans of `config` and of the whole step). The topology and
+/// the other steps' checks read its id, type, edges, gate, trigger and
+/// group reference, and its output, which the caller compares.
 fn same_shape(previous: &Step, step: &Step, moved: &impl Fn(usize) -> usize) -> bool {
-    let mut previous = Step {
-        inputs: Vec::new(),
-        action: None,
-        ..previous.clone()
-    };
+    let mut previous = own_parts_cleared(previous.clone());
     previous.map_offsets(moved);
-    let step = Step {
-        inputs: Vec::new(),
-        action: None,
-        config_span: None,
-        span: Span::at(0),
-        ..step.clone()
-    };
     previous.config_span = None;
     previous.span = Span::at(0);
+    let mut step = own_parts_cleared(step.clone());
+    step.config_span = None;
+    step.span = Span::at(0);
     previous == step
+}
+
+fn own_parts_cleared(step: Step) -> Step {
+    Step {
+        action: None,
+        mode: None,
+        cases: None,
+        max_iterations: None,
+        until: None,
+        inputs: Vec::new(),
+        default_handle: None,
+        retry: None,
+        timeout_ms: None,
+        ..step
+    }
 }
 
 /// `items`, each moved by `place`; `None` when an offset that is not
