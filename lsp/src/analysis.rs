@@ -599,6 +599,41 @@ pub fn spawn(
 mod tests {
     use super::*;
 
+    /// A document as the server opens it: analysed, its parse kept as the
+    /// next edit's starting point.
+    fn opened(
+        clean: &mut HashMap<String, (String, ParsedWorkflow)>,
+        uri: &Uri,
+        path: &Path,
+        text: &str,
+        project: &Project,
+        groups: &GroupCache,
+    ) -> Snapshot {
+        let (parsed, _) = parse_tracking_moves(clean, uri, text);
+        let snapshot = analysed_in_full(path, text, &parsed, project, groups);
+        remember_clean(clean, uri, text, parsed);
+        snapshot
+    }
+
+    /// What a check from scratch says of `text`, parsed as `parsed`.
+    fn analysed_in_full(
+        path: &Path,
+        text: &str,
+        parsed: &ParsedWorkflow,
+        project: &Project,
+        groups: &GroupCache,
+    ) -> Snapshot {
+        analyse(
+            path.to_path_buf(),
+            text.to_string(),
+            Some(parsed.clone()),
+            2,
+            project.clone(),
+            Registry::bundled(),
+            groups,
+        )
+    }
+
     /// Comments and spaces typed into workflows with errors, warnings and
     /// suppressions: the carried-over snapshot says what a full analysis of
     /// the new text says.
@@ -622,7 +657,6 @@ mod tests {
             names.sort();
             files.extend(names);
         }
-        let registry = Registry::bundled();
         let groups = GroupCache::default();
         let mut carried = 0;
         for path in files {
@@ -630,17 +664,7 @@ mod tests {
             let uri: Uri = format!("file://{}", path.display()).parse().expect("uri");
             let project = Project::default();
             let mut clean = HashMap::new();
-            let (parsed, _) = parse_tracking_moves(&mut clean, &uri, &text);
-            let mut snapshot = analyse(
-                path.clone(),
-                text.clone(),
-                Some(parsed.clone()),
-                1,
-                project.clone(),
-                registry,
-                &groups,
-            );
-            remember_clean(&mut clean, &uri, &text, parsed);
+            let mut snapshot = opened(&mut clean, &uri, &path, &text, &project, &groups);
             // Type a comment at the end of every third line, and a space.
             let ends: Vec<usize> = text
                 .match_indices('\n')
@@ -651,15 +675,7 @@ mod tests {
                 let insert = if n % 2 == 0 { "  # typed" } else { " " };
                 text.insert_str(end, insert);
                 let (parsed, moved_from) = parse_tracking_moves(&mut clean, &uri, &text);
-                let full = analyse(
-                    path.clone(),
-                    text.clone(),
-                    Some(parsed.clone()),
-                    2,
-                    project.clone(),
-                    registry,
-                    &groups,
-                );
+                let full = analysed_in_full(&path, &text, &parsed, &project, &groups);
                 if let (Derived::Moved { old_text, edit }, Some(previous)) =
                     (moved_from, snapshot.analysis.clone())
                 {
@@ -720,30 +736,12 @@ mod tests {
             let uri: Uri = format!("file://{}", path.display()).parse().expect("uri");
             let project = Project::default();
             let mut clean = HashMap::new();
-            let (parsed, _) = parse_tracking_moves(&mut clean, &uri, &text);
-            let mut snapshot = analyse(
-                path.clone(),
-                text.clone(),
-                Some(parsed.clone()),
-                1,
-                project.clone(),
-                registry,
-                &groups,
-            );
-            remember_clean(&mut clean, &uri, &text, parsed);
+            let mut snapshot = opened(&mut clean, &uri, &path, &text, &project, &groups);
             let ats: Vec<usize> = text.match_indices("}}").map(|(i, _)| i).collect();
             for at in ats.into_iter().rev() {
                 text.insert_str(at, "x ");
                 let (parsed, derived) = parse_tracking_moves(&mut clean, &uri, &text);
-                let full = analyse(
-                    path.clone(),
-                    text.clone(),
-                    Some(parsed.clone()),
-                    2,
-                    project.clone(),
-                    registry,
-                    &groups,
-                );
+                let full = analysed_in_full(&path, &text, &parsed, &project, &groups);
                 let Derived::StepReplaced { old_text, replaced } = derived else {
                     // An expression outside the steps (an interface output).
                     remember_clean(&mut clean, &uri, &text, parsed);

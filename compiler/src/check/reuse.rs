@@ -316,34 +316,15 @@ impl<'a> Checker<'a> {
         // what the edit replaced.
         let place = |offset: usize| shift_offset(edit, offset);
         let movable = |offset: usize| offset <= edit.span.start || offset >= edit.span.end;
-        let diagnostic = |d: &mut Diagnostic, f: &dyn Fn(usize) -> usize| d.map_offsets(&f);
-        let Some(topology_diagnostics) = moved_except(
-            &memo.topology_diagnostics,
-            &[],
-            None,
-            &place,
-            &movable,
-            diagnostic,
-        ) else {
-            return false;
+        let diagnostics = |items: &[Diagnostic], ends: &[usize], except: Option<usize>| {
+            moved_except(items, ends, except, &place, &movable, |d, f| {
+                d.map_offsets(&f)
+            })
         };
-        let Some(output_diagnostics) = moved_except(
-            &memo.output_diagnostics,
-            &memo.output_ends,
-            Some(k),
-            &place,
-            &movable,
-            diagnostic,
-        ) else {
-            return false;
-        };
-        let Some(check_diagnostics) = moved_except(
-            &memo.check_diagnostics,
-            &memo.check_ends,
-            Some(k),
-            &place,
-            &movable,
-            diagnostic,
+        let (Some(topology_diagnostics), Some(output_diagnostics), Some(check_diagnostics)) = (
+            diagnostics(&memo.topology_diagnostics, &[], None),
+            diagnostics(&memo.output_diagnostics, &memo.output_ends, Some(k)),
+            diagnostics(&memo.check_diagnostics, &memo.check_ends, Some(k)),
         ) else {
             return false;
         };

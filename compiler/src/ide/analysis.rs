@@ -21,7 +21,8 @@ use donmai_stdlib::registry::{Registry, VerbRef};
 use donmai_stdlib::types::{Field, ObjectType, Type};
 
 use crate::check::{
-    Facts, GroupCache, Reuse, Signature, Site, Upstream, check_parsed_reusing, check_parsed_with,
+    Checked, Facts, GroupCache, Reuse, Signature, Site, Upstream, check_parsed_reusing,
+    check_parsed_with,
 };
 use crate::project::Project;
 use crate::typeck::TypeEnv;
@@ -91,6 +92,15 @@ impl Analysis {
         cache: &GroupCache,
     ) -> Analysis {
         let checked = check_parsed_with(file, parsed, project, registry, cache, true);
+        Analysis::of_checked(file, project, registry, checked)
+    }
+
+    fn of_checked(
+        file: &SourceFile,
+        project: &Project,
+        registry: &Registry,
+        checked: Checked,
+    ) -> Analysis {
         Analysis {
             file: file.clone(),
             project: project.clone(),
@@ -99,7 +109,7 @@ impl Analysis {
             workflow: checked.workflow,
             facts: checked.facts,
             step_lines: OnceLock::new(),
-            reused: false,
+            reused: checked.reused,
         }
     }
 
@@ -132,16 +142,7 @@ impl Analysis {
             });
         let checked =
             check_parsed_reusing(file, parsed, project, registry, cache, true, reuse.as_ref());
-        Analysis {
-            file: file.clone(),
-            project: project.clone(),
-            registry: registry.clone(),
-            diagnostics: checked.diagnostics,
-            workflow: checked.workflow,
-            facts: checked.facts,
-            step_lines: OnceLock::new(),
-            reused: checked.reused,
-        }
+        Analysis::of_checked(file, project, registry, checked)
     }
 
     /// Whether [`Analysis::edited`] re-checked only the edited step (else
