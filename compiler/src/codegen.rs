@@ -119,7 +119,34 @@ pub fn compile_untyped(
     pool: &mut ConstPool,
     file: SourceIx,
 ) -> Result<ExprCode, CodegenError> {
+    compile_with(expr, pool, file, None)
+}
+
+/// Whether the checker typed the value at a span (a selection's operand) as
+/// an object that declares the named field optional.
+pub type DeclaresOptional<'a> = &'a dyn Fn(Span, &str) -> bool;
+
+/// [`compile_untyped`] for an expression the checker typed: a `.f` whose
+/// operand's type declares `f` optional compiles as `?.f`, so a value that
+/// leaves the field out reads as `null`, as the checker typed it (`T?`),
+/// instead of failing on a missing key. Everything else is the same.
+pub fn compile_typed(
+    expr: &Expr,
+    pool: &mut ConstPool,
+    file: SourceIx,
+    declares_optional: DeclaresOptional<'_>,
+) -> Result<ExprCode, CodegenError> {
+    compile_with(expr, pool, file, Some(declares_optional))
+}
+
+fn compile_with(
+    expr: &Expr,
+    pool: &mut ConstPool,
+    file: SourceIx,
+    declares_optional: Option<DeclaresOptional<'_>>,
+) -> Result<ExprCode, CodegenError> {
     let mut generator = Generator {
+        declares_optional,
         pool,
         file,
         code: Vec::with_capacity(64),
@@ -157,6 +184,8 @@ struct Label {
 }
 
 struct Generator<'p, 'e> {
+    /// For a typed compile ([`compile_typed`]).
+    declares_optional: Option<DeclaresOptional<'p>>,
     pool: &'p mut ConstPool,
     file: SourceIx,
     code: Vec<u8>,
@@ -447,7 +476,10 @@ impl<'e> Generator<'_, 'e> {
             optional,
         } = &base.kind
         {
-            fields.push((field, *optional));
+            let absent_is_null = self
+                .declares_optional
+                .is_some_and(|declares| declares(operand.span, &field.text));
+            fields.push((field, *optional || absent_is_null));
             base = operand;
             if !matches!(base.kind, ExprKind::Select { .. }) || fields.len() == usize::from(u8::MAX)
             {

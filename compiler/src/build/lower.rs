@@ -4,7 +4,9 @@
 //! references exist, graphs are acyclic, groups are not cyclic), so lowering
 //! reports only what it cannot represent. Each group or loop file becomes one
 //! level however often it is used; expressions compile to bytecode into one
-//! constant pool. Paths in the plan are relative to the main workflow's
+//! constant pool, typed by what the checker found (a `.f` the schema
+//! declares optional reads an absent field as `null`, as the checker types
+//! it: `codegen::compile_typed`). Paths in the plan are relative to the main workflow's
 //! folder and nothing depends on the build's time or place, so the same
 //! sources always give the same plan.
 
@@ -23,7 +25,9 @@ use donmai_stdlib::registry::{Registry, VerbRef};
 use donmai_stdlib::types::Type;
 use sha2::{Digest, Sha256};
 
-use crate::codegen::compile_expr;
+use crate::check::{Facts, GroupCache, check_source_with};
+use crate::codegen::{compile_expr, compile_typed};
+use crate::project::Project;
 
 /// Why a checked workflow could not be lowered. Positions are in `file`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +38,11 @@ pub struct LowerError {
 }
 
 /// Lowers the workflow in `main` (which must have checked without errors).
-pub fn lower(main: &SourceFile, registry: &Registry) -> Result<Plan, LowerError> {
+pub fn lower(
+    main: &SourceFile,
+    project: &Project,
+    registry: &Registry,
+) -> Result<Plan, LowerError> {
     let base = main
         .path()
         .canonicalize()
@@ -43,6 +51,8 @@ pub fn lower(main: &SourceFile, registry: &Registry) -> Result<Plan, LowerError>
         .unwrap_or_else(|| main.path().parent().unwrap_or(Path::new(".")).to_path_buf());
     let mut lowerer = Lowerer {
         registry,
+        project,
+        groups: GroupCache::default(),
         base,
         pool: ConstPool::default(),
         verbs: Vec::new(),
@@ -73,10 +83,12 @@ pub fn lower(main: &SourceFile, registry: &Registry) -> Result<Plan, LowerError>
         .canonicalize()
         .unwrap_or_else(|_| main.path().into());
     lowerer.stack.push(canonical);
+    let facts = lowerer.facts(main);
     let file = FileContext {
         path: main.path(),
         source,
         api: workflow.api_version.value,
+        facts,
     };
     let level = lowerer.level(&file, &workflow, "main".into())?;
     lowerer.levels[0] = level;
@@ -127,6 +139,8 @@ fn placeholder_level(name: &str) -> model::Level {
 
 struct Lowerer<'r> {
     registry: &'r Registry,
+    project: &'r Project,
+    groups: GroupCache,
     /// The main workflow's folder: plan paths are relative to it.
     base: PathBuf,
     pool: ConstPool,
@@ -146,6 +160,9 @@ struct FileContext<'a> {
     path: &'a Path,
     source: SourceIx,
     api: ast::ApiVersion,
+    /// What the checker learnt about the file's level: the expressions'
+    /// types.
+    facts: Option<Facts>,
 }
 
 impl FileContext<'_> {
@@ -175,6 +192,11 @@ fn index(len: usize) -> u32 {
 }
 
 impl Lowerer<'_> {
+    /// The checker's facts about one file's level (it checked clean).
+    fn facts(&self, file: &SourceFile) -> Option<Facts> {
+        check_source_with(file, self.project, self.registry, &self.groups, true).facts
+    }
+
     fn add_source(&mut self, path: String, text: &str) -> SourceIx {
         self.sources.push(model::SourceFileRef {
             path,
@@ -566,6 +588,7 @@ impl Lowerer<'_> {
         };
         let name = relative_to(&self.base, &canonical);
         let source = self.add_source(name.clone(), &text);
+        let facts = self.facts(&SourceFile::new(canonical.clone(), text.clone()));
         let level = index(self.levels.len());
         self.levels.push(placeholder_level(&name));
         self.level_index.insert(canonical.clone(), level);
@@ -574,6 +597,7 @@ impl Lowerer<'_> {
             path: &target,
             source,
             api: workflow.api_version.value,
+            facts,
         };
         let lowered = self.level(&group_file, &workflow, name);
         self.stack.pop();
@@ -639,7 +663,16 @@ impl Lowerer<'_> {
 
     fn expr(&mut self, file: &FileContext<'_>, expr: &Expr) -> Result<ExprIx, LowerError> {
         let _ = file.api;
-        let code = compile_expr(expr, &mut self.pool, file.source)
+        let declares_optional = |span: Span, name: &str| {
+            file.facts
+                .as_ref()
+                .and_then(|facts| facts.expr_type_of(span))
+                .is_some_and(|ty| match ty.non_null() {
+                    Type::Object(object) => object.fields.get(name).is_some_and(|f| !f.required),
+                    _ => false,
+                })
+        };
+        let code = compile_typed(expr, &mut self.pool, file.source, &declares_optional)
             .map_err(|e| file.error(expr.span, format!("cannot compile this expression: {e}")))?;
         self.exprs.push(code);
         Ok(index(self.exprs.len() - 1))

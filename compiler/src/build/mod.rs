@@ -74,6 +74,6 @@ pub fn compile(path: &Path) -> Result<Compiled, CompileError> {
     let project = Project::discover(dir).map_err(|e| failure(e.to_string()))?;
     let registry = crate::plugins::registry_for(&project);
     let source = SourceFile::new(path, text);
-    let plan = lower::lower(&source, &registry.registry).map_err(CompileError::Lower)?;
+    let plan = lower::lower(&source, &project, &registry.registry).map_err(CompileError::Lower)?;
     Ok(Compiled { plan, report })
 }
