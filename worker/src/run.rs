@@ -21,13 +21,14 @@ use crate::plans;
 use crate::printer::Printer;
 use donmai_runtime::clock::{Clock, SystemClock, VirtualClock};
 use donmai_runtime::engine::{
-    Engine, EngineConfig, EngineError, RunId, RunInfo, RunStatus, StepStatus, Takeover, query,
+    Engine, EngineConfig, EngineError, PlanSources, RunId, RunInfo, RunStatus, StepStatus,
+    Takeover, query,
 };
 use donmai_runtime::plan::model::{GateType, LevelIx, Plan, StepDef, StepKind};
 use donmai_runtime::store::Store;
 use donmai_runtime::store::lmdb::HeedStore;
 use donmai_runtime::verify::VerifiedPlan;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +95,9 @@ enum Ending {
 struct Context<'a> {
     store: Arc<HeedStore>,
     store_dir: &'a Path,
+    /// Where to look for the plans' source files, for error positions: the
+    /// folder of the workflow or plan file run, then the current one.
+    source_dirs: Vec<PathBuf>,
     printer: Printer,
     time: Time,
     detach: bool,
@@ -181,9 +185,14 @@ pub fn run_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
         Err(message) => return usage(&message),
     };
     warn_unrunnable(&executor, &plan);
+    let started_from = workflow
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let context = Context {
         store,
         store_dir: &dir,
+        source_dirs: vec![started_from.to_path_buf(), PathBuf::from(".")],
         printer,
         time: Time::new(args.virtual_time),
         detach: args.detach,
@@ -223,6 +232,7 @@ fn resume_command(args: &RunArgs, interrupted: Arc<AtomicBool>) -> ExitCode {
     let context = Context {
         store,
         store_dir: &dir,
+        source_dirs: vec![PathBuf::from(".")],
         printer,
         time: Time::new(args.virtual_time),
         detach: args.detach,
@@ -427,6 +437,8 @@ fn new_engine(
         config,
     )
     .map_err(|e| e.to_string())?;
+    let dirs: Vec<&Path> = context.source_dirs.iter().map(PathBuf::as_path).collect();
+    engine.set_sources(PlanSources::find(plan, &dirs));
     engine.set_event_hook(Box::new(AuditHook {
         signer: signer_for(context.store_dir)?,
     }));

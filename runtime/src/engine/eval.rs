@@ -7,7 +7,7 @@
 //! here; compiled expressions are run by the bytecode VM, which is wired in
 //! [`eval_expr`] and nowhere else.
 
-use super::EngineError;
+use super::{EngineError, PlanSources};
 use crate::bytecode::Env;
 use crate::plan::model::{Constant, ExprIx, Plan, TemplatePart, ValueTemplate};
 use crate::verify::VerifiedPlan;
@@ -17,6 +17,8 @@ use std::borrow::Cow;
 /// The roots an expression may read, for one evaluation.
 pub(crate) struct Scope<'a> {
     pub plan: &'a VerifiedPlan,
+    /// For error positions.
+    pub sources: &'a PlanSources,
     /// `nodes`: the step ids of the level and their outputs, built only when
     /// an expression first asks for it (and then kept current by the frame).
     pub nodes: &'a dyn Fn() -> &'a Value,
@@ -97,6 +99,7 @@ pub(crate) fn eval_expr(scope: &Scope<'_>, expr: ExprIx) -> Result<Value, Engine
         let at = code.error_source(&error);
         EngineError::Expression {
             expr,
+            line_col: scope.sources.line_col(at.file, at.start),
             file: scope
                 .plan
                 .sources
@@ -210,6 +213,7 @@ mod tests {
         let nodes = || &null;
         let scope = Scope {
             plan: &plan,
+            sources: &PlanSources::default(),
             nodes: &nodes,
             trigger: &Value::Null,
             input: None,

@@ -76,6 +76,7 @@ mod predicate;
 pub mod query;
 pub(crate) mod records;
 mod run;
+mod sources;
 mod state;
 mod topology;
 
@@ -83,6 +84,7 @@ pub use events::{Event, EventHook, EventSink, EventType};
 pub use ids::RunId;
 pub use predicate::{Filter, Op as FilterOp};
 pub use query::{RunInfo, RunSummary, StepInfo};
+pub use sources::PlanSources;
 
 use crate::clock::Clock;
 use crate::exec::VerbExecutor;
@@ -191,6 +193,9 @@ pub enum EngineError {
         file: String,
         start: u32,
         end: u32,
+        /// The 1-based line and column of `start`, when the source is at
+        /// hand ([`PlanSources`]).
+        line_col: Option<(usize, usize)>,
         /// One of `donmai_stdlib::value::error_code`.
         code: &'static str,
         message: String,
@@ -218,10 +223,14 @@ impl fmt::Display for EngineError {
                 file,
                 start,
                 end,
+                line_col,
                 code,
                 message,
                 ..
-            } => write!(f, "{file}@{start}..{end}: {code}: {message}"),
+            } => match line_col {
+                Some((line, column)) => write!(f, "{file}:{line}:{column}: {code}: {message}"),
+                None => write!(f, "{file}@{start}..{end}: {code}: {message}"),
+            },
             EngineError::UnknownTrigger { trigger, known } => write!(
                 f,
                 "the workflow has no trigger `{trigger}`; its triggers: {}",
@@ -356,6 +365,8 @@ pub struct Engine {
     owner: String,
     pid: u32,
     host: String,
+    /// The plan's source texts, for error positions.
+    sources: PlanSources,
     runs: HashMap<RunId, RunState>,
     next_generation: u64,
     work: VecDeque<Work>,
@@ -417,6 +428,7 @@ impl Engine {
             owner,
             pid: std::process::id(),
             host: load::host_name(),
+            sources: PlanSources::default(),
             runs: HashMap::new(),
             next_generation: 1,
             work: VecDeque::new(),
@@ -433,6 +445,12 @@ impl Engine {
         };
         engine.init_store()?;
         Ok(engine)
+    }
+
+    /// The plan's source texts: expression errors then say
+    /// `file:line:column` instead of a byte range.
+    pub fn set_sources(&mut self, sources: PlanSources) {
+        self.sources = sources;
     }
 
     /// Receives every event after it committed (for printing).

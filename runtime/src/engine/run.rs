@@ -421,6 +421,7 @@ impl Engine {
         let nodes = || run.frames[frame as usize].nodes(keys);
         let scope = Scope {
             plan,
+            sources: &self.sources,
             nodes: &nodes,
             trigger: &run.frames[frame as usize].trigger,
             input,
