@@ -289,10 +289,20 @@ fn edits_to_a_steps_edges_check_everything() {
     }
 }
 
-/// A random typing session inside one step's `config`.
+/// `PROPTEST_CASES` overrides the number of cases, for longer runs.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A keystroke inside one step: in its `config`, or anywhere in the step
+/// (its id, edges, policy and gate too).
 #[derive(Clone, Debug)]
 struct Typed {
-    /// Where in the step's config, as a fraction of its length.
+    in_config: bool,
+    /// Where in the config or the step, as a fraction of its length.
     at: f64,
     insert: String,
     delete: usize,
@@ -300,13 +310,15 @@ struct Typed {
 
 fn typed() -> impl Strategy<Value = Typed> {
     (
+        any::<bool>(),
         0.0..1.0f64,
         prop::sample::select(vec![
             "a", "1", ".", " ", "{", "}", "\"", "?", "x.y", "{{ ", " }}", "nodes.", "\n", "#",
         ]),
         0usize..3,
     )
-        .prop_map(|(at, insert, delete)| Typed {
+        .prop_map(|(in_config, at, insert, delete)| Typed {
+            in_config,
             at,
             insert: insert.to_string(),
             delete,
@@ -314,10 +326,10 @@ fn typed() -> impl Strategy<Value = Typed> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
-    /// Typing anywhere in a step's `config`: after every keystroke the
-    /// analysis equals a full one, whatever path it took.
+    /// Typing anywhere in a step: after every keystroke the analysis
+    /// equals a full one, whatever path it took.
     #[test]
     fn typing_in_a_config_gives_full_analyses(
         pick in any::<prop::sample::Index>(),
@@ -331,9 +343,11 @@ proptest! {
         let mut session = Session::new(&path, &text);
         for key in keys {
             let Some(workflow) = session.parsed.workflow.clone() else { break };
-            let Some(config) = (!workflow.steps.is_empty())
-                .then(|| step.get(&workflow.steps).config_span)
-                .flatten()
+            if workflow.steps.is_empty() {
+                break;
+            }
+            let picked = step.get(&workflow.steps);
+            let Some(config) = (if key.in_config { picked.config_span } else { Some(picked.span) })
             else {
                 break;
             };

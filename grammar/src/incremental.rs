@@ -136,9 +136,9 @@ pub struct Reparsed {
     /// When the edit replaced one step by one step and changed nothing else
     /// (the steps dropped for lack of an id are the same), which step, with
     /// its old parse: a checker can then redo only what depends on it.
-    /// Besides that step, only offsets moved ([`shift_offset`]), and the
-    /// ends of `steps_span` and the workflow's span, which may end where
-    /// the step ends.
+    /// Besides that step, only offsets moved ([`shift_offset`]), and, unless
+    /// [`ReplacedStep::ends_moved`], the ends of `steps_span` and the
+    /// workflow's span, which may end where the step ends.
     /// Boxed: a step is large, and most edits replace none.
     pub replaced: Option<Box<ReplacedStep>>,
 }
@@ -152,6 +152,11 @@ pub struct ReplacedStep {
     pub previous: Step,
     /// The edit, in the old text's offsets.
     pub edit: Edit,
+    /// Whether the ends of `steps_span` and of the workflow's span moved
+    /// like every other offset; false when they end where the step ends
+    /// and the edit moved that end differently (a trailing comment typed
+    /// at the end of the last step).
+    pub ends_moved: bool,
 }
 
 /// Where an offset of the old text is in the new one, for an edit that
@@ -529,12 +534,15 @@ fn apply(old: ParsedWorkflow, plan: Plan, edit: &Edit) -> Reparsed {
             && same_dropped
             && old_item_diagnostics.iter().collect::<Vec<_>>() == new_item_diagnostics
     };
+    let ends_moved = shift_offset(edit, workflow.span.end) == workflow_end
+        && shift_offset(edit, workflow.steps_span.end) == steps_end;
     let replaced = match (previous_step, &new_item.step) {
         (Some(previous), Some(_)) if same_dropped && !only_positions_moved => {
             Some(Box::new(ReplacedStep {
                 index: step_at,
                 previous,
                 edit: edit.clone(),
+                ends_moved,
             }))
         }
         _ => None,

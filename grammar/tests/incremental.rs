@@ -378,8 +378,10 @@ fn check_edits(
                     };
                     moved.steps[replaced.index] = expected.steps[replaced.index].clone();
                     // The enclosing collections may end where the item ends.
-                    moved.steps_span = expected.steps_span;
-                    moved.span = expected.span;
+                    if !replaced.ends_moved {
+                        moved.steps_span = expected.steps_span;
+                        moved.span = expected.span;
+                    }
                     prop_assert!(
                         moved == expected || format!("{moved:?}") == format!("{expected:?}"),
                         "only step {} changed, says reparse, after {edit:?}\n--- old text\n{base_text}\n--- new text\n{new_text}",

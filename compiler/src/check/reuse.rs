@@ -50,6 +50,9 @@ pub struct Reuse<'p> {
     /// offsets). Every other part of the workflow only moved.
     pub step: usize,
     pub previous: &'p Step,
+    /// Whether the ends of the steps' list and of the workflow moved like
+    /// every other offset (`ReplacedStep::ends_moved`).
+    pub ends_moved: bool,
 }
 
 /// What each step contributed to a check, as it runs: positions in the
@@ -274,7 +277,9 @@ impl<'a> Checker<'a> {
         };
         let steps = &self.workflow.steps;
         let (count, k) = (steps.len(), reuse.step);
+        // Diagnostics about the whole list of steps span to its end.
         if k >= count
+            || !reuse.ends_moved
             || memo.verb_slots.len() != count
             || facts.step_count() != count
             || self.expr_types.is_none()

@@ -139,6 +139,7 @@ impl Analysis {
                 edit: &replaced.edit,
                 step: replaced.index,
                 previous: &replaced.previous,
+                ends_moved: replaced.ends_moved,
             });
         let checked =
             check_parsed_reusing(file, parsed, project, registry, cache, true, reuse.as_ref());
