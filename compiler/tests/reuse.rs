@@ -10,7 +10,7 @@ use donmai_compiler::ide::analysis::Analysis;
 use donmai_compiler::ide::hover::hover;
 use donmai_compiler::project::Project;
 use donmai_grammar::diagnostic::Edit;
-use donmai_grammar::incremental::{edit_between, reparse_detailed};
+use donmai_grammar::incremental::{edit_between, reparse_detailed, shift_offset};
 use donmai_grammar::lower::{ParsedWorkflow, parse_workflow};
 use donmai_grammar::{Code, SourceFile};
 use donmai_stdlib::registry::Registry;
@@ -87,6 +87,9 @@ enum Outcome {
     Reused,
     /// One step replaced; the checker checked everything.
     Full,
+    /// Only positions moved: the analysis was carried over, as the
+    /// language server does, and the next edit reuses that one.
+    Carried,
 }
 
 impl Session {
@@ -118,6 +121,13 @@ impl Session {
         let full = Analysis::new(&file, &self.project, &self.registry, &self.cache);
         let reparsed = reparse_detailed(&self.text, copy(&self.parsed), &edit, &new_text);
         let (outcome, analysis, parsed) = match reparsed {
+            Ok(reparsed) if reparsed.only_positions_moved => {
+                let moved = |offset| shift_offset(&edit, offset);
+                let analysis = self
+                    .analysis
+                    .moved(&file, reparsed.parsed.workflow.clone(), &moved);
+                (Outcome::Carried, analysis, reparsed.parsed)
+            }
             Ok(reparsed) => match reparsed.replaced {
                 Some(replaced) => {
                     let analysis = self.analysis.edited(
@@ -148,7 +158,7 @@ impl Session {
             "{} after {edit:?} ({outcome:?})\n--- new text\n{new_text}",
             self.path.display()
         );
-        if outcome == Outcome::Reused {
+        if matches!(outcome, Outcome::Reused | Outcome::Carried) {
             for offset in (0..new_text.len()).step_by(7) {
                 assert_eq!(
                     hover(&analysis, offset),
@@ -247,7 +257,7 @@ fn edited_analyses_equal_full_ones() {
                 match session.apply(&edit) {
                     Outcome::Reused => reused += 1,
                     Outcome::Full => full += 1,
-                    Outcome::NotOneStep => {}
+                    Outcome::NotOneStep | Outcome::Carried => {}
                 }
                 // Undo.
                 let undo = edit_between(&session.text, &before);
