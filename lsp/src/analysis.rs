@@ -8,7 +8,7 @@
 //! follows). The compiler runs on a plain thread, not on the async
 //! runtime, so protocol messages keep flowing during a check.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,7 +18,7 @@ use donmai_compiler::check::GroupCache;
 use donmai_compiler::driver::{finish_diagnostics, looks_like_workflow};
 use donmai_compiler::ide::analysis::Analysis;
 use donmai_compiler::ide::symbols::SymbolIndex;
-use donmai_compiler::plugins::{RegistryKey, load_registry, registry_key};
+use donmai_compiler::plugins::{LoadedPlugins, RegistryKey, load_registry, registry_key};
 use donmai_compiler::project::{Project, ProjectCache};
 use donmai_grammar::ast::Workflow;
 use donmai_grammar::diagnostic::Edit;
@@ -94,7 +94,9 @@ pub enum Job {
 /// Diagnostics ready to be sent to the client, in the order computed.
 pub struct Publish {
     pub uri: Uri,
-    pub version: i32,
+    /// The document version the diagnostics are for; `None` for a file
+    /// that is not a workflow being edited (`donmai.toml`, a manifest).
+    pub version: Option<i32>,
     pub diagnostics: Vec<lsp::Diagnostic>,
 }
 
@@ -182,7 +184,10 @@ pub fn document_path(uri: &Uri) -> PathBuf {
 /// changes.
 struct Caches {
     projects: ProjectCache,
-    registries: HashMap<RegistryKey, Arc<Registry>>,
+    registries: HashMap<RegistryKey, Arc<LoadedPlugins>>,
+    /// What `donmaic check` reports in the files around the workflows
+    /// (`donmai.toml`, third-party plugin manifests), by path.
+    project_files: BTreeMap<PathBuf, (Arc<SourceFile>, Vec<Diagnostic>)>,
     /// Group signatures, with the open documents standing in for their
     /// files: a workflow sees its groups as they are in the editor.
     groups: GroupCache,
@@ -196,6 +201,7 @@ impl Caches {
         Caches {
             projects: ProjectCache::new(),
             registries: HashMap::new(),
+            project_files: BTreeMap::new(),
             groups: GroupCache::with_overlays(open_texts(shared)),
             clean: HashMap::new(),
         }
@@ -203,14 +209,31 @@ impl Caches {
 
     fn project(&mut self, path: &Path) -> Project {
         let dir = path.parent().unwrap_or(Path::new("."));
-        self.projects.discover(dir).unwrap_or_default()
+        let project = self.projects.discover(dir).unwrap_or_default();
+        if let Some(file) = project.manifest_file() {
+            self.project_files.insert(
+                file.path().to_path_buf(),
+                (Arc::new(file.clone()), project.diagnostics().to_vec()),
+            );
+        }
+        project
     }
 
-    fn registry(&mut self, project: &Project) -> Arc<Registry> {
-        self.registries
+    fn registry(&mut self, project: &Project) -> Arc<LoadedPlugins> {
+        let loaded = self
+            .registries
             .entry(registry_key(project))
-            .or_insert_with(|| Arc::new(load_registry(project).registry))
-            .clone()
+            .or_insert_with(|| Arc::new(load_registry(project)))
+            .clone();
+        for report in &loaded.reports {
+            if let Some(source) = &report.source {
+                self.project_files.insert(
+                    report.path.clone(),
+                    (source.clone(), report.diagnostics.clone()),
+                );
+            }
+        }
+        loaded
     }
 }
 
@@ -395,6 +418,9 @@ pub fn run(
     publish: tokio::sync::mpsc::UnboundedSender<Publish>,
 ) {
     let mut caches = Caches::new(&shared);
+    // What was published for project files, kept across cache rebuilds so
+    // that problems fixed since get cleared.
+    let mut published: HashMap<PathBuf, Vec<lsp::Diagnostic>> = HashMap::new();
     loop {
         let Ok(first) = jobs.recv() else { return };
         let mut pending: BTreeSet<UriKey> = BTreeSet::new();
@@ -434,9 +460,62 @@ pub fn run(
             caches = Caches::new(&shared);
             pending.extend(lock(&shared.documents).uris().into_iter().map(UriKey));
         }
-        for UriKey(uri) in pending {
-            analyse_one(&shared, &mut caches, &uri, recheck_all, &publish);
+        let analysed: Vec<Uri> = pending.into_iter().map(|UriKey(uri)| uri).collect();
+        for uri in &analysed {
+            analyse_one(&shared, &mut caches, uri, recheck_all, &publish);
         }
+        publish_project_files(&shared, &caches, &analysed, &mut published, &publish);
+    }
+}
+
+/// Publishes what `donmaic check` reports in `donmai.toml` and in
+/// third-party plugin manifests, as diagnostics of those files: when they
+/// changed since last published, or when the file was just analysed as a
+/// document (which published none of them). A file whose problems are gone
+/// gets an empty list.
+fn publish_project_files(
+    shared: &Shared,
+    caches: &Caches,
+    analysed: &[Uri],
+    published: &mut HashMap<PathBuf, Vec<lsp::Diagnostic>>,
+    publish: &tokio::sync::mpsc::UnboundedSender<Publish>,
+) {
+    let encoding = shared.encoding();
+    let mut now: HashMap<PathBuf, (Uri, Vec<lsp::Diagnostic>)> = HashMap::new();
+    for (path, (source, diagnostics)) in &caches.project_files {
+        let Some(uri) = Uri::from_file_path(path) else {
+            continue;
+        };
+        let converted = diagnostics
+            .iter()
+            .map(|d| encoding.diagnostic(source, &uri, d))
+            .collect();
+        now.insert(path.clone(), (uri, converted));
+    }
+    // Files reported before and clean now (or no longer read).
+    for path in published.keys() {
+        if !now.contains_key(path)
+            && let Some(uri) = Uri::from_file_path(path)
+        {
+            now.insert(path.clone(), (uri, Vec::new()));
+        }
+    }
+    for (path, (uri, diagnostics)) in now {
+        let just_analysed = analysed.iter().any(|a| a == &uri);
+        let changed = published.get(&path) != Some(&diagnostics);
+        if !(changed || just_analysed) {
+            continue;
+        }
+        if diagnostics.is_empty() {
+            published.remove(&path);
+        } else {
+            published.insert(path, diagnostics.clone());
+        }
+        let _ = publish.send(Publish {
+            uri,
+            version: None,
+            diagnostics,
+        });
     }
 }
 
@@ -462,7 +541,8 @@ fn analyse_one(
     }
     let path = document_path(uri);
     let project = caches.project(&path);
-    let registry = caches.registry(&project);
+    let loaded = caches.registry(&project);
+    let registry = &loaded.registry;
     let (parsed, derived) = if looks_like_workflow(document.text.as_bytes()) {
         let (parsed, derived) = parse_tracking_moves(&mut caches.clean, uri, &document.text);
         (Some(parsed), derived)
@@ -510,7 +590,7 @@ fn analyse_one(
         ),
         (From::Edited(previous, replaced), Some(parsed)) => {
             let source = SourceFile::new(path, document.text);
-            let analysis = previous.edited(&source, parsed, &replaced, &project, &registry, groups);
+            let analysis = previous.edited(&source, parsed, &replaced, &project, registry, groups);
             snapshot_of(source, analysis, document.version, project)
         }
         (_, parsed) => analyse(
@@ -519,7 +599,7 @@ fn analyse_one(
             parsed,
             document.version,
             project,
-            &registry,
+            registry,
             groups,
         ),
     };
@@ -548,7 +628,7 @@ fn analyse_one(
     if shared.document_version(uri) == Some(version) {
         let _ = publish.send(Publish {
             uri: uri.clone(),
-            version,
+            version: Some(version),
             diagnostics,
         });
     }

@@ -39,7 +39,7 @@ where
         tokio::spawn(async move {
             while let Some(publish) = publish_rx.recv().await {
                 publisher
-                    .publish_diagnostics(publish.uri, publish.diagnostics, Some(publish.version))
+                    .publish_diagnostics(publish.uri, publish.diagnostics, publish.version)
                     .await;
             }
         });

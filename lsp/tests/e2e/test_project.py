@@ -142,3 +142,69 @@ async def test_an_unsaved_group_buffer_is_what_its_users_see(client):
     # Closing the buffer without saving: the file on disk counts again.
     client.text_document_did_close(t.DidCloseTextDocumentParams(text_document=t.TextDocumentIdentifier(uri=group_uri)))
     await wait_for_publish(client, uri, lambda codes: codes == [])
+
+
+async def test_problems_in_donmai_toml_are_published_for_it(client):
+    """`donmaic check` reports problems in donmai.toml at their place; so
+    does the server, as diagnostics of that file, cleared once fixed."""
+    toml = write(client.root, "donmai.toml", '[integrations]\nenabeld = ["linear"]\n')
+    uri = write(client.root, "notify.yaml", NOTIFY)
+    open_document(client, uri, NOTIFY)
+    found = await wait_for_publish(client, toml, lambda codes: "DN0014" in codes)
+    [problem] = [d for d in found if d.code == "DN0014"]
+    assert problem.range.start.line == 1, problem
+
+    write(client.root, "donmai.toml", '[integrations]\nenabled = ["slack", "donmai"]\n')
+    watched_change(client, toml)
+    await wait_for_publish(client, toml, lambda codes: codes == [])
+
+
+ACME_GOOD = """\
+apiVersion: donmai.dev/v1
+kind: Plugin
+metadata: {name: acme, version: "1.0.0"}
+verbs:
+  - id: acme.deploy
+    kind: action
+    sideEffectClass: external-write
+    idempotencyKey: "deploy:${input.target}"
+    description: Deploys a target.
+    inputSchema:
+      type: object
+      required: [target]
+      properties: {target: {type: string, description: What to deploy.}}
+"""
+
+DEPLOY = """\
+apiVersion: workflow/v2
+kind: WorkflowDefinition
+metadata: {name: deploy, version: "1"}
+requires: [{plugin: acme@1}]
+triggers:
+  - {id: nightly, kind: cron, config: {schedule: "0 3 * * *"}}
+spec:
+  steps:
+    - {id: start, type: trigger, config: {triggerId: nightly}, next: [ship]}
+    - {id: ship, type: action, config: {action: "acme@1:acme.deploy", target: web}}
+"""
+
+
+async def test_a_plugin_manifest_change_rechecks_and_is_reported(client):
+    """A third-party manifest is a project file too: a change to it
+    re-checks the open workflows, and its own problems are published for
+    it, as `donmaic check` reports them."""
+    manifest = write(client.root, ".donmai/plugins/acme/plugin.yaml", ACME_GOOD)
+    uri = write(client.root, "deploy.yaml", DEPLOY)
+    open_document(client, uri, DEPLOY)
+    assert list(await diagnostics_for(client, uri, 1)) == []
+
+    # The verb loses its kind's meaning: the manifest is refused.
+    write(client.root, ".donmai/plugins/acme/plugin.yaml", ACME_GOOD.replace("kind: action", "kind: deploy"))
+    watched_change(client, manifest)
+    await wait_for_publish(client, manifest, lambda codes: "DN0013" in codes)
+    await wait_for_publish(client, uri, lambda codes: codes != [])
+
+    write(client.root, ".donmai/plugins/acme/plugin.yaml", ACME_GOOD)
+    watched_change(client, manifest)
+    await wait_for_publish(client, manifest, lambda codes: codes == [])
+    await wait_for_publish(client, uri, lambda codes: codes == [])
