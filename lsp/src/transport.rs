@@ -29,6 +29,9 @@ const MAX_HEADER_LINE: usize = 8 << 10;
 /// Requests answered at once; later ones queue (in order) behind them.
 const CONCURRENCY: usize = 4;
 
+/// How long answers still being computed may take once the input ended.
+const ANSWERS_AFTER_INPUT_END: std::time::Duration = std::time::Duration::from_secs(2);
+
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 
@@ -124,8 +127,19 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
                 break;
             }
             seen_any = true;
+            // The body of a frame that had no length is read as header
+            // text, glued to the next frame's first line: a length header
+            // inside a line starts a fresh frame there.
+            let line = match find_content_length(&line) {
+                Some(at) if at > 0 => {
+                    problem = None;
+                    length = None;
+                    &line[at..]
+                }
+                _ => line.as_str(),
+            };
             let Some((name, value)) = line.split_once(':') else {
-                problem.get_or_insert(format!("malformed header `{}`", truncate(&line)));
+                problem.get_or_insert(format!("malformed header `{}`", truncate(line)));
                 continue;
             };
             let value = value.trim();
@@ -191,6 +205,14 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
             None => Frame::Body(body),
         })
     }
+}
+
+/// Where `Content-Length:` starts in `line`, in any case.
+fn find_content_length(line: &str) -> Option<usize> {
+    const NAME: &[u8] = b"content-length:";
+    line.as_bytes()
+        .windows(NAME.len())
+        .position(|w| w.eq_ignore_ascii_case(NAME))
 }
 
 fn truncate(text: &str) -> String {
@@ -310,7 +332,11 @@ where
         })
     };
 
-    let answers = {
+    // A handler waiting for the client's answer to a server request (the
+    // capability registration after `initialized`) would wait forever once
+    // the input has ended: the answers still owed get a little while to
+    // finish, then are dropped, so the process ends with its client.
+    let (answers, stop_answers) = futures::future::abortable({
         let out = out_tx.clone();
         task_rx
             .buffer_unordered(CONCURRENCY)
@@ -320,7 +346,7 @@ where
                 }
                 future::ready(())
             })
-    };
+    });
 
     let read = async move {
         let mut frames = FrameReader::new(BufReader::with_capacity(64 << 10, input));
@@ -359,10 +385,14 @@ where
         task_tx.close_channel();
         stop_forwarding.abort();
         drop(out_tx);
+        tokio::spawn(async move {
+            tokio::time::sleep(ANSWERS_AFTER_INPUT_END).await;
+            stop_answers.abort();
+        });
         Ok::<(), std::io::Error>(())
     };
 
-    let ((), (), read, write) = tokio::join!(server_requests, answers, read, write);
+    let ((), _, read, write) = tokio::join!(server_requests, answers, read, write);
     read.and(write)
 }
 
@@ -395,6 +425,20 @@ mod tests {
         assert_eq!(got[0], Frame::Body(b"{}".to_vec()));
         assert!(matches!(got[1], Frame::Bad(PARSE_ERROR, _)), "{got:?}");
         assert_eq!(got.last(), Some(&Frame::Body(b"[1]".to_vec())));
+    }
+
+    /// A frame without a length leaves its body unread; the next frame's
+    /// header follows it on the same line, and is found there.
+    #[test]
+    fn a_frame_without_a_length_does_not_hide_the_next() {
+        let input =
+            b"Content-Type: foo\r\n\r\n{}Content-Length: 2\r\n\r\n[]content-length: 3\r\n\r\n[1]";
+        let got = rt().block_on(frames(input));
+        assert!(matches!(got[0], Frame::Bad(PARSE_ERROR, _)), "{got:?}");
+        assert_eq!(
+            got[1..],
+            [Frame::Body(b"[]".to_vec()), Frame::Body(b"[1]".to_vec())]
+        );
     }
 
     #[test]

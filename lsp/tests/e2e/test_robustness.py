@@ -125,6 +125,19 @@ def test_malformed_json_gets_a_parse_error_and_the_server_goes_on():
     raw.close()
 
 
+def test_a_frame_without_a_length_costs_only_itself():
+    raw = Raw()
+    raw.initialize()
+    # No Content-Length: its body cannot be told from the next header.
+    raw.send_bytes(b"{}", header=b"Content-Type: foo\r\n\r\n")
+    assert raw.response(None)["error"]["code"] == -32700
+    alive_check(raw, 8)
+    raw.request(9, "shutdown")
+    assert raw.response(9)["result"] is None
+    raw.notify("exit")
+    assert raw.proc.wait(timeout=10) == 0
+
+
 def test_unknown_methods():
     raw = Raw()
     raw.initialize()
@@ -218,4 +231,17 @@ def test_exit_without_shutdown_ends_the_process():
     raw = Raw()
     raw.initialize()
     raw.notify("exit")
+    assert raw.proc.wait(timeout=10) == 1
+
+
+def test_the_server_ends_with_its_input_even_while_it_waits_for_the_client():
+    """After `initialized` the server asks the client to register file
+    watchers and waits for the answer; if the client goes away first, the
+    server must not outlive it."""
+    raw = Raw()
+    raw.request(1, "initialize", {"processId": None, "rootUri": None, "capabilities": {
+        "workspace": {"didChangeWatchedFiles": {"dynamicRegistration": True}}}})
+    raw.response(1)
+    raw.notify("initialized", {})
+    raw.proc.stdin.close()
     assert raw.proc.wait(timeout=10) == 1
