@@ -6,15 +6,10 @@
 use donmai_compiler::fmt::format_workflow;
 use donmai_grammar::yaml::{self, Node, NodeKind};
 use proptest::prelude::*;
-use std::path::Path;
 
-/// `PROPTEST_CASES` overrides the number of cases, for longer runs.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::cases;
+use std::path::Path;
 
 /// A YAML value to write in some layout.
 #[derive(Clone, Debug)]

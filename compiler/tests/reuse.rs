@@ -16,6 +16,9 @@ use donmai_grammar::{Code, SourceFile};
 use donmai_stdlib::registry::Registry;
 use proptest::prelude::*;
 
+mod common;
+use common::cases;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -297,14 +300,6 @@ fn edits_to_a_steps_edges_check_everything() {
         let outcome = session.apply(&edit);
         assert_ne!(outcome, Outcome::Reused, "{edit:?}");
     }
-}
-
-/// `PROPTEST_CASES` overrides the number of cases, for longer runs.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A keystroke inside one step: in its `config`, or anywhere in the step

@@ -1,6 +1,6 @@
-//! Generators shared by the VM's property tests: expressions (free-form
-//! trees and mostly well-typed fragments), values, and the variables every
-//! case sees.
+//! Shared by the property tests: the number of cases, and the VM's
+//! generators: expressions (free-form trees and mostly well-typed
+//! fragments), values, and the variables every case sees.
 
 #![allow(dead_code)]
 
@@ -10,6 +10,14 @@ use donmai_grammar::expr::{BinaryOp, Expr, ExprKind, Name, UnaryOp, parse_expr};
 use donmai_stdlib::builtins::{BUILTINS, Form};
 use donmai_stdlib::value::{MapEntries, MapKey, Value};
 use proptest::prelude::*;
+
+/// `PROPTEST_CASES` overrides the number of cases, for longer runs.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
 
 pub fn at(kind: ExprKind) -> Expr {
     Expr::new(kind, Span::default())
